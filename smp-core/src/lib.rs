@@ -1,0 +1,13 @@
+//! The shared core of the SimpleGo transport stack: everything needed to speak
+//! SimpleX's SMP and XFTP protocols byte-for-byte like the reference
+//! implementation (simplexmq).
+//!
+//! The IO-free part (encodings, crypto, file crypto, descriptions, addresses,
+//! protocol types) builds with `--no-default-features` under `no_std` + `alloc`
+//! so that firmware can use it; the `std` feature adds TLS and YAML parsing.
+#![cfg_attr(not(feature = "std"), no_std)]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+
+pub mod encoding;
