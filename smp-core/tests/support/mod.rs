@@ -1,0 +1,63 @@
+//! Shared helpers for the data-driven vector tests.
+#![allow(dead_code)]
+
+use serde_json::Value;
+
+/// Loads `vectors/<dir>/<file>` from the workspace copy of the vectors.
+pub fn load(dir: &str, file: &str) -> Value {
+    let path = format!("{}/../vectors/{dir}/{file}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {path}: {e}"));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path} is not JSON: {e}"))
+}
+
+pub fn xftp(file: &str) -> Value {
+    load("xftp", file)
+}
+
+/// The cases of a list field; an absent or empty list fails the test, so a
+/// renamed field cannot make a test pass vacuously.
+pub fn cases<'a>(v: &'a Value, field: &str) -> &'a Vec<Value> {
+    let list = v[field]
+        .as_array()
+        .unwrap_or_else(|| panic!("vector field {field} missing"));
+    assert!(!list.is_empty(), "vector field {field} is empty");
+    list
+}
+
+pub fn hex(v: &Value) -> Vec<u8> {
+    let s = v
+        .as_str()
+        .unwrap_or_else(|| panic!("expected a hex string, got {v}"));
+    hex::decode(s).unwrap_or_else(|e| panic!("bad hex {s}: {e}"))
+}
+
+pub fn arr<const N: usize>(v: &Value) -> [u8; N] {
+    hex(v)
+        .try_into()
+        .unwrap_or_else(|b: Vec<u8>| panic!("expected {N} bytes, got {}", b.len()))
+}
+
+pub fn str_of(v: &Value) -> &str {
+    v.as_str()
+        .unwrap_or_else(|| panic!("expected a string, got {v}"))
+}
+
+pub fn u64_of(v: &Value) -> u64 {
+    match v {
+        Value::String(s) => s.parse().unwrap_or_else(|_| panic!("bad number {s}")),
+        _ => v
+            .as_u64()
+            .unwrap_or_else(|| panic!("expected a number, got {v}")),
+    }
+}
+
+/// The "ramp" plaintext of the vectors: byte i = i mod 251.
+pub fn ramp(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i % 251) as u8).collect()
+}
+
+/// Seed of a labelled key: first `n` bytes of SHA-256("xftp-vectors/" + label).
+pub fn seed(label: &str, n: usize) -> Vec<u8> {
+    use sha2::Digest;
+    sha2::Sha256::digest(format!("xftp-vectors/{label}").as_bytes())[..n].to_vec()
+}
