@@ -1,0 +1,211 @@
+//! Streaming file encryption and decryption over `Read`/`Write`, in
+//! constant memory. Hashing runs on its own threads beside the cipher, since
+//! XSalsa20, SHA-512 and SHA-256 each run at a few hundred MiB/s per core.
+
+use super::chunks::prepare_chunk_specs;
+use super::crypto::{FileCryptoError, FileDecryptor, FileEncryptor, FilePlan};
+use super::header::FileHeader;
+use crate::crypto::digest::{Digest, Sha256, Sha512};
+use crate::crypto::secretbox::{CbNonce, SbKey};
+use std::io::{self, Read, Write};
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+
+/// Size of the pieces moved between threads.
+pub const PIECE: usize = 1 << 20;
+/// Pieces in flight per channel; bounds memory to a few MiB.
+const IN_FLIGHT: usize = 4;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    #[error(transparent)]
+    Io(#[from] io::Error),
+    #[error(transparent)]
+    Crypto(#[from] FileCryptoError),
+    #[error("the source file changed while it was read: expected {expected} bytes")]
+    SourceChanged { expected: u64 },
+}
+
+/// What a sender needs to describe an encrypted file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncryptedFile {
+    pub enc_size: u64,
+    /// SHA-512 of the whole encrypted file (the description's `digest`).
+    pub digest: [u8; 64],
+    pub chunk_sizes: Vec<u32>,
+    /// SHA-256 of each chunk (FNEW and the description's replica lines).
+    pub chunk_digests: Vec<[u8; 32]>,
+}
+
+type Piece = Arc<Vec<u8>>;
+
+fn fill(src: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match src.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+/// Hashes every piece with SHA-512.
+fn sha512_worker(rx: Receiver<Piece>) -> [u8; 64] {
+    let mut h = Sha512::new();
+    for p in rx {
+        h.update(&p[..]);
+    }
+    h.finalize().into()
+}
+
+/// Writes every piece and hashes each chunk with SHA-256.
+fn chunk_worker(
+    rx: Receiver<Piece>,
+    sizes: &[u32],
+    dst: &mut impl Write,
+) -> io::Result<Vec<[u8; 32]>> {
+    let mut digests = Vec::with_capacity(sizes.len());
+    let mut sizes_iter = sizes.iter();
+    let mut left = sizes_iter.next().map_or(0, |&s| s as u64);
+    let mut h = Sha256::new();
+    for p in rx {
+        dst.write_all(&p)?;
+        let mut data = &p[..];
+        while !data.is_empty() {
+            let n = (data.len() as u64).min(left) as usize;
+            h.update(&data[..n]);
+            data = &data[n..];
+            left -= n as u64;
+            if left == 0 {
+                digests.push(h.finalize_reset().into());
+                left = sizes_iter.next().map_or(u64::MAX, |&s| s as u64);
+            }
+        }
+    }
+    dst.flush()?;
+    Ok(digests)
+}
+
+fn send_both(a: &SyncSender<Piece>, b: &SyncSender<Piece>, p: Vec<u8>) -> io::Result<()> {
+    let p = Arc::new(p);
+    let gone = || io::Error::other("a worker thread stopped early");
+    a.send(p.clone()).map_err(|_| gone())?;
+    b.send(p).map_err(|_| gone())
+}
+
+/// Encrypts `content_len` bytes of `src` as the file named in `header`,
+/// writing exactly `enc_size` bytes to `dst`.
+pub fn encrypt_file<R: Read, W: Write + Send>(
+    mut src: R,
+    content_len: u64,
+    header: &FileHeader,
+    key: &SbKey,
+    nonce: &CbNonce,
+    mut dst: W,
+) -> Result<EncryptedFile, StreamError> {
+    let plan = FilePlan::new(header, content_len)?;
+    let (mut enc, first) =
+        FileEncryptor::new(key, nonce, &plan.header, content_len, plan.enc_size)?;
+    let (tx_hash, rx_hash) = sync_channel::<Piece>(IN_FLIGHT);
+    let (tx_write, rx_write) = sync_channel::<Piece>(IN_FLIGHT);
+    let sizes = plan.chunk_sizes.clone();
+    let (digest, chunk_digests, produced) = std::thread::scope(|s| {
+        let hasher = s.spawn(move || sha512_worker(rx_hash));
+        let writer = s.spawn(|| chunk_worker(rx_write, &sizes, &mut dst));
+        let produced = (|| -> Result<(), StreamError> {
+            send_both(&tx_hash, &tx_write, first)?;
+            while enc.content_left() > 0 {
+                let want = (enc.content_left()).min(PIECE as u64) as usize;
+                let mut buf = vec![0u8; want];
+                let n = fill(&mut src, &mut buf)?;
+                if n < want {
+                    return Err(StreamError::SourceChanged {
+                        expected: content_len,
+                    });
+                }
+                enc.encrypt_content(&mut buf)?;
+                send_both(&tx_hash, &tx_write, buf)?;
+            }
+            if src.read(&mut [0u8; 1])? != 0 {
+                return Err(StreamError::SourceChanged {
+                    expected: content_len,
+                });
+            }
+            while enc.padding_left() > 0 {
+                let mut buf = vec![0u8; enc.padding_left().min(PIECE as u64) as usize];
+                enc.encrypt_padding(&mut buf);
+                send_both(&tx_hash, &tx_write, buf)?;
+            }
+            send_both(&tx_hash, &tx_write, enc.finish()?.to_vec())?;
+            Ok(())
+        })();
+        drop(tx_hash);
+        drop(tx_write);
+        let digest = hasher.join().expect("hash thread panicked");
+        let chunks = writer.join().expect("writer thread panicked");
+        (digest, chunks, produced)
+    });
+    produced?;
+    let chunk_digests = chunk_digests?;
+    debug_assert_eq!(chunk_digests.len(), plan.chunk_sizes.len());
+    Ok(EncryptedFile {
+        enc_size: plan.enc_size,
+        digest,
+        chunk_sizes: plan.chunk_sizes,
+        chunk_digests,
+    })
+}
+
+/// Decrypts an encrypted file of `enc_size` bytes from `src` into `dst`,
+/// returning its header and the SHA-512 of the encrypted bytes. `dst` holds
+/// unauthenticated bytes until this returns `Ok`: write to a temporary file.
+pub fn decrypt_file<R: Read, W: Write>(
+    mut src: R,
+    enc_size: u64,
+    key: &SbKey,
+    nonce: &CbNonce,
+    mut dst: W,
+) -> Result<(FileHeader, [u8; 64]), StreamError> {
+    let mut dec = FileDecryptor::new(key, nonce, enc_size)?;
+    let (tx, rx) = sync_channel::<Piece>(IN_FLIGHT);
+    std::thread::scope(|s| {
+        let hasher = s.spawn(move || sha512_worker(rx));
+        let result = (|| -> Result<FileHeader, StreamError> {
+            let mut left = enc_size;
+            let mut out = Vec::with_capacity(PIECE);
+            while left > 0 {
+                let mut buf = vec![0u8; left.min(PIECE as u64) as usize];
+                let n = fill(&mut src, &mut buf)?;
+                buf.truncate(n);
+                if n == 0 {
+                    break;
+                }
+                left -= n as u64;
+                dec.update(&buf, &mut out)?;
+                tx.send(Arc::new(buf))
+                    .map_err(|_| io::Error::other("hash thread stopped"))?;
+                dst.write_all(&out)?;
+                out.clear();
+            }
+            if left == 0 && src.read(&mut [0u8; 1])? != 0 {
+                return Err(FileCryptoError::TooLong { enc_size }.into());
+            }
+            dst.flush()?;
+            Ok(dec.finish()?)
+        })();
+        drop(tx);
+        let digest = hasher.join().expect("hash thread panicked");
+        result.map(|h| (h, digest))
+    })
+}
+
+/// Chunk byte ranges of an encrypted file, for cutting it into uploads.
+pub use super::chunks::ChunkSpec;
+
+/// The chunk specs of an encrypted file.
+pub fn chunk_specs(file: &EncryptedFile) -> Vec<ChunkSpec> {
+    prepare_chunk_specs(&file.chunk_sizes)
+}
