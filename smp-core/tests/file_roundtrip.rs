@@ -1,0 +1,125 @@
+//! Whole files through the streaming encryption and back: the sizes around
+//! every chunk boundary, a 100 MiB file, and tampering anywhere.
+
+use smp_core::crypto::secretbox::{CbNonce, SbKey};
+use smp_core::file::chunks::{FILE_OVERHEAD, SERVER_CHUNK_SIZES};
+use smp_core::file::crypto::FileCryptoError;
+use smp_core::file::header::FileHeader;
+use smp_core::file::stream::{StreamError, decrypt_file, encrypt_file};
+use std::io::Read;
+
+/// Deterministic content that is not a short repeating pattern.
+struct Content {
+    state: u64,
+    left: u64,
+}
+
+impl Read for Content {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = (buf.len() as u64).min(self.left) as usize;
+        for b in &mut buf[..n] {
+            self.state = self.state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            *b = (self.state >> 56) as u8;
+        }
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
+fn content(len: u64) -> Content {
+    Content { state: len, left: len }
+}
+
+fn roundtrip(len: u64) -> Vec<u8> {
+    let header = FileHeader::new("report.pdf");
+    let key = SbKey([7; 32]);
+    let nonce = CbNonce([9; 24]);
+    let mut enc = Vec::new();
+    let ef = encrypt_file(content(len), len, &header, &key, &nonce, &mut enc).unwrap();
+    assert_eq!(enc.len() as u64, ef.enc_size);
+    assert_eq!(ef.chunk_sizes.iter().map(|&s| s as u64).sum::<u64>(), ef.enc_size);
+    assert!(ef.chunk_sizes.iter().all(|s| SERVER_CHUNK_SIZES.contains(s)));
+    let mut out = Vec::new();
+    let (h, digest) = decrypt_file(&enc[..], ef.enc_size, &key, &nonce, &mut out).unwrap();
+    assert_eq!(h, header);
+    assert_eq!(digest, ef.digest);
+    let mut want = Vec::new();
+    content(len).read_to_end(&mut want).unwrap();
+    assert!(out == want, "content differs after a round trip of {len} bytes");
+    enc
+}
+
+#[test]
+fn sizes_around_every_chunk_boundary() {
+    let header_len = FileHeader::new("report.pdf").encode().unwrap().len() as u64;
+    let mut sizes = vec![0u64, 1];
+    for &chunk in &SERVER_CHUNK_SIZES {
+        // Content sizes whose payload lands exactly on, just under and just over a chunk size.
+        let exact = chunk as u64 - FILE_OVERHEAD - header_len;
+        sizes.extend([exact - 1, exact, exact + 1]);
+        // And the raw chunk sizes themselves.
+        sizes.extend([chunk as u64 - 1, chunk as u64, chunk as u64 + 1]);
+    }
+    for len in sizes {
+        roundtrip(len);
+    }
+}
+
+#[test]
+fn hundred_mib_round_trip_and_tamper() {
+    let len = 100 * 1024 * 1024;
+    let mut enc = roundtrip(len);
+    let key = SbKey([7; 32]);
+    let nonce = CbNonce([9; 24]);
+    let mid = enc.len() / 2;
+    enc[mid] ^= 0x01;
+    let err = decrypt_file(&enc[..], enc.len() as u64, &key, &nonce, std::io::sink()).unwrap_err();
+    assert!(matches!(err, StreamError::Crypto(FileCryptoError::AuthTag)), "{err}");
+}
+
+#[test]
+fn one_flipped_byte_anywhere_fails() {
+    let len = 70_000u64;
+    let enc = roundtrip(len);
+    let key = SbKey([7; 32]);
+    let nonce = CbNonce([9; 24]);
+    // Length field, header, content, padding and tag, plus a spread of others.
+    let mut positions: Vec<usize> = (0..40).collect();
+    positions.extend((0..enc.len()).step_by(997));
+    positions.extend(enc.len() - 40..enc.len());
+    for pos in positions {
+        for bit in [0x01u8, 0x80] {
+            let mut bad = enc.clone();
+            bad[pos] ^= bit;
+            let r = decrypt_file(&bad[..], bad.len() as u64, &key, &nonce, std::io::sink());
+            assert!(r.is_err(), "flipping bit {bit:#x} of byte {pos} went unnoticed");
+        }
+    }
+}
+
+#[test]
+fn truncated_or_extended_files_fail() {
+    let enc = roundtrip(1000);
+    let key = SbKey([7; 32]);
+    let nonce = CbNonce([9; 24]);
+    for cut in [1, 15, 16, 17, 1000] {
+        let short = &enc[..enc.len() - cut];
+        let r = decrypt_file(short, enc.len() as u64, &key, &nonce, std::io::sink());
+        assert!(r.is_err(), "file cut by {cut} bytes was accepted");
+    }
+    let mut long = enc.clone();
+    long.push(0);
+    let r = decrypt_file(&long[..], enc.len() as u64, &key, &nonce, std::io::sink());
+    assert!(r.is_err(), "a trailing byte was accepted");
+    let wrong_key = decrypt_file(&enc[..], enc.len() as u64, &SbKey([8; 32]), &nonce, std::io::sink());
+    assert!(wrong_key.is_err());
+}
+
+#[test]
+fn a_source_that_changes_size_is_refused() {
+    let header = FileHeader::new("x");
+    let r = encrypt_file(content(10), 11, &header, &SbKey([1; 32]), &CbNonce([2; 24]), std::io::sink());
+    assert!(matches!(r, Err(StreamError::SourceChanged { .. })));
+    let r = encrypt_file(content(12), 11, &header, &SbKey([1; 32]), &CbNonce([2; 24]), std::io::sink());
+    assert!(matches!(r, Err(StreamError::SourceChanged { .. })));
+}
