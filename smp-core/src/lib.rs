@@ -11,3 +11,5 @@
 extern crate alloc;
 
 pub mod encoding;
+#[cfg(feature = "std")]
+pub mod tls;
