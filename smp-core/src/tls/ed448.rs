@@ -8,7 +8,8 @@ use std::sync::Arc;
 use ed448_goldilocks::{Signature, SigningKey, VerifyingKey};
 use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::pki_types::{
-    AlgorithmIdentifier, InvalidSignature, SignatureVerificationAlgorithm, alg_id,
+    AlgorithmIdentifier, InvalidSignature, SignatureVerificationAlgorithm, SubjectPublicKeyInfoDer,
+    alg_id,
 };
 use rustls::sign::{Signer, SigningKey as RustlsSigningKey};
 use rustls::{SignatureAlgorithm, SignatureScheme};
@@ -100,6 +101,16 @@ impl RustlsSigningKey for Ed448SigningKey {
         offered
             .contains(&SignatureScheme::ED448)
             .then(|| Box::new(Ed448Signer(self.0.clone())) as Box<dyn Signer>)
+    }
+
+    fn public_key(&self) -> Option<SubjectPublicKeyInfoDer<'_>> {
+        // SEQUENCE { SEQUENCE { OID 1.3.101.113 }, BIT STRING 00 ‖ key }: lets
+        // rustls check that the key matches the certificate.
+        let mut spki = vec![
+            0x30, 0x43, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x71, 0x03, 0x3a, 0x00,
+        ];
+        spki.extend_from_slice(&self.public_key());
+        Some(SubjectPublicKeyInfoDer::from(spki))
     }
 
     fn algorithm(&self) -> SignatureAlgorithm {

@@ -107,6 +107,14 @@ impl<S> TlsConnection<S> {
         self.alpn.as_deref()
     }
 
+    /// Full, resumed or with HelloRetryRequest (a reference client gets an HRR).
+    pub fn handshake_kind(&self) -> Option<rustls::HandshakeKind> {
+        match &self.stream {
+            TlsStream::Client(c) => c.get_ref().1.handshake_kind(),
+            TlsStream::Server(s) => s.get_ref().1.handshake_kind(),
+        }
+    }
+
     /// The server's certificate chain as received (client side only).
     pub fn peer_certificates(&self) -> Option<&[rustls::pki_types::CertificateDer<'static>]> {
         match &self.stream {

@@ -1,0 +1,143 @@
+//! Helpers shared by the `tls_*` integration tests: temp dirs, the shared
+//! reference fixture, node/openssl drivers and a line exchange over TLS.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use smp_core::tls::TlsConnection;
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::process::{Child, ChildStdout, Command};
+
+/// Base64url pin of the reference fixture's ca.crt.
+pub const FIXTURE_PIN: &str = "LcJUMfVhwD8yxjAiSaDzzGF3-kLG4Uh0Fl_ZIjrRwjI";
+
+/// A fresh empty directory under the system temp dir, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> Self {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "smp-core-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create temp dir");
+        Self(dir)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// `shared/fixtures/reference-ed448`, beside the workspace root (as CI lays it
+/// out), or under `$SIMPLEGO_SHARED` when set (git worktrees). Panics with a
+/// clear message when absent: these tests must not pass silently.
+pub fn fixture_dir() -> PathBuf {
+    let shared = match std::env::var_os("SIMPLEGO_SHARED") {
+        Some(p) => PathBuf::from(p),
+        None => Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../shared")
+            .to_path_buf(),
+    };
+    let dir = shared.join("fixtures/reference-ed448");
+    assert!(
+        dir.join("ca.crt").is_file()
+            && dir.join("server.crt").is_file()
+            && dir.join("server.key").is_file(),
+        "shared/ is missing: expected the reference Ed448 fixture at {} \
+         (shared/ must sit beside the workspace root, or set SIMPLEGO_SHARED)",
+        dir.display()
+    );
+    dir
+}
+
+pub fn node_script(name: &str) -> String {
+    format!("{}/tests/node/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Spawns `node <script> <json>`; fails the test if node is missing.
+pub fn spawn_node(script: &str, opts: &serde_json::Value) -> (Child, NodeOutput) {
+    let mut child = Command::new("node")
+        .arg(node_script(script))
+        .arg(opts.to_string())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node (v20+) must be installed to run the TLS interop tests");
+    let stdout = child.stdout.take().expect("piped stdout");
+    (child, NodeOutput(BufReader::new(stdout)))
+}
+
+pub struct NodeOutput(BufReader<ChildStdout>);
+
+impl NodeOutput {
+    /// Next line of the form `<key> <value>`; fails on ERROR or EOF.
+    pub async fn expect(&mut self, key: &str) -> String {
+        let mut line = String::new();
+        let n = tokio::time::timeout(
+            std::time::Duration::from_secs(20),
+            self.0.read_line(&mut line),
+        )
+        .await
+        .expect("node timed out")
+        .expect("read node output");
+        assert!(n > 0, "node exited before printing {key}");
+        let line = line.trim_end();
+        let (k, v) = line.split_once(' ').unwrap_or((line, ""));
+        assert_eq!(k, key, "unexpected node output line: {line}");
+        v.to_string()
+    }
+}
+
+pub async fn wait_ok(mut child: Child) {
+    let status = tokio::time::timeout(std::time::Duration::from_secs(20), child.wait())
+        .await
+        .expect("node did not exit")
+        .expect("wait node");
+    assert!(status.success(), "node exited with {status}");
+}
+
+pub async fn write_line<S: AsyncRead + AsyncWrite + Unpin>(
+    conn: &mut TlsConnection<S>,
+    text: &str,
+) {
+    conn.write_all(format!("{text}\n").as_bytes())
+        .await
+        .expect("write over TLS");
+    conn.flush().await.expect("flush TLS");
+}
+
+pub async fn read_line<S: AsyncRead + AsyncWrite + Unpin>(conn: &mut TlsConnection<S>) -> String {
+    let mut out = Vec::new();
+    let mut byte = [0u8; 1];
+    loop {
+        let n = tokio::io::AsyncReadExt::read(conn, &mut byte)
+            .await
+            .expect("read over TLS");
+        assert!(n == 1, "peer closed before a full line");
+        if byte[0] == b'\n' {
+            break;
+        }
+        out.push(byte[0]);
+    }
+    String::from_utf8(out).expect("utf8 line")
+}
+
+pub fn run_openssl(args: &[&str]) -> std::process::Output {
+    std::process::Command::new("openssl")
+        .args(args)
+        .output()
+        .expect("the openssl command line must be installed for these tests")
+}
