@@ -141,3 +141,14 @@ pub fn run_openssl(args: &[&str]) -> std::process::Output {
         .output()
         .expect("the openssl command line must be installed for these tests")
 }
+
+/// Orderly close: send close_notify, wait for the peer's side to end.
+pub async fn close<S: AsyncRead + AsyncWrite + Unpin>(mut conn: TlsConnection<S>) {
+    conn.shutdown().await.expect("TLS shutdown");
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        tokio::io::AsyncReadExt::read_to_end(&mut conn, &mut rest),
+    )
+    .await;
+}
