@@ -5,88 +5,9 @@
 mod tls_support;
 
 use serde_json::json;
-use smp_core::tls::{
-    self, ALPN_SMP, ALPN_XFTP, KeyAlgorithm, SMP_SERVER_ALPN, ServerIdentity, Suite,
-    XFTP_SERVER_ALPN,
-};
-use tls_support::{TempDir, read_line, spawn_node, wait_ok, write_line};
-use tokio::net::{TcpListener, TcpStream};
-
-/// Our server, a node client: both ends must agree on tls-unique.
-pub async fn our_server_node_client(
-    identity: &ServerIdentity,
-    ca_path: &std::path::Path,
-    ciphers: &str,
-    ecdh: &str,
-    expect_hrr: bool,
-) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let cfg = tls::server_config(identity, XFTP_SERVER_ALPN).unwrap();
-    let (child, mut out) = spawn_node(
-        "client.js",
-        &json!({"port": port, "ca": ca_path, "ciphers": ciphers, "ecdhCurve": ecdh, "alpn": "xftp/1"}),
-    );
-    let (sock, _) = listener.accept().await.unwrap();
-    let mut conn = tls::accept(sock, &cfg).await.expect("our server handshake");
-    let ours = hex::encode(conn.session_id().0);
-    write_line(&mut conn, &ours).await;
-    let node_finished = read_line(&mut conn).await;
-
-    assert_eq!(out.expect("FINISHED").await, node_finished);
-    assert_eq!(out.expect("CIPHER").await, ciphers);
-    assert_eq!(out.expect("ALPN").await, "xftp/1");
-    assert_eq!(out.expect("SERVER").await, ours);
-    assert_eq!(
-        ours, node_finished,
-        "server tls-unique != OpenSSL client Finished"
-    );
-    assert_eq!(conn.alpn(), Some(ALPN_XFTP));
-    let hrr = conn.handshake_kind() == Some(rustls::HandshakeKind::FullWithHelloRetryRequest);
-    assert_eq!(
-        hrr,
-        expect_hrr,
-        "handshake kind {:?}",
-        conn.handshake_kind()
-    );
-    tls_support::close(conn).await;
-    wait_ok(child).await;
-}
-
-/// Our client, a node server: our derived value must equal OpenSSL's peer Finished.
-pub async fn our_client_node_server(
-    pin: [u8; 32],
-    cert_paths: &[&std::path::Path],
-    key_path: &std::path::Path,
-    suite: Suite,
-    ciphers: &str,
-) {
-    let (child, mut out) = spawn_node(
-        "server.js",
-        &json!({"cert": cert_paths, "key": key_path, "ciphers": ciphers, "alpn": ["smp/1", "h2"]}),
-    );
-    let port: u16 = out.expect("LISTENING").await.parse().unwrap();
-    let sock = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-    let cfg = tls::client_config_with_suites(pin, ALPN_SMP, &[suite]).unwrap();
-    let mut conn = tls::connect_with_config(sock, &cfg)
-        .await
-        .expect("our client handshake");
-    let ours = hex::encode(conn.session_id().0);
-    let node_peer_finished = read_line(&mut conn).await;
-    write_line(&mut conn, &ours).await;
-
-    assert_eq!(out.expect("PEER_FINISHED").await, node_peer_finished);
-    assert_eq!(out.expect("CIPHER").await, ciphers);
-    assert_eq!(out.expect("ALPN").await, "smp/1");
-    assert_eq!(out.expect("CLIENT").await, ours);
-    assert_eq!(
-        ours, node_peer_finished,
-        "client tls-unique != OpenSSL server's peer Finished"
-    );
-    assert_eq!(conn.alpn(), Some(ALPN_SMP));
-    tls_support::close(conn).await;
-    wait_ok(child).await;
-}
+use smp_core::tls::{self, KeyAlgorithm, SMP_SERVER_ALPN, ServerIdentity, Suite};
+use tls_support::{TempDir, our_client_node_server, our_server_node_client, spawn_node};
+use tokio::net::TcpListener;
 
 const CHACHA: &str = "TLS_CHACHA20_POLY1305_SHA256";
 const AES128: &str = "TLS_AES_128_GCM_SHA256";

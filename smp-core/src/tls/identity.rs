@@ -321,6 +321,12 @@ impl ServerIdentity {
         b64_encode(&self.fingerprint)
     }
 
+    /// The leaf (`server.key`) signer; the XFTP/SMP handshakes sign the
+    /// session key with it.
+    pub fn signing_key(&self) -> &Arc<dyn SigningKey> {
+        &self.certified.key
+    }
+
     pub(crate) fn certified_key(&self) -> Arc<CertifiedKey> {
         self.certified.clone()
     }
