@@ -42,9 +42,21 @@ async fn our_client_against_openssl_server_with_fixture_chain() {
             &dir.join("server.key"),
             suite,
             ciphers,
+            false,
         )
         .await;
     }
+    // The reference SMP server requests a client certificate; we send an
+    // empty one, which then precedes our Finished.
+    our_client_node_server(
+        pin(),
+        &[&dir.join("server.crt"), &dir.join("ca.crt")],
+        &dir.join("server.key"),
+        Suite::Chacha20Poly1305Sha256,
+        "TLS_CHACHA20_POLY1305_SHA256",
+        true,
+    )
+    .await;
 }
 
 #[tokio::test]

@@ -43,7 +43,7 @@ async fn server_aes128_ed25519_hello_retry_request() {
     our_server_node_client(&id, &dir.path().join("ca.crt"), AES128, "X448:X25519", true).await;
 }
 
-async fn client_case(alg: KeyAlgorithm, suite: Suite, ciphers: &str) {
+async fn client_case(alg: KeyAlgorithm, suite: Suite, ciphers: &str, request_cert: bool) {
     let (dir, id) = generated(alg);
     let p = dir.path();
     our_client_node_server(
@@ -52,23 +52,36 @@ async fn client_case(alg: KeyAlgorithm, suite: Suite, ciphers: &str) {
         &p.join("server.key"),
         suite,
         ciphers,
+        request_cert,
     )
     .await;
 }
 
 #[tokio::test]
 async fn client_chacha_ed25519() {
-    client_case(KeyAlgorithm::Ed25519, Suite::Chacha20Poly1305Sha256, CHACHA).await;
+    client_case(
+        KeyAlgorithm::Ed25519,
+        Suite::Chacha20Poly1305Sha256,
+        CHACHA,
+        false,
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn client_chacha_ed448() {
-    client_case(KeyAlgorithm::Ed448, Suite::Chacha20Poly1305Sha256, CHACHA).await;
+    client_case(
+        KeyAlgorithm::Ed448,
+        Suite::Chacha20Poly1305Sha256,
+        CHACHA,
+        false,
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn client_aes128_ed448() {
-    client_case(KeyAlgorithm::Ed448, Suite::Aes128GcmSha256, AES128).await;
+    client_case(KeyAlgorithm::Ed448, Suite::Aes128GcmSha256, AES128, false).await;
 }
 
 #[tokio::test]
@@ -89,4 +102,10 @@ async fn node_client_refuses_server_with_unknown_ca() {
     assert!(!err.is_empty());
     let status = child.wait_with_output().await.unwrap().status;
     assert!(!status.success());
+}
+
+#[tokio::test]
+async fn client_with_certificate_request_aes128_ed25519() {
+    // Empty client Certificate before Finished, as with the reference SMP server.
+    client_case(KeyAlgorithm::Ed25519, Suite::Aes128GcmSha256, AES128, true).await;
 }

@@ -1,6 +1,8 @@
 // TLS 1.3 server on OpenSSL (node) for interop tests of our client.
 // Usage: node server.js '<json options>'
-//   {cert: [paths, leaf first], key, ciphers, ecdhCurve, alpn: [..]}
+//   {cert: [paths, leaf first], key, ciphers, ecdhCurve, alpn: [..], requestCert}
+// requestCert mimics the reference SMP server, which asks every client for a
+// certificate (normal clients answer with an empty one).
 // Prints LISTENING <port>; for one connection sends the client's Finished as
 // it received it (tls-unique on the server side) as a hex line, reads the
 // client's session id line and prints:
@@ -18,6 +20,8 @@ const server = tls.createServer({
   cert: opts.cert.map((p) => fs.readFileSync(p)).join(''),
   key: fs.readFileSync(opts.key),
   ALPNProtocols: opts.alpn || ['smp/1'],
+  requestCert: !!opts.requestCert,
+  rejectUnauthorized: false,
 }, (socket) => {
   const peerFinished = socket.getPeerFinished().toString('hex');
   console.log(`PEER_FINISHED ${peerFinished}`);

@@ -205,10 +205,12 @@ pub async fn our_client_node_server(
     key_path: &std::path::Path,
     suite: Suite,
     ciphers: &str,
+    request_cert: bool,
 ) {
     let (child, mut out) = spawn_node(
         "server.js",
-        &json!({"cert": cert_paths, "key": key_path, "ciphers": ciphers, "alpn": ["smp/1", "h2"]}),
+        &json!({"cert": cert_paths, "key": key_path, "ciphers": ciphers, "alpn": ["smp/1", "h2"],
+                "requestCert": request_cert}),
     );
     let port: u16 = out.expect("LISTENING").await.parse().unwrap();
     let sock = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
