@@ -407,6 +407,108 @@ mod tests {
         assert!(derive_tls_unique(&[0u8; 31], suite, &[]).is_err());
     }
 
+    /// Encrypts `inner` (content ‖ type ‖ padding) as client record `seq`.
+    fn seal(suite: CipherSuite, secret: &[u8], seq: u64, inner: &[u8]) -> Vec<u8> {
+        let p = suite_params(suite).unwrap();
+        let key = expand_label(p.hkdf, secret, b"key", p.key_len).unwrap();
+        let iv = expand_label(p.hkdf, secret, b"iv", 12).unwrap();
+        let key = aead::LessSafeKey::new(aead::UnboundKey::new(p.aead, &key).unwrap());
+        let mut nonce = [0u8; 12];
+        nonce.copy_from_slice(&iv);
+        for (n, s) in nonce[4..].iter_mut().zip(seq.to_be_bytes()) {
+            *n ^= s;
+        }
+        let len = u16::try_from(inner.len() + TAG_LEN).unwrap().to_be_bytes();
+        let header = [CT_APPLICATION_DATA, 3, 3, len[0], len[1]];
+        let mut body = inner.to_vec();
+        key.seal_in_place_append_tag(
+            aead::Nonce::assume_unique_for_key(nonce),
+            aead::Aad::from(header),
+            &mut body,
+        )
+        .unwrap();
+        [&header[..], &body].concat()
+    }
+
+    fn message(msg_type: u8, body: &[u8]) -> Vec<u8> {
+        let len = u32::try_from(body.len()).unwrap().to_be_bytes();
+        [&[msg_type, len[1], len[2], len[3]][..], body].concat()
+    }
+
+    #[test]
+    fn reassembles_split_and_coalesced_messages_after_hrr() {
+        for suite in [
+            CipherSuite::TLS13_CHACHA20_POLY1305_SHA256,
+            CipherSuite::TLS13_AES_128_GCM_SHA256,
+            CipherSuite::TLS13_AES_256_GCM_SHA384,
+        ] {
+            let hash_len = suite_params(suite).unwrap().hash_len;
+            let secret = vec![0x42u8; hash_len];
+            let finished: Vec<u8> = (0..hash_len as u8).collect();
+            let cert = message(HS_CERTIFICATE, &[7u8; 300]);
+            let tail = [
+                &cert[200..],
+                &message(HS_CERTIFICATE_VERIFY, &[8u8; 10])[..],
+                &message(HS_FINISHED, &finished)[..],
+                &[CT_HANDSHAKE, 0, 0, 0][..],
+            ]
+            .concat();
+            let mut head = cert[..200].to_vec();
+            head.push(CT_HANDSHAKE);
+            // ClientHello 1, CCS, ClientHello 2 (HRR), then encrypted seq 0, 1.
+            let stream = [
+                &[CT_HANDSHAKE, 3, 1, 0, 3, 1, 0, 0][..],
+                &[CT_CHANGE_CIPHER_SPEC, 3, 3, 0, 1, 1][..],
+                &[CT_HANDSHAKE, 3, 3, 0, 2, 1, 0][..],
+                &seal(suite, &secret, 0, &head),
+                &seal(suite, &secret, 1, &tail),
+                &[CT_APPLICATION_DATA, 3, 3, 0, 1][..], // trailing partial app data
+            ]
+            .concat();
+            assert_eq!(
+                derive_tls_unique(&secret, suite, &stream).unwrap(),
+                finished
+            );
+
+            // Records out of order (wrong sequence number) do not decrypt.
+            let swapped = [
+                &seal(suite, &secret, 1, &head)[..],
+                &seal(suite, &secret, 0, &tail),
+            ]
+            .concat();
+            assert_eq!(
+                derive_tls_unique(&secret, suite, &swapped),
+                Err(SessionIdError::Decrypt)
+            );
+        }
+    }
+
+    #[test]
+    fn rejects_wrong_finished_length_and_foreign_messages() {
+        let suite = CipherSuite::TLS13_CHACHA20_POLY1305_SHA256;
+        let secret = [3u8; 32];
+        let short = [&message(HS_FINISHED, &[1u8; 12])[..], &[CT_HANDSHAKE]].concat();
+        assert_eq!(
+            derive_tls_unique(&secret, suite, &seal(suite, &secret, 0, &short)),
+            Err(SessionIdError::BadFinishedLength(12))
+        );
+        let other = [&message(1, &[0u8; 4])[..], &[CT_HANDSHAKE]].concat();
+        assert_eq!(
+            derive_tls_unique(&secret, suite, &seal(suite, &secret, 0, &other)),
+            Err(SessionIdError::UnexpectedMessage(1))
+        );
+        let alert = [2u8, 40, 21];
+        assert_eq!(
+            derive_tls_unique(&secret, suite, &seal(suite, &secret, 0, &alert)),
+            Err(SessionIdError::UnexpectedMessage(21))
+        );
+        let padding_only = [0u8; 8];
+        assert_eq!(
+            derive_tls_unique(&secret, suite, &seal(suite, &secret, 0, &padding_only)),
+            Err(SessionIdError::Malformed)
+        );
+    }
+
     fn hex_bytes(s: &str) -> Vec<u8> {
         (0..s.len())
             .step_by(2)
