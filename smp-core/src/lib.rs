@@ -13,3 +13,5 @@ extern crate alloc;
 pub mod crypto;
 pub mod encoding;
 pub mod file;
+#[cfg(feature = "std")]
+pub mod tls;
