@@ -12,3 +12,4 @@ extern crate alloc;
 
 pub mod crypto;
 pub mod encoding;
+pub mod xftp;
