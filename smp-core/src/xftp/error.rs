@@ -472,7 +472,7 @@ mod json {
             if m.is_empty() {
                 return Some(0);
             }
-            if e < 0 || e > 19 || m.len() > 19 {
+            if !(0..=19).contains(&e) || m.len() > 19 {
                 return None;
             }
             let mut v: i128 = 0;
