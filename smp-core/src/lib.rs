@@ -15,3 +15,4 @@ pub mod encoding;
 pub mod file;
 #[cfg(feature = "std")]
 pub mod tls;
+pub mod xftp;
