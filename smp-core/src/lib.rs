@@ -10,4 +10,6 @@
 
 extern crate alloc;
 
+pub mod address;
 pub mod encoding;
+
