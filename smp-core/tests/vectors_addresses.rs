@@ -264,7 +264,7 @@ fn default_ports_and_host_choice() {
 #[test]
 fn ord_is_the_reference_derived_order() {
     // Host kinds: IPv4 < IPv6 < onion < domain, whatever the text says.
-    let mut v = vec![
+    let mut v = [
         addr("a.com"),
         addr("zz.onion"),
         addr("[::1]"),
