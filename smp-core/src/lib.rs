@@ -12,4 +12,4 @@ extern crate alloc;
 
 pub mod address;
 pub mod encoding;
-
+pub mod file;

@@ -1,0 +1,4 @@
+//! XFTP files: descriptions and web links.
+
+pub mod description;
+pub mod weblink;
