@@ -947,7 +947,31 @@ mod reader {
         }
     }
 
+    /// Deeper than any description; bounds the recursion of building and
+    /// dropping the tree, so hostile input (e.g. `- - - - …`) is an error
+    /// rather than a stack overflow.
+    const MAX_YAML_DEPTH: usize = 32;
+
+    fn check_depth(yaml: &str) -> Result<(), DescriptionError> {
+        use saphyr_parser::{Event, Parser};
+        let mut depth = 0usize;
+        for ev in Parser::new_from_str(yaml) {
+            match ev.map_err(|e| DescriptionError::Yaml(e.to_string()))?.0 {
+                Event::SequenceStart(..) | Event::MappingStart(..) => {
+                    depth += 1;
+                    if depth > MAX_YAML_DEPTH {
+                        return Err(DescriptionError::Yaml("nesting too deep".into()));
+                    }
+                }
+                Event::SequenceEnd | Event::MappingEnd => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
     fn load(yaml: &str) -> Result<Yaml<'_>, DescriptionError> {
+        check_depth(yaml)?;
         let mut loader: YamlLoader<'_, Yaml<'_>> = YamlLoader::default();
         loader.early_parse(false);
         loader.allow_duplicate_keys(true);

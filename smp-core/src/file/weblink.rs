@@ -43,7 +43,8 @@ pub fn encode_fragment(fd: &FileDescription) -> String {
 }
 
 /// `https://<first host of chunk 1's first replica>/#<fragment>`; the
-/// server's port and other hosts are dropped, as in the reference.
+/// server's port and other hosts are dropped and the host is written in its
+/// address form (an IPv6 host without brackets), all as in the reference.
 pub fn web_link(fd: &FileDescription) -> Result<String, WebLinkError> {
     let server = fd
         .chunks
