@@ -10,6 +10,7 @@
 
 extern crate alloc;
 
+pub mod address;
 pub mod crypto;
 pub mod encoding;
 pub mod file;
