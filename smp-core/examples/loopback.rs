@@ -27,7 +27,10 @@ async fn main() -> Result<(), Box<dyn Error>> {
                 .unwrap_or_else(|| "file".into());
             (name, std::fs::read(&path)?)
         }
-        None => ("sample.bin".to_string(), (0..5 * 1024 * 1024).map(|i| (i * 7 % 251) as u8).collect()),
+        None => (
+            "sample.bin".to_string(),
+            (0..5 * 1024 * 1024).map(|i| (i * 7 % 251) as u8).collect(),
+        ),
     };
 
     let (identity, _pem) = ServerIdentity::generate(KeyAlgorithm::Ed448, "127.0.0.1")?;
@@ -35,14 +38,24 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let config = tls::server_config(&identity, XFTP_SERVER_ALPN)?;
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let port = listener.local_addr()?.port();
-    println!("server identity (Ed448): xftp://{}@127.0.0.1:{port}", identity.fingerprint_b64());
+    println!(
+        "server identity (Ed448): xftp://{}@127.0.0.1:{port}",
+        identity.fingerprint_b64()
+    );
 
     // Encrypt first, as a sender does, then move the chunks.
     let key = SbKey::generate();
     let nonce = CbNonce::generate();
     let header = FileHeader::new(name.clone());
     let mut encrypted = Vec::new();
-    let file = encrypt_file(&content[..], content.len() as u64, &header, &key, &nonce, &mut encrypted)?;
+    let file = encrypt_file(
+        &content[..],
+        content.len() as u64,
+        &header,
+        &key,
+        &nonce,
+        &mut encrypted,
+    )?;
     println!(
         "encrypted {name}: {} bytes -> {} bytes in {} chunks, digest {}",
         content.len(),
@@ -76,7 +89,8 @@ async fn main() -> Result<(), Box<dyn Error>> {
     for spec in chunk_specs(&file) {
         let start = spec.offset as usize;
         conn.write_u32(spec.size).await?;
-        conn.write_all(&encrypted[start..start + spec.size as usize]).await?;
+        conn.write_all(&encrypted[start..start + spec.size as usize])
+            .await?;
     }
     conn.write_u32(0).await?;
     conn.flush().await?;
@@ -94,7 +108,8 @@ async fn main() -> Result<(), Box<dyn Error>> {
     }
     let received = chunks.concat();
     let mut plain = Vec::new();
-    let (got_header, digest) = decrypt_file(&received[..], file.enc_size, &key, &nonce, &mut plain)?;
+    let (got_header, digest) =
+        decrypt_file(&received[..], file.enc_size, &key, &nonce, &mut plain)?;
     if digest != file.digest || plain != content {
         return Err("the received file differs from the sent one".into());
     }

@@ -18,7 +18,10 @@ impl Read for Content {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = (buf.len() as u64).min(self.left) as usize;
         for b in &mut buf[..n] {
-            self.state = self.state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            self.state = self
+                .state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             *b = (self.state >> 56) as u8;
         }
         self.left -= n as u64;
@@ -27,7 +30,10 @@ impl Read for Content {
 }
 
 fn content(len: u64) -> Content {
-    Content { state: len, left: len }
+    Content {
+        state: len,
+        left: len,
+    }
 }
 
 fn roundtrip(len: u64) -> Vec<u8> {
@@ -37,15 +43,25 @@ fn roundtrip(len: u64) -> Vec<u8> {
     let mut enc = Vec::new();
     let ef = encrypt_file(content(len), len, &header, &key, &nonce, &mut enc).unwrap();
     assert_eq!(enc.len() as u64, ef.enc_size);
-    assert_eq!(ef.chunk_sizes.iter().map(|&s| s as u64).sum::<u64>(), ef.enc_size);
-    assert!(ef.chunk_sizes.iter().all(|s| SERVER_CHUNK_SIZES.contains(s)));
+    assert_eq!(
+        ef.chunk_sizes.iter().map(|&s| s as u64).sum::<u64>(),
+        ef.enc_size
+    );
+    assert!(
+        ef.chunk_sizes
+            .iter()
+            .all(|s| SERVER_CHUNK_SIZES.contains(s))
+    );
     let mut out = Vec::new();
     let (h, digest) = decrypt_file(&enc[..], ef.enc_size, &key, &nonce, &mut out).unwrap();
     assert_eq!(h, header);
     assert_eq!(digest, ef.digest);
     let mut want = Vec::new();
     content(len).read_to_end(&mut want).unwrap();
-    assert!(out == want, "content differs after a round trip of {len} bytes");
+    assert!(
+        out == want,
+        "content differs after a round trip of {len} bytes"
+    );
     enc
 }
 
@@ -74,7 +90,10 @@ fn hundred_mib_round_trip_and_tamper() {
     let mid = enc.len() / 2;
     enc[mid] ^= 0x01;
     let err = decrypt_file(&enc[..], enc.len() as u64, &key, &nonce, std::io::sink()).unwrap_err();
-    assert!(matches!(err, StreamError::Crypto(FileCryptoError::AuthTag)), "{err}");
+    assert!(
+        matches!(err, StreamError::Crypto(FileCryptoError::AuthTag)),
+        "{err}"
+    );
 }
 
 #[test]
@@ -92,7 +111,10 @@ fn one_flipped_byte_anywhere_fails() {
             let mut bad = enc.clone();
             bad[pos] ^= bit;
             let r = decrypt_file(&bad[..], bad.len() as u64, &key, &nonce, std::io::sink());
-            assert!(r.is_err(), "flipping bit {bit:#x} of byte {pos} went unnoticed");
+            assert!(
+                r.is_err(),
+                "flipping bit {bit:#x} of byte {pos} went unnoticed"
+            );
         }
     }
 }
@@ -111,15 +133,35 @@ fn truncated_or_extended_files_fail() {
     long.push(0);
     let r = decrypt_file(&long[..], enc.len() as u64, &key, &nonce, std::io::sink());
     assert!(r.is_err(), "a trailing byte was accepted");
-    let wrong_key = decrypt_file(&enc[..], enc.len() as u64, &SbKey([8; 32]), &nonce, std::io::sink());
+    let wrong_key = decrypt_file(
+        &enc[..],
+        enc.len() as u64,
+        &SbKey([8; 32]),
+        &nonce,
+        std::io::sink(),
+    );
     assert!(wrong_key.is_err());
 }
 
 #[test]
 fn a_source_that_changes_size_is_refused() {
     let header = FileHeader::new("x");
-    let r = encrypt_file(content(10), 11, &header, &SbKey([1; 32]), &CbNonce([2; 24]), std::io::sink());
+    let r = encrypt_file(
+        content(10),
+        11,
+        &header,
+        &SbKey([1; 32]),
+        &CbNonce([2; 24]),
+        std::io::sink(),
+    );
     assert!(matches!(r, Err(StreamError::SourceChanged { .. })));
-    let r = encrypt_file(content(12), 11, &header, &SbKey([1; 32]), &CbNonce([2; 24]), std::io::sink());
+    let r = encrypt_file(
+        content(12),
+        11,
+        &header,
+        &SbKey([1; 32]),
+        &CbNonce([2; 24]),
+        std::io::sink(),
+    );
     assert!(matches!(r, Err(StreamError::SourceChanged { .. })));
 }
