@@ -7,6 +7,7 @@ use smp_core::crypto::digest::{sha256, sha512};
 use smp_core::crypto::secretbox::{CbNonce, SbKey};
 use smp_core::file::chunks::{self, prepare_chunk_sizes, prepare_chunk_specs, single_chunk_size};
 use smp_core::file::crypto::{FilePlan, decrypt_bytes, encrypt_bytes};
+use smp_core::file::description::FileSize;
 use smp_core::file::header::FileHeader;
 use smp_core::file::stream::{decrypt_file, encrypt_file};
 use support::*;
@@ -200,6 +201,16 @@ fn chunk_sizing() {
         if let Some(list) = c.get("chunk_sizes") {
             assert_eq!(sizes, u32s(list));
         }
+    }
+    for c in cases(&v, "prepare_chunk_sizes_strings") {
+        let sizes = prepare_chunk_sizes(u64_of(&c["payload_size"]));
+        let text: Vec<String> = sizes.iter().map(|&s| FileSize(s as u64).to_string()).collect();
+        assert_eq!(text.join(","), str_of(&c["sizes"]));
+        let parsed: Vec<u32> = str_of(&c["sizes"])
+            .split(',')
+            .map(|t| t.parse::<FileSize>().unwrap().0 as u32)
+            .collect();
+        assert_eq!(parsed, sizes);
     }
     for c in cases(&v, "single_chunk_size") {
         let want = c["chunk_size"].as_u64().map(|s| s as u32);
