@@ -40,7 +40,11 @@ fn read_program(ops: &[u8], data: &[u8]) {
 
 fn valid_key_ders() -> Vec<Vec<u8>> {
     let mut v = Vec::new();
-    for alg in [KeyAlgorithm::Ed25519, KeyAlgorithm::Ed448, KeyAlgorithm::X25519] {
+    for alg in [
+        KeyAlgorithm::Ed25519,
+        KeyAlgorithm::Ed448,
+        KeyAlgorithm::X25519,
+    ] {
         let k = PrivateKey::from_raw(alg, &vec![5u8; alg.private_len()]).unwrap();
         v.push(k.to_der().to_vec());
         v.push(k.public_key().to_der());

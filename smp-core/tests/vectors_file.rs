@@ -204,7 +204,10 @@ fn chunk_sizing() {
     }
     for c in cases(&v, "prepare_chunk_sizes_strings") {
         let sizes = prepare_chunk_sizes(u64_of(&c["payload_size"]));
-        let text: Vec<String> = sizes.iter().map(|&s| FileSize(s as u64).to_string()).collect();
+        let text: Vec<String> = sizes
+            .iter()
+            .map(|&s| FileSize(s as u64).to_string())
+            .collect();
         assert_eq!(text.join(","), str_of(&c["sizes"]));
         let parsed: Vec<u32> = str_of(&c["sizes"])
             .split(',')

@@ -1,0 +1,246 @@
+//! File encryption throughput and peak memory.
+//!
+//! Encrypting a file for XFTP means XSalsa20-Poly1305 over every byte plus
+//! SHA-512 of the whole encrypted file and SHA-256 of each chunk. On two
+//! cores the cipher alone is the ceiling, so the figure that matters is the
+//! full pipeline as a ratio to XSalsa20 alone, measured in the same run.
+//! Each case runs in its own child process so its peak RSS is its own.
+//!
+//! `cargo bench -p simplego-benches --bench file_crypto`
+//! (`BENCH_MIB=256` for a shorter run; default 1024 = 1 GiB).
+
+use salsa20::XSalsa20;
+use salsa20::cipher::{KeyIvInit, StreamCipher};
+use sha2::{Digest, Sha512};
+use smp_core::crypto::secretbox::{CbNonce, SbKey};
+use smp_core::file::header::FileHeader;
+use smp_core::file::stream::{decrypt_file, encrypt_file};
+use std::io::{self, Read, Write};
+use std::process::Command;
+use std::time::Instant;
+
+const PIECE: usize = 1 << 20;
+
+fn size() -> u64 {
+    std::env::var("BENCH_MIB")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1024)
+        << 20
+}
+
+/// A cheap source of non-repeating bytes, so that reading costs little.
+struct Source {
+    left: u64,
+    block: Vec<u8>,
+    counter: u64,
+}
+
+impl Source {
+    fn new(len: u64) -> Self {
+        Self {
+            left: len,
+            block: (0..PIECE).map(|i| (i * 131 % 251) as u8).collect(),
+            counter: 0,
+        }
+    }
+}
+
+impl Read for Source {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = (buf.len() as u64).min(self.left).min(PIECE as u64) as usize;
+        buf[..n].copy_from_slice(&self.block[..n]);
+        if n >= 8 {
+            buf[..8].copy_from_slice(&self.counter.to_le_bytes());
+        }
+        self.counter += 1;
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
+/// Discards bytes, counting them.
+struct Count(u64);
+
+impl Write for Count {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0 += buf.len() as u64;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1).map(|v| v.parse().unwrap_or(0)))
+        })
+        .unwrap_or(0)
+}
+
+fn child(mode: &str) {
+    let len = size();
+    let mut buf = vec![0u8; PIECE];
+    let start = Instant::now();
+    match mode {
+        "xsalsa20" => {
+            let mut c = XSalsa20::new(&[1u8; 32].into(), &[2u8; 24].into());
+            let mut left = len;
+            while left > 0 {
+                let n = left.min(PIECE as u64) as usize;
+                c.apply_keystream(&mut buf[..n]);
+                left -= n as u64;
+            }
+        }
+        "sha512" => {
+            let mut h = Sha512::new();
+            let mut left = len;
+            while left > 0 {
+                let n = left.min(PIECE as u64) as usize;
+                h.update(&buf[..n]);
+                left -= n as u64;
+            }
+            std::hint::black_box(h.finalize());
+        }
+        "sha256" => {
+            let mut h = sha2::Sha256::new();
+            let mut left = len;
+            while left > 0 {
+                let n = left.min(PIECE as u64) as usize;
+                h.update(&buf[..n]);
+                left -= n as u64;
+            }
+            std::hint::black_box(h.finalize());
+        }
+        "encrypt" => {
+            let mut out = Count(0);
+            let f = encrypt_file(
+                Source::new(len),
+                len,
+                &FileHeader::new("bench.bin"),
+                &SbKey([1; 32]),
+                &CbNonce([2; 24]),
+                &mut out,
+            )
+            .expect("encryption failed");
+            assert_eq!(out.0, f.enc_size);
+        }
+        "encrypt+decrypt" => {
+            // Decrypt what is being encrypted, through a pipe, as a receiver would.
+            let (mut rd, wr) = io::pipe().expect("pipe");
+            let key = SbKey([1; 32]);
+            let nonce = CbNonce([2; 24]);
+            let enc = std::thread::spawn(move || {
+                encrypt_file(
+                    Source::new(len),
+                    len,
+                    &FileHeader::new("bench.bin"),
+                    &SbKey([1; 32]),
+                    &CbNonce([2; 24]),
+                    wr,
+                )
+                .expect("encryption failed")
+            });
+            let mut out = Count(0);
+            let plan =
+                smp_core::file::crypto::FilePlan::new(&FileHeader::new("bench.bin"), len).unwrap();
+            decrypt_file(&mut rd, plan.enc_size, &key, &nonce, &mut out)
+                .expect("decryption failed");
+            enc.join().unwrap();
+            assert_eq!(out.0, len);
+        }
+        other => panic!("unknown case {other}"),
+    }
+    let secs = start.elapsed().as_secs_f64();
+    println!("RESULT {secs} {}", peak_rss_kib());
+}
+
+fn run(mode: &str) -> (f64, u64) {
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args(["--child", mode])
+        .output()
+        .expect("cannot start the bench child");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("RESULT "))
+        .unwrap_or_else(|| {
+            panic!(
+                "case {mode} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+    let mut it = line.split_whitespace().skip(1);
+    (
+        it.next().unwrap().parse().unwrap(),
+        it.next().unwrap().parse().unwrap(),
+    )
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--child") {
+        child(&args[i + 1]);
+        return;
+    }
+    let mib = (size() >> 20) as f64;
+    println!(
+        "file crypto over {mib} MiB ({} cores)",
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+    let (base, base_rss) = run("xsalsa20");
+    let (sha, _) = run("sha512");
+    let (sha256, _) = run("sha256");
+    println!(
+        "{:<28}{:>10}{:>14}{:>14}",
+        "case", "MiB/s", "vs XSalsa20", "peak RSS"
+    );
+    println!(
+        "{:<28}{:>10.0}{:>14.2}{:>11} MiB",
+        "XSalsa20 alone (baseline)",
+        mib / base,
+        1.0,
+        base_rss / 1024
+    );
+    println!(
+        "{:<28}{:>10.0}{:>14.2}",
+        "SHA-512 alone",
+        mib / sha,
+        base / sha
+    );
+    println!(
+        "{:<28}{:>10.0}{:>14.2}",
+        "SHA-256 alone",
+        mib / sha256,
+        base / sha256
+    );
+    // The three passes share two cores: the best a pipeline can reach.
+    let bound = 2.0 / (base + sha + sha256);
+    println!(
+        "{:<28}{:>10.0}{:>14.2}",
+        "two-core bound of the three",
+        mib * bound,
+        base * bound
+    );
+    for mode in ["encrypt", "encrypt+decrypt"] {
+        let (t, rss) = run(mode);
+        let label = if mode == "encrypt" {
+            "encrypt + SHA-512 + SHA-256"
+        } else {
+            "encrypt | decrypt (pipe)"
+        };
+        println!(
+            "{:<28}{:>10.0}{:>14.2}{:>11} MiB",
+            label,
+            mib / t,
+            base / t,
+            rss / 1024
+        );
+    }
+    println!("target: peak RSS of encryption under 32 MiB");
+}
