@@ -1,0 +1,6 @@
+//! An XFTP server: holds encrypted file chunks for senders and recipients,
+//! speaking the reference's protocol over TLS 1.3 and HTTP/2.
+//!
+//! The command semantics are a function of the store and the request
+//! (`handler`); `server` only moves blocks and bodies between sockets and
+//! the chunk files.
