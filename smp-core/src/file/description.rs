@@ -124,11 +124,11 @@ pub struct FileSize(pub u64);
 impl fmt::Display for FileSize {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let b = self.0;
-        if b % 1024 != 0 {
+        if !b.is_multiple_of(1024) {
             write!(f, "{b}")
-        } else if (b / 1024) % 1024 != 0 {
+        } else if !(b / 1024).is_multiple_of(1024) {
             write!(f, "{}kb", b / 1024)
-        } else if (b / (1024 * 1024)) % 1024 != 0 {
+        } else if !(b / (1024 * 1024)).is_multiple_of(1024) {
             write!(f, "{}mb", b / (1024 * 1024))
         } else {
             write!(f, "{}gb", b / (1024 * 1024 * 1024))
@@ -342,11 +342,11 @@ impl ServerReplica {
         let replica_key = ReplicaKey::from_der(&key_der)?;
         let digest = field(&mut i);
         let mut chunk_size = None;
-        if b.get(i) == Some(&b':') {
-            if let Ok(Some((v, used))) = parse_file_size_prefix(&line[i + 1..]) {
-                chunk_size = Some(u32::try_from(v).map_err(|_| bad())?);
-                i += 1 + used;
-            }
+        if b.get(i) == Some(&b':')
+            && let Ok(Some((v, used))) = parse_file_size_prefix(&line[i + 1..])
+        {
+            chunk_size = Some(u32::try_from(v).map_err(|_| bad())?);
+            i += 1 + used;
         }
         if i != b.len() {
             return Err(bad());
@@ -482,15 +482,15 @@ impl FileDescription {
         let mut sizes: BTreeMap<u32, u32> = BTreeMap::new();
         let mut digests: BTreeMap<u32, Vec<u8>> = BTreeMap::new();
         for r in &replicas {
-            if let Some(s) = r.chunk_size {
-                if *sizes.entry(r.chunk_no).or_insert(s) != s {
-                    return Err(DescriptionError::DifferentSizeOrDigest(r.chunk_no));
-                }
+            if let Some(s) = r.chunk_size
+                && *sizes.entry(r.chunk_no).or_insert(s) != s
+            {
+                return Err(DescriptionError::DifferentSizeOrDigest(r.chunk_no));
             }
-            if let Some(d) = &r.digest {
-                if *digests.entry(r.chunk_no).or_insert_with(|| d.clone()) != *d {
-                    return Err(DescriptionError::DifferentSizeOrDigest(r.chunk_no));
-                }
+            if let Some(d) = &r.digest
+                && *digests.entry(r.chunk_no).or_insert_with(|| d.clone()) != *d
+            {
+                return Err(DescriptionError::DifferentSizeOrDigest(r.chunk_no));
             }
         }
         let mut chunks: BTreeMap<u32, FileChunk> = BTreeMap::new();

@@ -60,10 +60,9 @@ impl TlsError {
         };
         if let rustls::Error::InvalidCertificate(rustls::CertificateError::Other(other)) =
             rustls_err
+            && let Some(pin) = other.0.downcast_ref::<PinError>()
         {
-            if let Some(pin) = other.0.downcast_ref::<PinError>() {
-                return Self::Pin(pin.clone());
-            }
+            return Self::Pin(pin.clone());
         }
         Self::Handshake(rustls_err.clone())
     }
