@@ -343,7 +343,11 @@ impl<'a> Lines<'a> {
         }
     }
 
-    fn period(&mut self, key: &'static str, old_key: &'static str) -> Result<BTreeSet<i64>, StatsParseError> {
+    fn period(
+        &mut self,
+        key: &'static str,
+        old_key: &'static str,
+    ) -> Result<BTreeSet<i64>, StatsParseError> {
         if let Some(v) = self.take(key) {
             return split_list(v)
                 .map(|i| parse_int(i).ok_or(StatsParseError::Value(key)))
@@ -397,20 +401,98 @@ pub fn prometheus_metrics(
     );
     let p = &d.files_downloaded;
     let metrics: [(&str, &str, &str, i64, &str); 13] = [
-        ("simplex_xftp_files_created", "Created files", "counter", d.files_created, "filesCreated"),
-        ("simplex_xftp_files_recipients", "Files recipients", "counter", d.file_recipients, "fileRecipients"),
-        ("simplex_xftp_files_uploaded", "Uploaded files", "counter", d.files_uploaded, "filesUploaded"),
-        ("simplex_xftp_files_expired", "Expired files", "counter", d.files_expired, "filesExpired"),
-        ("simplex_xftp_files_deleted", "Deleted files", "counter", d.files_deleted, "filesDeleted"),
-        ("simplex_xftp_files_blocked", "Blocked files", "counter", d.files_blocked, "filesBlocked"),
-        ("simplex_xftp_file_downloads", "File downloads", "counter", d.file_downloads, "fileDownloads"),
-        ("simplex_xftp_file_download_acks", "File download ACKs", "counter", d.file_download_acks, "fileDownloadAcks"),
+        (
+            "simplex_xftp_files_created",
+            "Created files",
+            "counter",
+            d.files_created,
+            "filesCreated",
+        ),
+        (
+            "simplex_xftp_files_recipients",
+            "Files recipients",
+            "counter",
+            d.file_recipients,
+            "fileRecipients",
+        ),
+        (
+            "simplex_xftp_files_uploaded",
+            "Uploaded files",
+            "counter",
+            d.files_uploaded,
+            "filesUploaded",
+        ),
+        (
+            "simplex_xftp_files_expired",
+            "Expired files",
+            "counter",
+            d.files_expired,
+            "filesExpired",
+        ),
+        (
+            "simplex_xftp_files_deleted",
+            "Deleted files",
+            "counter",
+            d.files_deleted,
+            "filesDeleted",
+        ),
+        (
+            "simplex_xftp_files_blocked",
+            "Blocked files",
+            "counter",
+            d.files_blocked,
+            "filesBlocked",
+        ),
+        (
+            "simplex_xftp_file_downloads",
+            "File downloads",
+            "counter",
+            d.file_downloads,
+            "fileDownloads",
+        ),
+        (
+            "simplex_xftp_file_download_acks",
+            "File download ACKs",
+            "counter",
+            d.file_download_acks,
+            "fileDownloadAcks",
+        ),
         // The reference's text has these trailing spaces.
-        ("simplex_xftp_files_count_total", "Total files count ", "gauge", d.files_count, "filesCount"),
-        ("simplex_xftp_files_size", "Size of files ", "gauge", d.files_size, "filesSize "),
-        ("simplex_xftp_files_count_daily", "Daily files count", "gauge", p.day.len() as i64, "filesDownloaded.dayCount"),
-        ("simplex_xftp_files_count_weekly", "Weekly files count", "gauge", p.week.len() as i64, "filesDownloaded.weekCount"),
-        ("simplex_xftp_files_count_monthly", "Monthly files count", "gauge", p.month.len() as i64, "filesDownloaded.monthCount"),
+        (
+            "simplex_xftp_files_count_total",
+            "Total files count ",
+            "gauge",
+            d.files_count,
+            "filesCount",
+        ),
+        (
+            "simplex_xftp_files_size",
+            "Size of files ",
+            "gauge",
+            d.files_size,
+            "filesSize ",
+        ),
+        (
+            "simplex_xftp_files_count_daily",
+            "Daily files count",
+            "gauge",
+            p.day.len() as i64,
+            "filesDownloaded.dayCount",
+        ),
+        (
+            "simplex_xftp_files_count_weekly",
+            "Weekly files count",
+            "gauge",
+            p.week.len() as i64,
+            "filesDownloaded.weekCount",
+        ),
+        (
+            "simplex_xftp_files_count_monthly",
+            "Monthly files count",
+            "gauge",
+            p.month.len() as i64,
+            "filesDownloaded.monthCount",
+        ),
     ];
     for (name, help, kind, value, field) in metrics {
         out.push_str(&format!(

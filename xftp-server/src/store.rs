@@ -230,7 +230,11 @@ impl FileStore {
     /// Commits an upload. Unknown, already uploaded or not active → AUTH,
     /// and the first path is kept. Does not touch used storage: that was
     /// reserved before the body was read.
-    pub fn set_file_path(&mut self, sender_id: &FileId, path: PathBuf) -> Result<(), XftpErrorType> {
+    pub fn set_file_path(
+        &mut self,
+        sender_id: &FileId,
+        path: PathBuf,
+    ) -> Result<(), XftpErrorType> {
         let entry = self.files.get_mut(sender_id).ok_or(XftpErrorType::Auth)?;
         if entry.rec.path.is_some() || entry.rec.status != FileStatus::Active {
             return Err(XftpErrorType::Auth);

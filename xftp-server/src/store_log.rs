@@ -574,7 +574,10 @@ pub fn remove_store_log_backups(path: &Path, now: SystemTime) -> io::Result<usiz
 /// Seconds and nanoseconds since the epoch (negative before it).
 pub fn unix_parts(t: SystemTime) -> (i64, u32) {
     match t.duration_since(UNIX_EPOCH) {
-        Ok(d) => (i64::try_from(d.as_secs()).unwrap_or(i64::MAX), d.subsec_nanos()),
+        Ok(d) => (
+            i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+            d.subsec_nanos(),
+        ),
         Err(e) => {
             let d: Duration = e.duration();
             let secs = i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
@@ -650,13 +653,24 @@ pub fn iso8601_parse(s: &str) -> Option<(i64, u32)> {
             None
         }
     };
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':'
+    if b.len() < 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || b[10] != b'T'
+        || b[13] != b':'
+        || b[16] != b':'
     {
         return None;
     }
     let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
     let (h, mi, se) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    if !(1..=12).contains(&mo) || d == 0 || d > days_in_month(i64::from(y), mo) || h > 23 || mi > 59 || se > 60 {
+    if !(1..=12).contains(&mo)
+        || d == 0
+        || d > days_in_month(i64::from(y), mo)
+        || h > 23
+        || mi > 59
+        || se > 60
+    {
         return None;
     }
     let rest = &b[19..];

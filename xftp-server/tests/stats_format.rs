@@ -53,22 +53,43 @@ fn busy_stats(from: u64) -> FileServerStats {
 fn daily_csv_lines() {
     let s = busy_stats(SAT_2026_06_13 - 86_400 + 5);
     // Saturday: only the day set is written and reset.
-    assert_eq!(s.daily_line(t(SAT_2026_06_13)), "2026-06-12,2,5,2,1,1,,,1,1,1,65536,1");
+    assert_eq!(
+        s.daily_line(t(SAT_2026_06_13)),
+        "2026-06-12,2,5,2,1,1,,,1,1,1,65536,1"
+    );
     // Everything plain was reset; totals stay; the period started at the last line.
-    assert_eq!(s.daily_line(t(SAT_2026_06_13 + 86_400)), "2026-06-13,0,0,0,0,0,,,0,0,1,65536,0");
+    assert_eq!(
+        s.daily_line(t(SAT_2026_06_13 + 86_400)),
+        "2026-06-13,0,0,0,0,0,,,0,0,1,65536,0"
+    );
     // Monday: the week set (still holding the download) is written and reset.
     s.record_download(&[2; 16]);
-    assert_eq!(s.daily_line(t(MON_2026_06_15)), "2026-06-14,0,0,0,0,1,2,,1,0,1,65536,0");
-    assert_eq!(s.daily_line(t(MON_2026_06_15 + 1)), "2026-06-15,0,0,0,0,0,0,,0,0,1,65536,0");
+    assert_eq!(
+        s.daily_line(t(MON_2026_06_15)),
+        "2026-06-14,0,0,0,0,1,2,,1,0,1,65536,0"
+    );
+    assert_eq!(
+        s.daily_line(t(MON_2026_06_15 + 1)),
+        "2026-06-15,0,0,0,0,0,0,,0,0,1,65536,0"
+    );
     let m = busy_stats(MON_2026_06_01 - 86_400);
-    assert_eq!(m.daily_line(t(MON_2026_06_01)), "2026-05-31,2,5,2,1,1,1,1,1,1,1,65536,1");
+    assert_eq!(
+        m.daily_line(t(MON_2026_06_01)),
+        "2026-05-31,2,5,2,1,1,1,1,1,1,1,65536,1"
+    );
     let w = busy_stats(WED_2026_07_01 - 86_400);
-    assert_eq!(w.daily_line(t(WED_2026_07_01)), "2026-06-30,2,5,2,1,1,,1,1,1,1,65536,1");
-    assert_eq!(w.snapshot().files_downloaded, PeriodStatsData {
-        day: BTreeSet::new(),
-        week: BTreeSet::from([H1]),
-        month: BTreeSet::new(),
-    });
+    assert_eq!(
+        w.daily_line(t(WED_2026_07_01)),
+        "2026-06-30,2,5,2,1,1,,1,1,1,1,65536,1"
+    );
+    assert_eq!(
+        w.snapshot().files_downloaded,
+        PeriodStatsData {
+            day: BTreeSet::new(),
+            week: BTreeSet::from([H1]),
+            month: BTreeSet::new(),
+        }
+    );
 }
 
 #[test]
@@ -120,7 +141,10 @@ fn backup_text() {
     let d = sample_data();
     assert_eq!(d.encode_backup(), BACKUP);
     assert_eq!(BACKUP.lines().count(), 15);
-    assert_eq!(FileServerStatsData::decode_backup(BACKUP.as_bytes()), Ok(d.clone()));
+    assert_eq!(
+        FileServerStatsData::decode_backup(BACKUP.as_bytes()),
+        Ok(d.clone())
+    );
     let crlf = BACKUP.replace('\n', "\r\n");
     assert_eq!(FileServerStatsData::decode_backup(crlf.as_bytes()), Ok(d));
 }
@@ -133,14 +157,34 @@ fn backup_old_forms_and_errors() {
                filesDownloaded:\nday=AQEBAQEBAQEBAQEBAQEBAQ==\nweek=\nmonth=AQEBAQEBAQEBAQEBAQEBAQ==,AgICAgICAgICAgICAgICAg==\n\
                fileDownloads=7\nfileDownloadAcks=8\n";
     let d = FileServerStatsData::decode_backup(old.as_bytes()).unwrap();
-    assert_eq!((d.files_expired, d.files_blocked, d.files_count, d.files_size), (0, 0, 0, 0));
+    assert_eq!(
+        (
+            d.files_expired,
+            d.files_blocked,
+            d.files_count,
+            d.files_size
+        ),
+        (0, 0, 0, 0)
+    );
     assert_eq!(d.files_downloaded.day, BTreeSet::from([H1]));
     assert_eq!(d.files_downloaded.month, BTreeSet::from([H1, H2]));
     let dec = |s: &str| FileServerStatsData::decode_backup(s.as_bytes());
-    assert_eq!(dec(&format!("{BACKUP}x")), Err(StatsParseError::TrailingInput));
-    assert_eq!(dec(&BACKUP.replace("filesCreated=1", "filesCreated=x")), Err(StatsParseError::Value("filesCreated=")));
-    assert_eq!(dec(&BACKUP.replace("fileDownloads=7\n", "")), Err(StatsParseError::Expected("fileDownloads=")));
-    assert_eq!(dec(&BACKUP[..BACKUP.len() - 1]), Err(StatsParseError::Expected("fileDownloadAcks=")));
+    assert_eq!(
+        dec(&format!("{BACKUP}x")),
+        Err(StatsParseError::TrailingInput)
+    );
+    assert_eq!(
+        dec(&BACKUP.replace("filesCreated=1", "filesCreated=x")),
+        Err(StatsParseError::Value("filesCreated="))
+    );
+    assert_eq!(
+        dec(&BACKUP.replace("fileDownloads=7\n", "")),
+        Err(StatsParseError::Expected("fileDownloads="))
+    );
+    assert_eq!(
+        dec(&BACKUP[..BACKUP.len() - 1]),
+        Err(StatsParseError::Expected("fileDownloadAcks="))
+    );
     assert!(dec("").is_err());
 }
 
@@ -181,7 +225,12 @@ fn prometheus_text() {
             .to_owned(),
     ]
     .concat();
-    assert_eq!(prometheus_metrics(&sample_data(), now, "6.5.5.0", None), expected);
+    assert_eq!(
+        prometheus_metrics(&sample_data(), now, "6.5.5.0", None),
+        expected
+    );
     let with_opts = prometheus_metrics(&sample_data(), now, "6.5.5.0", Some("+RTS -N"));
-    assert!(with_opts.contains("simplex_xftp_info{version=\"6.5.5.0\",rts_options=\"+RTS -N\"} 1\n"));
+    assert!(
+        with_opts.contains("simplex_xftp_info{version=\"6.5.5.0\",rts_options=\"+RTS -N\"} 1\n")
+    );
 }

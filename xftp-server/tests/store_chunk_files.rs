@@ -34,7 +34,10 @@ fn names(d: &std::path::Path) -> Vec<String> {
 fn name_is_padded_b64url() {
     assert_eq!(chunk_file_name(&SID), "AQEBAQEBAQEBAQEBAQEBAQ==");
     assert_eq!(chunk_file_name(&[0xfb; 16]), "-_v7-_v7-_v7-_v7-_v7-w==");
-    assert_eq!(chunk_path("files".as_ref(), &SID), PathBuf::from("files/AQEBAQEBAQEBAQEBAQEBAQ=="));
+    assert_eq!(
+        chunk_path("files".as_ref(), &SID),
+        PathBuf::from("files/AQEBAQEBAQEBAQEBAQEBAQ==")
+    );
 }
 
 #[tokio::test]
@@ -43,7 +46,9 @@ async fn upload_then_read_back() {
     let data = body(100_000);
     // A slow reader with small pieces, to exercise the loop.
     let mut r = tokio_test_reader(&data, 1000);
-    let p = receive_chunk(&mut r, d.path(), &SID, data.len() as u32, &digest(&data)).await.unwrap();
+    let p = receive_chunk(&mut r, d.path(), &SID, data.len() as u32, &digest(&data))
+        .await
+        .unwrap();
     assert_eq!(p, d.path().join("AQEBAQEBAQEBAQEBAQEBAQ=="));
     assert_eq!(names(d.path()), vec!["AQEBAQEBAQEBAQEBAQEBAQ=="]);
     let mut f = open_chunk(&p).await.unwrap().unwrap();
@@ -86,7 +91,11 @@ mod tokio_util_like {
     }
     pub struct Pieces(Vec<Vec<u8>>);
     impl AsyncRead for Pieces {
-        fn poll_read(mut self: Pin<&mut Self>, _: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<std::io::Result<()>> {
             if let Some(mut c) = self.0.pop() {
                 let n = c.len().min(buf.remaining());
                 buf.put_slice(&c[..n]);
@@ -102,7 +111,9 @@ mod tokio_util_like {
 async fn expect_err(data: &[u8], size: u32, dg: &[u8]) -> ChunkError {
     let d = tempfile::tempdir().unwrap();
     let mut r = data;
-    let e = receive_chunk(&mut r, d.path(), &SID, size, dg).await.unwrap_err();
+    let e = receive_chunk(&mut r, d.path(), &SID, size, dg)
+        .await
+        .unwrap_err();
     assert!(names(d.path()).is_empty(), "partial file left behind");
     e
 }
@@ -126,7 +137,9 @@ async fn stops_reading_at_size() {
     let d = tempfile::tempdir().unwrap();
     let data = body(2000);
     let mut r = tokio_test_reader(&data, 1000);
-    let p = receive_chunk(&mut r, d.path(), &SID, 1000, &digest(&data[..1000])).await.unwrap();
+    let p = receive_chunk(&mut r, d.path(), &SID, 1000, &digest(&data[..1000]))
+        .await
+        .unwrap();
     assert_eq!(fs::read(p).unwrap(), &data[..1000]);
 }
 
@@ -135,7 +148,9 @@ async fn missing_directory_is_file_io() {
     let d = tempfile::tempdir().unwrap();
     let data = body(10);
     let mut r = &data[..];
-    let e = receive_chunk(&mut r, &d.path().join("nope"), &SID, 10, &digest(&data)).await.unwrap_err();
+    let e = receive_chunk(&mut r, &d.path().join("nope"), &SID, 10, &digest(&data))
+        .await
+        .unwrap_err();
     assert!(matches!(e, ChunkError::Io(_)));
     assert_eq!(XftpErrorType::from(e), XftpErrorType::FileIo);
 }
@@ -154,7 +169,9 @@ async fn disk_full_is_file_io() {
     std::os::unix::fs::symlink("/dev/full", &part).unwrap();
     let data = body(20_000);
     let mut r = &data[..];
-    let e = receive_chunk(&mut r, d.path(), &SID, 20_000, &digest(&data)).await.unwrap_err();
+    let e = receive_chunk(&mut r, d.path(), &SID, 20_000, &digest(&data))
+        .await
+        .unwrap_err();
     assert_eq!(XftpErrorType::from(&e), XftpErrorType::FileIo, "{e}");
     assert!(names(d.path()).is_empty());
 }
@@ -165,9 +182,15 @@ async fn drain_counts_exactly() {
     let mut r = tokio_test_reader(&data, 16_384);
     drain_exact(&mut r, 40_000).await.unwrap();
     let mut r = &data[..39_999];
-    assert!(matches!(drain_exact(&mut r, 40_000).await, Err(ChunkError::Size)));
+    assert!(matches!(
+        drain_exact(&mut r, 40_000).await,
+        Err(ChunkError::Size)
+    ));
     let mut r = &data[..];
-    assert!(matches!(drain_exact(&mut r, 39_999).await, Err(ChunkError::Size)));
+    assert!(matches!(
+        drain_exact(&mut r, 39_999).await,
+        Err(ChunkError::Size)
+    ));
 }
 
 #[tokio::test]
@@ -177,12 +200,22 @@ async fn sweep_removes_orphans_only() {
     let orphan = chunk_path(d.path(), &[2; 16]);
     fs::write(&kept, b"a").unwrap();
     fs::write(&orphan, b"b").unwrap();
-    fs::write(d.path().join(format!("{}.part", chunk_file_name(&[3; 16]))), b"c").unwrap();
+    fs::write(
+        d.path().join(format!("{}.part", chunk_file_name(&[3; 16]))),
+        b"c",
+    )
+    .unwrap();
     fs::write(d.path().join("README"), b"d").unwrap();
     // The record's path may spell the directory differently.
     let referenced = vec![d.path().join(".").join(chunk_file_name(&[1; 16]))];
     assert_eq!(sweep_orphans(d.path(), &referenced).await.unwrap(), 2);
-    assert_eq!(names(d.path()), vec!["AQEBAQEBAQEBAQEBAQEBAQ==".to_owned(), "README".into()]);
-    assert_eq!(sweep_orphans(&d.path().join("missing"), &[]).await.unwrap(), 0);
+    assert_eq!(
+        names(d.path()),
+        vec!["AQEBAQEBAQEBAQEBAQEBAQ==".to_owned(), "README".into()]
+    );
+    assert_eq!(
+        sweep_orphans(&d.path().join("missing"), &[]).await.unwrap(),
+        0
+    );
     remove_partial(d.path(), &[3; 16]).await; // nothing left: no error
 }

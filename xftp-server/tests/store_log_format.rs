@@ -63,7 +63,9 @@ fn all_records() -> Vec<(StoreLogRecord, String)> {
                 created_at: 3600,
                 status: FileStatus::Blocked(blocked_ttl()),
             },
-            format!("FNEW {ID2} {KEY0} 64000 {DIGEST} 3600 blocked,reason=content,notice={{\"ttl\":60}}"),
+            format!(
+                "FNEW {ID2} {KEY0} 64000 {DIGEST} 3600 blocked,reason=content,notice={{\"ttl\":60}}"
+            ),
         ),
         (
             StoreLogRecord::AddFile {
@@ -88,7 +90,10 @@ fn all_records() -> Vec<(StoreLogRecord, String)> {
             },
             format!("FADD {ID1} {ID2}:{KEY7},{ID3}:{KEY0}"),
         ),
-        (StoreLogRecord::DeleteFile { sender_id: [1; 16] }, format!("FDEL {ID1}")),
+        (
+            StoreLogRecord::DeleteFile { sender_id: [1; 16] },
+            format!("FDEL {ID1}"),
+        ),
         (
             StoreLogRecord::BlockFile {
                 sender_id: [2; 16],
@@ -99,7 +104,12 @@ fn all_records() -> Vec<(StoreLogRecord, String)> {
             },
             format!("FBLK {ID2} reason=spam"),
         ),
-        (StoreLogRecord::AckFile { recipient_id: [3; 16] }, format!("FACK {ID3}")),
+        (
+            StoreLogRecord::AckFile {
+                recipient_id: [3; 16],
+            },
+            format!("FACK {ID3}"),
+        ),
     ]
 }
 
@@ -129,15 +139,39 @@ fn parser_leniency_and_rejections() {
         (format!("FDEL {ID1} x"), LogParseError::TrailingInput),
         ("FDEL AQEB".into(), LogParseError::IdLength),
         ("FDEL !!!!".into(), LogParseError::Base64),
-        (format!("FNEW {ID1} {KEY0} 10 {DIGEST} 3600 "), LogParseError::Status),
-        (format!("FNEW {ID1} {KEY0} 10 {DIGEST} 3600 blocked"), LogParseError::Status),
-        (format!("FNEW {ID1} {KEY0} -10 {DIGEST} 3600"), LogParseError::Number),
-        (format!("FNEW {ID1} {KEY0} 4294967296 {DIGEST} 3600"), LogParseError::Number),
-        (format!("FNEW {ID1} {KEY0} 10 {DIGEST}"), LogParseError::MissingField),
-        (format!("FNEW {ID1} {DIGEST} 10 {DIGEST} 3600"), LogParseError::Key),
+        (
+            format!("FNEW {ID1} {KEY0} 10 {DIGEST} 3600 "),
+            LogParseError::Status,
+        ),
+        (
+            format!("FNEW {ID1} {KEY0} 10 {DIGEST} 3600 blocked"),
+            LogParseError::Status,
+        ),
+        (
+            format!("FNEW {ID1} {KEY0} -10 {DIGEST} 3600"),
+            LogParseError::Number,
+        ),
+        (
+            format!("FNEW {ID1} {KEY0} 4294967296 {DIGEST} 3600"),
+            LogParseError::Number,
+        ),
+        (
+            format!("FNEW {ID1} {KEY0} 10 {DIGEST}"),
+            LogParseError::MissingField,
+        ),
+        (
+            format!("FNEW {ID1} {DIGEST} 10 {DIGEST} 3600"),
+            LogParseError::Key,
+        ),
         (format!("FADD {ID1} {ID2}{KEY0}"), LogParseError::Recipient),
-        (format!("FADD {ID1} {ID2}:{KEY0},"), LogParseError::Recipient),
-        (format!("FBLK {ID1} reason=other"), LogParseError::BlockingInfo),
+        (
+            format!("FADD {ID1} {ID2}:{KEY0},"),
+            LogParseError::Recipient,
+        ),
+        (
+            format!("FBLK {ID1} reason=other"),
+            LogParseError::BlockingInfo,
+        ),
         (format!("FPUT {ID1}"), LogParseError::MissingField),
         (format!("FDEL {ID1}\r"), LogParseError::Base64),
     ];
@@ -186,7 +220,10 @@ fn replay_rules() {
     let f1 = st.get_file(FileParty::Sender, &[1; 16]).unwrap().file;
     assert_eq!(f1.path, Some(PathBuf::from(format!("files/{ID1}"))));
     // ID2 and ID1 were added to file 1, then ID1 was acknowledged.
-    assert_eq!(f1.recipient_ids.iter().copied().collect::<Vec<_>>(), vec![[2; 16]]);
+    assert_eq!(
+        f1.recipient_ids.iter().copied().collect::<Vec<_>>(),
+        vec![[2; 16]]
+    );
     // The second FADD added ID3 before failing on ID2.
     let f2 = st.get_file(FileParty::Recipient, &[3; 16]).unwrap().file;
     assert_eq!(f2.sender_id, [2; 16]);
@@ -199,11 +236,14 @@ fn replay_rules() {
 fn compaction_output() {
     let mut st = FileStore::new(None);
     // Insert out of order: compaction sorts by sender ID.
-    st.add_file([2; 16], info(64000), 3600, FileStatus::Active).unwrap();
-    st.add_file([1; 16], info(65536), 7200, FileStatus::Active).unwrap();
+    st.add_file([2; 16], info(64000), 3600, FileStatus::Active)
+        .unwrap();
+    st.add_file([1; 16], info(65536), 7200, FileStatus::Active)
+        .unwrap();
     st.add_recipient(&[1; 16], [3; 16], key(7)).unwrap();
     st.add_recipient(&[1; 16], [2; 16], key(0)).unwrap();
-    st.set_file_path(&[1; 16], format!("files/{ID1}").into()).unwrap();
+    st.set_file_path(&[1; 16], format!("files/{ID1}").into())
+        .unwrap();
     st.set_file_path(&[2; 16], "x".into()).unwrap();
     st.block_file(&[2; 16], blocked_ttl()).unwrap();
     let text: Vec<String> = compacted_records(&st).iter().map(|r| r.encode()).collect();
@@ -213,7 +253,9 @@ fn compaction_output() {
             format!("FNEW {ID1} {KEY0} 65536 {DIGEST} 7200 active"),
             format!("FADD {ID1} {ID2}:{KEY0},{ID3}:{KEY7}"),
             format!("FPUT {ID1} {PATH1}"),
-            format!("FNEW {ID2} {KEY0} 64000 {DIGEST} 3600 blocked,reason=content,notice={{\"ttl\":60}}"),
+            format!(
+                "FNEW {ID2} {KEY0} 64000 {DIGEST} 3600 blocked,reason=content,notice={{\"ttl\":60}}"
+            ),
             format!("FPUT {ID2} eA=="),
         ]
     );
@@ -250,19 +292,30 @@ fn start_creates_then_compacts_and_backs_up() {
     for (r, _) in all_records().into_iter().take(5) {
         log.append(&r).unwrap();
     }
-    log.append(&StoreLogRecord::AckFile { recipient_id: [2; 16] }).unwrap();
+    log.append(&StoreLogRecord::AckFile {
+        recipient_id: [2; 16],
+    })
+    .unwrap();
     drop(log);
     let mut st = FileStore::new(None);
     let (_log, rep) = open_store_log_at(&p, &mut st, t(NOW + 1)).unwrap();
     assert_eq!((rep.lines, rep.parse_errors, rep.rejected), (6, 0, 0));
     let backup = d.path().join("file-server-store.log.2026-06-13T12:00:01Z");
     assert_eq!(rep.backup.as_deref(), Some(backup.as_path()));
-    assert_eq!(dir_names(d.path()), vec![STORE_LOG_FILE.to_owned(), "file-server-store.log.2026-06-13T12:00:01Z".into()]);
+    assert_eq!(
+        dir_names(d.path()),
+        vec![
+            STORE_LOG_FILE.to_owned(),
+            "file-server-store.log.2026-06-13T12:00:01Z".into()
+        ]
+    );
     let expected = lines(&[
         format!("FNEW {ID1} {KEY0} 65536 {DIGEST} 1767225600 active"),
         format!("FADD {ID1} {ID3}:{KEY0}"),
         format!("FPUT {ID1} {PATH1}"),
-        format!("FNEW {ID2} {KEY0} 64000 {DIGEST} 3600 blocked,reason=content,notice={{\"ttl\":60}}"),
+        format!(
+            "FNEW {ID2} {KEY0} 64000 {DIGEST} 3600 blocked,reason=content,notice={{\"ttl\":60}}"
+        ),
         format!("FNEW {ID3} {KEY0} 1 {DIGEST} 0 off"),
     ]);
     assert_eq!(fs::read(&p).unwrap(), expected);
@@ -273,15 +326,25 @@ fn start_creates_then_compacts_and_backs_up() {
 fn start_backup_replaces_log() {
     let (d, p) = log_dir();
     let start = d.path().join("file-server-store.log.start");
-    fs::write(&start, lines(&[format!("FNEW {ID1} {KEY0} 10 {DIGEST} 3600")])).unwrap();
+    fs::write(
+        &start,
+        lines(&[format!("FNEW {ID1} {KEY0} 10 {DIGEST} 3600")]),
+    )
+    .unwrap();
     fs::write(&p, b"FNEW partial").unwrap();
     let mut st = FileStore::new(None);
     let (_log, rep) = open_store_log_at(&p, &mut st, t(NOW)).unwrap();
     assert!(rep.used_start_backup);
     assert_eq!(st.file_count(), 1);
-    assert_eq!(fs::read(d.path().join("file-server-store.log.bak")).unwrap(), b"FNEW partial");
+    assert_eq!(
+        fs::read(d.path().join("file-server-store.log.bak")).unwrap(),
+        b"FNEW partial"
+    );
     assert!(!start.exists());
-    assert_eq!(fs::read(&p).unwrap(), lines(&[format!("FNEW {ID1} {KEY0} 10 {DIGEST} 3600 active")]));
+    assert_eq!(
+        fs::read(&p).unwrap(),
+        lines(&[format!("FNEW {ID1} {KEY0} 10 {DIGEST} 3600 active")])
+    );
 }
 
 fn sample_log() -> Vec<u8> {
@@ -299,7 +362,12 @@ fn summary(st: &FileStore) -> Vec<String> {
 fn every_truncation_replays_a_prefix() {
     let full = sample_log();
     // Reference results: the store after replaying the first k complete lines.
-    let ends: Vec<usize> = full.iter().enumerate().filter(|(_, c)| **c == b'\n').map(|(i, _)| i + 1).collect();
+    let ends: Vec<usize> = full
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| **c == b'\n')
+        .map(|(i, _)| i + 1)
+        .collect();
     let prefix_states: Vec<Vec<String>> = std::iter::once(0)
         .chain(ends.iter().copied())
         .map(|end| {
@@ -331,9 +399,15 @@ fn torn_log_on_disk_restarts_cleanly() {
     let mut st2 = FileStore::new(None);
     let mut rep2 = ReplayReport::default();
     replay(&fs::read(&p).unwrap(), &mut st2, &mut rep2);
-    assert_eq!((rep2.parse_errors, rep2.rejected, rep2.torn_tail), (0, 0, false));
+    assert_eq!(
+        (rep2.parse_errors, rep2.rejected, rep2.torn_tail),
+        (0, 0, false)
+    );
     assert_eq!(summary(&st2), summary(&st));
 }
+
+/// What a kill can leave on disk: (log content, `.start` content).
+type DiskState = (Option<Vec<u8>>, Option<Vec<u8>>);
 
 #[test]
 fn crash_during_compaction_keeps_a_usable_log() {
@@ -343,7 +417,7 @@ fn crash_during_compaction_keeps_a_usable_log() {
     let expected = summary(&expected_st);
     let compacted = lines(&expected);
     // States a kill can leave: (log content, .start content).
-    let states: Vec<(Option<Vec<u8>>, Option<Vec<u8>>)> = {
+    let states: Vec<DiskState> = {
         let mut v = vec![(None, Some(full.clone()))]; // after rename to .start
         for cut in 0..=compacted.len() {
             v.push((Some(compacted[..cut].to_vec()), Some(full.clone()))); // mid-write
@@ -382,19 +456,37 @@ fn backup_retention() {
     assert_eq!(removed, 2);
     let left = dir_names(d.path());
     assert_eq!(left.len(), 6);
-    assert!(!left.contains(&format!("{STORE_LOG_FILE}.{}", iso8601_show((NOW - 23 * day) as i64, 0))));
-    assert!(left.contains(&format!("{STORE_LOG_FILE}.{}", iso8601_show((NOW - 22 * day) as i64, 0))));
+    assert!(!left.contains(&format!(
+        "{STORE_LOG_FILE}.{}",
+        iso8601_show((NOW - 23 * day) as i64, 0)
+    )));
+    assert!(left.contains(&format!(
+        "{STORE_LOG_FILE}.{}",
+        iso8601_show((NOW - 22 * day) as i64, 0)
+    )));
 }
 
 #[test]
 fn iso8601_texts() {
     assert_eq!(iso8601_show(1_781_352_000, 0), "2026-06-13T12:00:00Z");
-    assert_eq!(iso8601_show(1_781_352_000, 123_456_789), "2026-06-13T12:00:00.123456789Z");
-    assert_eq!(iso8601_show(1_781_352_000, 100_000_000), "2026-06-13T12:00:00.1Z");
+    assert_eq!(
+        iso8601_show(1_781_352_000, 123_456_789),
+        "2026-06-13T12:00:00.123456789Z"
+    );
+    assert_eq!(
+        iso8601_show(1_781_352_000, 100_000_000),
+        "2026-06-13T12:00:00.1Z"
+    );
     assert_eq!(iso8601_show(0, 0), "1970-01-01T00:00:00Z");
     assert_eq!(iso8601_show(951_825_600, 0), "2000-02-29T12:00:00Z");
-    assert_eq!(iso8601_parse("2026-06-13T12:00:00.1Z"), Some((1_781_352_000, 100_000_000)));
-    assert_eq!(iso8601_parse("2000-02-29T12:00:00Z"), Some((951_825_600, 0)));
+    assert_eq!(
+        iso8601_parse("2026-06-13T12:00:00.1Z"),
+        Some((1_781_352_000, 100_000_000))
+    );
+    assert_eq!(
+        iso8601_parse("2000-02-29T12:00:00Z"),
+        Some((951_825_600, 0))
+    );
     assert_eq!(iso8601_parse("2001-02-29T12:00:00Z"), None);
     assert_eq!(iso8601_parse("2026-06-13T12:00:00"), None);
     assert_eq!(iso8601_parse("2026-06-13T12:00:00.Z"), None);
