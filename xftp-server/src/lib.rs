@@ -4,3 +4,8 @@
 //! The command semantics are a function of the store and the request
 //! (`handler`); `server` only moves blocks and bodies between sockets and
 //! the chunk files.
+
+pub mod chunk_files;
+pub mod stats;
+pub mod store;
+pub mod store_log;

@@ -1,0 +1,274 @@
+//! Chunk files in the `[FILES] path` directory, named `b64u(senderId)`.
+//!
+//! Uploads go to `<name>.part` and are renamed only when complete and
+//! verified, so the final name always holds a whole, correct chunk and a
+//! kill at any moment leaves at most a `.part` file for the start-up sweep.
+//! Memory per transfer is one fixed buffer, whatever the chunk size.
+
+use std::collections::HashSet;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+use smp_core::encoding::string::b64_encode;
+use smp_core::xftp::error::XftpErrorType;
+use subtle::ConstantTimeEq;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+
+use crate::store::FileId;
+
+/// Body pieces are read in the reference's block size.
+pub const FILE_BLOCK_SIZE: usize = 16_384;
+
+/// Suffix of an upload in progress.
+pub const PART_SUFFIX: &str = ".part";
+
+/// Why an upload or a file operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ChunkError {
+    /// The body was shorter or longer than the declared size.
+    #[error("chunk body size does not match")]
+    Size,
+    /// The body's SHA-256 differs from the declared digest.
+    #[error("chunk digest does not match")]
+    Digest,
+    /// Reading the body failed (connection trouble, not the disk).
+    #[error("reading the chunk body failed: {0}")]
+    Body(io::Error),
+    /// The file system failed (missing directory, disk full, ...).
+    #[error("chunk file I/O error: {0}")]
+    Io(#[from] io::Error),
+}
+
+impl From<&ChunkError> for XftpErrorType {
+    fn from(e: &ChunkError) -> Self {
+        match e {
+            ChunkError::Size => Self::Size,
+            ChunkError::Digest => Self::Digest,
+            // The reference answers FILE_IO for any exception other than an
+            // HTTP/2 error; the caller maps its own HTTP/2 errors to TIMEOUT.
+            ChunkError::Body(_) | ChunkError::Io(_) => Self::FileIo,
+        }
+    }
+}
+
+impl From<ChunkError> for XftpErrorType {
+    fn from(e: ChunkError) -> Self {
+        Self::from(&e)
+    }
+}
+
+/// `b64u(senderId)`, padded (24 characters for 16-byte IDs).
+pub fn chunk_file_name(sender_id: &FileId) -> String {
+    b64_encode(sender_id)
+}
+
+/// `<dir>/<b64u(senderId)>`: the path stored in the record and the log.
+pub fn chunk_path(dir: &Path, sender_id: &FileId) -> PathBuf {
+    dir.join(chunk_file_name(sender_id))
+}
+
+fn part_path(path: &Path) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(PART_SUFFIX);
+    PathBuf::from(s)
+}
+
+/// Reads exactly `size` bytes as the reference does: pieces of up to one
+/// block; a piece that goes past `size` → SIZE, the body ending early →
+/// SIZE; reading stops as soon as `size` bytes have arrived.
+async fn read_exact_pieces<R, F>(body: &mut R, size: u32, mut sink: F) -> Result<(), ChunkError>
+where
+    R: AsyncRead + Unpin + ?Sized,
+    F: AsyncFnMut(&[u8]) -> Result<(), ChunkError>,
+{
+    let mut buf = vec![0u8; FILE_BLOCK_SIZE];
+    let mut left = u64::from(size);
+    while left > 0 {
+        let n = body.read(&mut buf).await.map_err(ChunkError::Body)?;
+        if n == 0 || n as u64 > left {
+            return Err(ChunkError::Size);
+        }
+        sink(&buf[..n]).await?;
+        left -= n as u64;
+    }
+    Ok(())
+}
+
+/// For FPUT on an already uploaded chunk: consumes exactly `size` bytes of
+/// the body without storing them, so the client can finish sending.
+pub async fn drain_exact<R>(body: &mut R, size: u32) -> Result<(), ChunkError>
+where
+    R: AsyncRead + Unpin + ?Sized,
+{
+    read_exact_pieces(body, size, async |_: &[u8]| Ok(())).await
+}
+
+/// Receives an upload into `<dir>/<b64u(senderId)>` and returns that path.
+///
+/// Writes `<name>.part`, checks size and SHA-256, fsyncs the file, renames
+/// it and fsyncs the directory; on any failure the partial file is gone.
+/// The upload timeout is the caller's (drop this future on timeout and call
+/// [`remove_partial`]).
+pub async fn receive_chunk<R>(
+    body: &mut R,
+    dir: &Path,
+    sender_id: &FileId,
+    size: u32,
+    digest: &[u8],
+) -> Result<PathBuf, ChunkError>
+where
+    R: AsyncRead + Unpin + ?Sized,
+{
+    let path = chunk_path(dir, sender_id);
+    let part = part_path(&path);
+    let r = receive_into(body, &part, &path, size, digest).await;
+    if r.is_err() {
+        remove_if_exists(&part).await;
+    }
+    r.map(|()| path)
+}
+
+async fn receive_into<R>(
+    body: &mut R,
+    part: &Path,
+    path: &Path,
+    size: u32,
+    digest: &[u8],
+) -> Result<(), ChunkError>
+where
+    R: AsyncRead + Unpin + ?Sized,
+{
+    let mut file = tokio::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .open(part)
+        .await?;
+    let mut hasher = Sha256::new();
+    read_exact_pieces(body, size, async |piece: &[u8]| {
+        hasher.update(piece);
+        file.write_all(piece).await.map_err(ChunkError::Io)
+    })
+    .await?;
+    let got = hasher.finalize();
+    if !bool::from(got.as_slice().ct_eq(digest)) {
+        return Err(ChunkError::Digest);
+    }
+    file.flush().await?;
+    file.sync_all().await?;
+    drop(file);
+    tokio::fs::rename(part, path).await?;
+    sync_dir(path).await?;
+    Ok(())
+}
+
+/// Removes the `.part` file of an abandoned upload (e.g. after a timeout
+/// dropped [`receive_chunk`]).
+pub async fn remove_partial(dir: &Path, sender_id: &FileId) {
+    remove_if_exists(&part_path(&chunk_path(dir, sender_id))).await;
+}
+
+async fn remove_if_exists(path: &Path) {
+    if let Err(e) = tokio::fs::remove_file(path).await
+        && e.kind() != io::ErrorKind::NotFound
+    {
+        tracing::warn!("could not remove partial chunk file: {e}");
+    }
+}
+
+async fn sync_dir(path: &Path) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        let dir = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        tokio::fs::File::open(dir).await?.sync_all().await
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        Ok(())
+    }
+}
+
+/// Opens a stored chunk for FGET; `Ok(None)` when it is missing on disk
+/// (the reference then answers AUTH).
+pub async fn open_chunk(path: &Path) -> Result<Option<tokio::fs::File>, ChunkError> {
+    match tokio::fs::File::open(path).await {
+        Ok(f) => Ok(Some(f)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(ChunkError::Io(e)),
+    }
+}
+
+/// Deletes a stored chunk. `Ok(false)` if it was already gone (not an
+/// error, as in the reference); other failures → FILE_IO.
+pub async fn delete_chunk(path: &Path) -> Result<bool, ChunkError> {
+    match tokio::fs::remove_file(path).await {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(ChunkError::Io(e)),
+    }
+}
+
+/// Start-up sweep: removes `*.part` files and chunk-named files that no
+/// record with a path refers to, so a kill at any moment leaves no orphans.
+/// Files whose names are not chunk names are left alone. A missing
+/// directory sweeps nothing. Returns how many files were removed.
+pub async fn sweep_orphans(dir: &Path, referenced: &[PathBuf]) -> Result<usize, ChunkError> {
+    let keep = referenced_names(dir, referenced);
+    let mut entries = match tokio::fs::read_dir(dir).await {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(ChunkError::Io(e)),
+    };
+    let mut removed = 0;
+    while let Some(entry) = entries.next_entry().await? {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let orphan = match name.strip_suffix(PART_SUFFIX) {
+            Some(base) => is_chunk_name(base),
+            None => is_chunk_name(name) && !keep.contains(name),
+        };
+        if orphan && entry.file_type().await?.is_file() {
+            match tokio::fs::remove_file(entry.path()).await {
+                Ok(()) => removed += 1,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(ChunkError::Io(e)),
+            }
+        }
+    }
+    if removed > 0 {
+        tracing::info!("removed {removed} orphaned chunk files");
+    }
+    Ok(removed)
+}
+
+/// Names of referenced files that live in `dir`, comparing canonical
+/// directories (a log may hold `./files/x` while the config says `files`).
+fn referenced_names(dir: &Path, referenced: &[PathBuf]) -> HashSet<String> {
+    let dir_c = std::fs::canonicalize(dir).ok();
+    referenced
+        .iter()
+        .filter(|p| {
+            let parent = match p.parent() {
+                Some(d) if !d.as_os_str().is_empty() => d,
+                _ => Path::new("."),
+            };
+            parent == dir || (dir_c.is_some() && std::fs::canonicalize(parent).ok() == dir_c)
+        })
+        .filter_map(|p| p.file_name().and_then(|n| n.to_str()).map(str::to_owned))
+        .collect()
+}
+
+/// A padded base64url name of a 16-byte ID: 22 alphabet chars then `==`.
+fn is_chunk_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    b.len() == 24
+        && b[22..] == *b"=="
+        && b[..22]
+            .iter()
+            .all(|c| c.is_ascii_alphanumeric() || *c == b'-' || *c == b'_')
+}
