@@ -4,3 +4,6 @@
 //! The command semantics are a function of the store and the request
 //! (`handler`); `server` only moves blocks and bodies between sockets and
 //! the chunk files.
+
+pub mod cli;
+pub mod config;
