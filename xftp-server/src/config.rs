@@ -28,12 +28,15 @@ pub const HOSTNAMES_PLACEHOLDER: &str = "<hostnames>";
 // INI syntax
 // ---------------------------------------------------------------------------
 
+/// Key/value pairs of one section, in file order.
+type Pairs = Vec<(String, String)>;
+
 /// A parsed INI file with `ini` 0.4.1 semantics.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Ini {
     /// Key/value pairs before the first section; the reference never reads them.
-    pub globals: Vec<(String, String)>,
-    sections: HashMap<String, Vec<(String, String)>>,
+    pub globals: Pairs,
+    sections: HashMap<String, Pairs>,
 }
 
 impl Ini {
@@ -148,7 +151,7 @@ fn key_value(text: &str, pos: usize) -> Option<(String, String, usize)> {
 }
 
 /// `sectionParser`: `[name]` then as many key/value pairs as parse.
-fn section(text: &str, pos: usize) -> Option<(String, Vec<(String, String)>, usize)> {
+fn section(text: &str, pos: usize) -> Option<(String, Pairs, usize)> {
     let open = skip_blanks_and_comments(text, pos);
     if peek(text, open) != Some('[') {
         return None;

@@ -101,7 +101,8 @@ fn host() {
 
 #[test]
 fn on_off_keys_accept_exactly_on_and_off() {
-    let cases: [(&str, &str, fn(&ServerConfig) -> bool); 5] = [
+    type Reader = fn(&ServerConfig) -> bool;
+    let cases: [(&str, &str, Reader); 5] = [
         ("STORE_LOG", "enable", |c| c.store_log),
         ("STORE_LOG", "log_stats", |c| c.log_stats),
         ("AUTH", "new_files", |c| c.allow_new_files),
