@@ -6,6 +6,10 @@
 //! the chunk files.
 
 pub mod chunk_files;
+pub mod cli;
+pub mod config;
+pub mod handler;
+pub mod server;
 pub mod stats;
 pub mod store;
 pub mod store_log;

@@ -1,0 +1,690 @@
+//! `file-server.ini`: the parser, the typed server configuration and the text
+//! written by `init`.
+//!
+//! The parser reproduces `ini` 0.4.1 (the version the reference pins), quirks
+//! included, so that a file means the same thing to both servers: an
+//! operator's existing file must keep working unchanged, and a file that the
+//! reference would silently truncate is truncated here too.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use smp_core::file::description::FileSize;
+use smp_core::xftp::command::BasicAuth;
+
+/// Name of the configuration file inside the configuration directory.
+pub const INI_FILE: &str = "file-server.ini";
+/// Reference default for `[STORE_LOG] expire_files_hours`.
+pub const DEFAULT_EXPIRE_FILES_HOURS: i64 = 48;
+/// Reference default for `[TRANSPORT] port`, and the port clients assume.
+pub const DEFAULT_PORT: u16 = 443;
+/// Reference defaults for `[INACTIVE_CLIENTS]` (only written commented out).
+pub const DEFAULT_INACTIVE_TTL: i64 = 21600;
+pub const DEFAULT_INACTIVE_CHECK_INTERVAL: i64 = 3600;
+/// Host printed in the address when `[TRANSPORT] host` is absent.
+pub const HOSTNAMES_PLACEHOLDER: &str = "<hostnames>";
+
+// ---------------------------------------------------------------------------
+// INI syntax
+// ---------------------------------------------------------------------------
+
+/// Key/value pairs of one section, in file order.
+type Pairs = Vec<(String, String)>;
+
+/// A parsed INI file with `ini` 0.4.1 semantics.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ini {
+    /// Key/value pairs before the first section; the reference never reads them.
+    pub globals: Pairs,
+    sections: HashMap<String, Pairs>,
+}
+
+impl Ini {
+    /// Parses as much of `text` as `ini` 0.4.1 would; never fails, because
+    /// 0.4.1 does not require the whole input to be consumed.
+    pub fn parse(text: &str) -> Ini {
+        let mut ini = Ini::default();
+        let mut pos = 0;
+        while let Some((k, v, next)) = key_value(text, pos) {
+            ini.globals.push((k, v));
+            pos = next;
+        }
+        while let Some((name, values, next)) = section(text, pos) {
+            // Duplicate sections: the later one replaces the earlier (Map.fromList).
+            ini.sections.insert(name, values);
+            pos = next;
+        }
+        ini
+    }
+
+    /// The first value of `key` in `section` (case-sensitive), as `lookupValue`.
+    pub fn get(&self, section: &str, key: &str) -> Option<&str> {
+        self.sections
+            .get(section)?
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Whether a section of this exact name was read.
+    pub fn has_section(&self, section: &str) -> bool {
+        self.sections.contains_key(section)
+    }
+
+    /// Section names, sorted (as `Data.Ini.sections`).
+    pub fn section_names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self.sections.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        names
+    }
+}
+
+/// `Data.Char.isSpace`: Latin-1 blanks plus Unicode category Zs. Unlike
+/// `char::is_whitespace` it excludes U+0085, U+2028 and U+2029.
+fn hs_is_space(c: char) -> bool {
+    match c {
+        ' ' | '\t' | '\n' | '\u{b}' | '\u{c}' | '\r' | '\u{a0}' => true,
+        '\u{85}' | '\u{2028}' | '\u{2029}' => false,
+        c if (c as u32) < 0x100 => false,
+        c => c.is_whitespace(),
+    }
+}
+
+fn hs_strip(s: &str) -> &str {
+    s.trim_matches(hs_is_space)
+}
+
+fn is_end_of_line(c: char) -> bool {
+    c == '\n' || c == '\r'
+}
+
+fn skip_while(text: &str, pos: usize, pred: impl Fn(char) -> bool) -> usize {
+    match text[pos..].char_indices().find(|&(_, c)| !pred(c)) {
+        Some((i, _)) => pos + i,
+        None => text.len(),
+    }
+}
+
+fn peek(text: &str, pos: usize) -> Option<char> {
+    text[pos..].chars().next()
+}
+
+/// `skipComments`: any number of lines whose first non-blank is `;` or `#`.
+fn skip_comments(text: &str, mut pos: usize) -> usize {
+    while let Some(c @ (';' | '#')) = peek(text, pos) {
+        pos = skip_while(text, pos + c.len_utf8(), |c| !is_end_of_line(c));
+        pos = skip_while(text, pos, hs_is_space);
+    }
+    pos
+}
+
+fn skip_blanks_and_comments(text: &str, pos: usize) -> usize {
+    let pos = skip_while(text, pos, hs_is_space);
+    let pos = skip_comments(text, pos);
+    skip_while(text, pos, hs_is_space)
+}
+
+/// `keyValueParser`. The key runs up to the first `=`/`:` even across line
+/// ends (so a line without a separator is glued to the next key); with `:`
+/// the first character of the value is dropped, whatever it is.
+fn key_value(text: &str, pos: usize) -> Option<(String, String, usize)> {
+    let start = skip_blanks_and_comments(text, pos);
+    let key_end = skip_while(text, start, |c| !matches!(c, '=' | ':' | '[' | ']'));
+    if key_end == start {
+        return None;
+    }
+    let delim = peek(text, key_end).filter(|c| matches!(c, '=' | ':'))?;
+    let value_start = key_end + 1;
+    let value_end = skip_while(text, value_start, |c| !is_end_of_line(c));
+    let mut value = &text[value_start..value_end];
+    if delim == ':' {
+        let mut chars = value.chars();
+        chars.next();
+        value = chars.as_str();
+    }
+    let next = skip_while(text, value_end, hs_is_space);
+    Some((
+        hs_strip(&text[start..key_end]).to_string(),
+        hs_strip(value).to_string(),
+        next,
+    ))
+}
+
+/// `sectionParser`: `[name]` then as many key/value pairs as parse.
+fn section(text: &str, pos: usize) -> Option<(String, Pairs, usize)> {
+    let open = skip_blanks_and_comments(text, pos);
+    if peek(text, open) != Some('[') {
+        return None;
+    }
+    let name_end = skip_while(text, open + 1, |c| c != ']' && c != '[');
+    if peek(text, name_end) != Some(']') {
+        return None;
+    }
+    let name = hs_strip(&text[open + 1..name_end]).to_string();
+    let mut pos = skip_while(text, name_end + 1, hs_is_space);
+    let mut values = Vec::new();
+    while let Some((k, v, next)) = key_value(text, pos) {
+        values.push((k, v));
+        pos = next;
+    }
+    Some((name, values, pos))
+}
+
+// ---------------------------------------------------------------------------
+// Typed configuration
+// ---------------------------------------------------------------------------
+
+/// Why `file-server.ini` cannot be used; the messages are the reference's
+/// where it has one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("no key {key} in section {section}")]
+    MissingKey {
+        section: &'static str,
+        key: &'static str,
+    },
+    #[error("invalid INI setting {key}: {value}")]
+    InvalidSetting { key: &'static str, value: String },
+    /// The value is not echoed: it is a password.
+    #[error(
+        "invalid INI setting {key}: a password must be non-empty printable ASCII without spaces, '@', ':' or '/'"
+    )]
+    InvalidPassword { key: &'static str },
+    #[error("Invalid store_files value: {0}")]
+    InvalidStoreFiles(String),
+    #[error("Use ISO3166 2-letter code for {0}")]
+    InvalidCountry(&'static str),
+}
+
+/// `[STORE_LOG] store_files`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreFiles {
+    Memory,
+    /// PostgreSQL; parsed so that it can be refused with a clear message.
+    Database,
+}
+
+/// `[INACTIVE_CLIENTS]` when `disconnect = on`; seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InactiveClients {
+    pub ttl: i64,
+    pub check_interval: i64,
+}
+
+/// `[WEB]`: kept so that the server can act on it or refuse it explicitly.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WebConfig {
+    pub static_path: Option<PathBuf>,
+    /// Unparsable ports are absent, as in the reference (`readMaybe`).
+    pub http: Option<u16>,
+    pub https: Option<u16>,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+}
+
+impl WebConfig {
+    /// The reference enables SNI/browser mode only when both are set.
+    pub fn credentials(&self) -> Option<(&Path, &Path)> {
+        Some((self.cert.as_deref()?, self.key.as_deref()?))
+    }
+}
+
+/// `[INFORMATION]`, raw texts. The reference validates them only when
+/// `source_code` is set, because only then is the information page built.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Information {
+    pub source_code: Option<String>,
+    /// Every other key of the section that the reference reads, in file order
+    /// of [`Information::KEYS`].
+    pub fields: Vec<(&'static str, String)>,
+}
+
+impl Information {
+    pub const KEYS: &'static [&'static str] = &[
+        "usage_conditions",
+        "condition_amendments",
+        "server_country",
+        "operator",
+        "operator_country",
+        "website",
+        "admin_simplex",
+        "admin_email",
+        "admin_pgp",
+        "admin_pgp_fingerprint",
+        "complaints_simplex",
+        "complaints_email",
+        "complaints_pgp",
+        "complaints_pgp_fingerprint",
+        "hosting",
+        "hosting_country",
+        "hosting_type",
+    ];
+
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.fields
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Everything the server reads from `file-server.ini`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerConfig {
+    pub information: Information,
+    /// `[STORE_LOG] enable`; absent means off (only `init` writes `on`).
+    pub store_log: bool,
+    pub store_files: StoreFiles,
+    /// `[STORE_LOG] expire_files_hours`; expiry cannot be disabled.
+    pub expire_files_hours: i64,
+    pub log_stats: bool,
+    /// Seconds; absent or unparsable means no metrics file (reference `readMaybe`).
+    pub prometheus_interval: Option<u64>,
+    pub allow_new_files: bool,
+    pub create_password: Option<BasicAuth>,
+    pub control_port_admin_password: Option<BasicAuth>,
+    pub control_port_user_password: Option<BasicAuth>,
+    /// Only printed in the server address; never used for binding.
+    pub host: Option<String>,
+    pub port: u16,
+    pub log_tls_errors: bool,
+    pub control_port: Option<u16>,
+    /// Chunk directory; neither `init` nor `start` creates it.
+    pub files_path: PathBuf,
+    pub storage_quota: Option<FileSize>,
+    pub inactive_clients: Option<InactiveClients>,
+    pub web: WebConfig,
+}
+
+impl ServerConfig {
+    /// Reads and validates every key the reference reads, with its defaults.
+    pub fn from_ini(ini: &Ini) -> Result<Self, ConfigError> {
+        let information = read_information(ini)?;
+        let store_files = match ini.get("STORE_LOG", "store_files").unwrap_or("memory") {
+            "memory" => StoreFiles::Memory,
+            "database" => StoreFiles::Database,
+            other => return Err(ConfigError::InvalidStoreFiles(other.to_string())),
+        };
+        let expire_files_hours = match ini.get("STORE_LOG", "expire_files_hours") {
+            None => DEFAULT_EXPIRE_FILES_HOURS,
+            Some(v) => read_hs_int(v)
+                .filter(|h| h.checked_mul(3600).is_some())
+                .ok_or_else(|| invalid("expire_files_hours", v))?,
+        };
+        let inactive_clients = if on_off(ini, "INACTIVE_CLIENTS", "disconnect")? == Some(true) {
+            Some(InactiveClients {
+                ttl: strict_int(ini, "INACTIVE_CLIENTS", "ttl")?,
+                check_interval: strict_int(ini, "INACTIVE_CLIENTS", "check_interval")?,
+            })
+        } else {
+            None
+        };
+        let port_text = strict(ini, "TRANSPORT", "port")?;
+        let port = parse_port(port_text).ok_or_else(|| invalid("port", port_text))?;
+        let control_port = ini
+            .get("TRANSPORT", "control_port")
+            .map(|v| parse_port(v).ok_or_else(|| invalid("control_port", v)))
+            .transpose()?;
+        let storage_quota = ini
+            .get("FILES", "storage_quota")
+            .map(|v| {
+                v.parse::<FileSize>()
+                    .map_err(|_| invalid("storage_quota", v))
+            })
+            .transpose()?;
+        Ok(ServerConfig {
+            information,
+            store_log: on_off(ini, "STORE_LOG", "enable")? == Some(true),
+            store_files,
+            expire_files_hours,
+            log_stats: on_off(ini, "STORE_LOG", "log_stats")? == Some(true),
+            prometheus_interval: ini
+                .get("STORE_LOG", "prometheus_interval")
+                .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|v| v.parse().ok()),
+            allow_new_files: on_off(ini, "AUTH", "new_files")?.unwrap_or(true),
+            create_password: password(ini, "create_password")?,
+            control_port_admin_password: password(ini, "control_port_admin_password")?,
+            control_port_user_password: password(ini, "control_port_user_password")?,
+            host: ini.get("TRANSPORT", "host").map(str::to_string),
+            port,
+            log_tls_errors: on_off(ini, "TRANSPORT", "log_tls_errors")?.unwrap_or(false),
+            control_port,
+            files_path: PathBuf::from(strict(ini, "FILES", "path")?),
+            storage_quota,
+            inactive_clients,
+            web: WebConfig {
+                static_path: ini.get("WEB", "static_path").map(PathBuf::from),
+                http: ini.get("WEB", "http").and_then(parse_port),
+                https: ini.get("WEB", "https").and_then(parse_port),
+                cert: ini.get("WEB", "cert").map(PathBuf::from),
+                key: ini.get("WEB", "key").map(PathBuf::from),
+            },
+        })
+    }
+
+    /// Parses INI text and reads the configuration from it.
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        Self::from_ini(&Ini::parse(text))
+    }
+
+    /// File time-to-live in seconds (validated not to overflow).
+    pub fn file_ttl_secs(&self) -> i64 {
+        self.expire_files_hours.saturating_mul(3600)
+    }
+
+    /// The host shown in the server address.
+    pub fn address_host(&self) -> &str {
+        self.host.as_deref().unwrap_or(HOSTNAMES_PLACEHOLDER)
+    }
+}
+
+/// Decimal digits only: Rust's `u16::from_str` would also take a `+`.
+fn parse_port(v: &str) -> Option<u16> {
+    if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    v.parse().ok()
+}
+
+fn invalid(key: &'static str, value: &str) -> ConfigError {
+    ConfigError::InvalidSetting {
+        key,
+        value: value.to_string(),
+    }
+}
+
+fn strict<'a>(
+    ini: &'a Ini,
+    section: &'static str,
+    key: &'static str,
+) -> Result<&'a str, ConfigError> {
+    ini.get(section, key)
+        .ok_or(ConfigError::MissingKey { section, key })
+}
+
+fn strict_int(ini: &Ini, section: &'static str, key: &'static str) -> Result<i64, ConfigError> {
+    let v = strict(ini, section, key)?;
+    read_hs_int(v).ok_or_else(|| invalid(key, v))
+}
+
+/// `iniOnOff`: only the exact words `on` and `off`.
+fn on_off(ini: &Ini, section: &str, key: &'static str) -> Result<Option<bool>, ConfigError> {
+    match ini.get(section, key) {
+        None => Ok(None),
+        Some("on") => Ok(Some(true)),
+        Some("off") => Ok(Some(false)),
+        Some(v) => Err(invalid(key, v)),
+    }
+}
+
+/// `strDecode` of `BasicAuth` from the UTF-8 bytes of the value; empty is refused.
+fn password(ini: &Ini, key: &'static str) -> Result<Option<BasicAuth>, ConfigError> {
+    match ini.get("AUTH", key) {
+        None => Ok(None),
+        Some(v) => BasicAuth::new(v.as_bytes())
+            .filter(|_| !v.is_empty())
+            .map(Some)
+            .ok_or(ConfigError::InvalidPassword { key }),
+    }
+}
+
+/// Haskell `read :: Int64` for the forms an operator would write: decimal
+/// with an optional `-`, or `0x`/`0o` literals. Overflow is refused (the
+/// reference wraps around silently).
+pub fn read_hs_int(s: &str) -> Option<i64> {
+    let (neg, digits) = match s.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, s),
+    };
+    let (radix, body) = if let Some(h) = digits
+        .strip_prefix("0x")
+        .or_else(|| digits.strip_prefix("0X"))
+    {
+        (16, h)
+    } else if let Some(o) = digits
+        .strip_prefix("0o")
+        .or_else(|| digits.strip_prefix("0O"))
+    {
+        (8, o)
+    } else {
+        (10, digits)
+    };
+    if body.is_empty() || !body.chars().all(|c| c.is_digit(radix)) {
+        return None;
+    }
+    let magnitude = i128::from_str_radix(body, radix).ok()?;
+    i64::try_from(if neg { -magnitude } else { magnitude }).ok()
+}
+
+fn read_information(ini: &Ini) -> Result<Information, ConfigError> {
+    let info = Information {
+        source_code: ini.get("INFORMATION", "source_code").map(str::to_string),
+        fields: Information::KEYS
+            .iter()
+            .filter_map(|&k| ini.get("INFORMATION", k).map(|v| (k, v.to_string())))
+            .collect(),
+    };
+    if info.source_code.is_some() {
+        for key in ["server_country", "operator_country", "hosting_country"] {
+            let valid =
+                |v: &str| v.chars().count() == 2 && v.chars().all(|c| c.is_ascii_alphabetic());
+            if info.get(key).is_some_and(|v| !valid(v)) {
+                return Err(ConfigError::InvalidCountry(key));
+            }
+        }
+        if let Some(v) = info.get("hosting_type") {
+            // strP takes the text up to the first space; strDecode then
+            // requires the rest to be empty.
+            if !matches!(v, "virtual" | "dedicated" | "colocation" | "owned") {
+                return Err(invalid("hosting_type", v));
+            }
+        }
+    }
+    Ok(info)
+}
+
+// ---------------------------------------------------------------------------
+// Rendering
+// ---------------------------------------------------------------------------
+
+/// `showTTL`: seconds in the largest unit that divides them exactly
+/// (the default 48 hours prints as `2 days`).
+pub fn show_ttl(secs: i64) -> String {
+    let (mins, s) = (secs.div_euclid(60), secs.rem_euclid(60));
+    let (hours, m) = (mins.div_euclid(60), mins.rem_euclid(60));
+    let (days, h) = (hours.div_euclid(24), hours.rem_euclid(24));
+    if s != 0 {
+        format!("{secs} seconds")
+    } else if m != 0 {
+        format!("{mins} minutes")
+    } else if h != 0 {
+        format!("{hours} hours")
+    } else {
+        format!("{days} days")
+    }
+}
+
+/// Values `init` puts into the INI it writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InitValues {
+    pub enable_store_log: bool,
+    /// `--fqdn`, else `--ip`, else [`HOSTNAMES_PLACEHOLDER`] for 127.0.0.1.
+    pub host: String,
+    pub files_path: PathBuf,
+    pub quota: FileSize,
+    pub web_static_path: PathBuf,
+    /// Only for the commented `[WEB] cert`/`key` examples.
+    pub cfg_dir: PathBuf,
+}
+
+fn on_off_text(b: bool) -> &'static str {
+    if b { "on" } else { "off" }
+}
+
+/// The INI written by `init`: the reference's sections, keys and defaults
+/// (so either server reads it unchanged); the comments are ours.
+pub fn init_ini_text(v: &InitValues) -> String {
+    let web_crt = v.cfg_dir.join("web.crt");
+    let web_key = v.cfg_dir.join("web.key");
+    format!(
+        "\
+[INFORMATION]
+# The server is licensed under AGPLv3: if you change its source code, you must
+# offer the changed source to the people who use the server, and put its
+# address here (it is shown on the server information page).
+# source_code = https://github.com/simplex-chat/simplexmq
+
+# Optional public details about the server; leave out any of them.
+# Country codes are ISO 3166 two-letter codes.
+# server_country = XX
+# operator = name of the organisation or person running the server
+# operator_country = XX
+# website =
+# admin_simplex = SimpleX contact address
+# admin_email =
+# complaints_simplex = SimpleX contact address
+# complaints_email =
+# hosting = name of the hosting provider
+# hosting_country = XX
+# hosting_type = virtual
+
+[STORE_LOG]
+# File records live in memory. With the store log on, every change is also
+# appended to a log file that is replayed (and compacted) at start, so that
+# files survive a restart.
+enable = {store_log}
+
+# Where file records are kept: `memory` or `database` (PostgreSQL).
+store_files = memory
+
+# PostgreSQL settings, used only with `store_files = database`.
+# db_connection = postgresql://xftp@/xftp_server_store
+# db_schema = xftp_server
+# db_pool_size = 10
+
+# With a database, also append its changes to the store log.
+# db_store_log = off
+
+# Delete files this many hours after they were uploaded.
+expire_files_hours = {expire}
+
+log_stats = off
+
+# Seconds between writes of the Prometheus metrics file.
+# prometheus_interval = 60
+
+[AUTH]
+# `off` refuses all new uploads while existing files can still be downloaded,
+# e.g. while the server is being retired.
+new_files = on
+
+# Require this password for uploads. Senders put it into the server address,
+# xftp://fingerprint:password@host; recipients never need it.
+# Allowed: printable ASCII except spaces, '@', ':' and '/'.
+# create_password = your-upload-password
+
+# control_port_admin_password =
+# control_port_user_password =
+
+[TRANSPORT]
+# Only used to print the server address; the server listens on all addresses.
+host = {host}
+port = {port}
+log_tls_errors = off
+# control_port = 5226
+
+[FILES]
+path = {files_path}
+storage_quota = {quota}
+
+[INACTIVE_CLIENTS]
+# Disconnect clients idle for `ttl` seconds, checking every `check_interval` seconds.
+disconnect = off
+# ttl = {ttl}
+# check_interval = {check}
+
+[WEB]
+# Directory for the generated server information site.
+static_path = {static_path}
+
+# Serve that site over HTTP on this port.
+# http = 8000
+
+# A certificate and key for browsers connecting to the XFTP port.
+# cert = {web_crt}
+# key = {web_key}
+",
+        store_log = on_off_text(v.enable_store_log),
+        expire = DEFAULT_EXPIRE_FILES_HOURS,
+        host = v.host,
+        port = DEFAULT_PORT,
+        files_path = v.files_path.display(),
+        quota = v.quota,
+        ttl = DEFAULT_INACTIVE_TTL,
+        check = DEFAULT_INACTIVE_CHECK_INTERVAL,
+        static_path = v.web_static_path.display(),
+        web_crt = web_crt.display(),
+        web_key = web_key.display(),
+    )
+}
+
+// ---------------------------------------------------------------------------
+// Paths
+// ---------------------------------------------------------------------------
+
+/// The configuration and log directories and the files the reference keeps in them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerPaths {
+    pub cfg_dir: PathBuf,
+    pub log_dir: PathBuf,
+}
+
+impl ServerPaths {
+    pub const CFG_ENV: &'static str = "XFTP_SERVER_CFG_PATH";
+    pub const LOG_ENV: &'static str = "XFTP_SERVER_LOG_PATH";
+    pub const DEFAULT_CFG_DIR: &'static str = "/etc/opt/simplex-xftp";
+    pub const DEFAULT_LOG_DIR: &'static str = "/var/opt/simplex-xftp";
+
+    /// From the environment; an empty variable counts as unset (`getEnvPath`).
+    pub fn from_env() -> Self {
+        let get = |name: &str, default: &str| match std::env::var_os(name) {
+            Some(v) if !v.is_empty() => PathBuf::from(v),
+            _ => PathBuf::from(default),
+        };
+        ServerPaths {
+            cfg_dir: get(Self::CFG_ENV, Self::DEFAULT_CFG_DIR),
+            log_dir: get(Self::LOG_ENV, Self::DEFAULT_LOG_DIR),
+        }
+    }
+
+    pub fn ini_file(&self) -> PathBuf {
+        self.cfg_dir.join(INI_FILE)
+    }
+    pub fn ca_key_file(&self) -> PathBuf {
+        self.cfg_dir.join("ca.key")
+    }
+    pub fn ca_crt_file(&self) -> PathBuf {
+        self.cfg_dir.join("ca.crt")
+    }
+    pub fn fingerprint_file(&self) -> PathBuf {
+        self.cfg_dir.join("fingerprint")
+    }
+    pub fn store_log_file(&self) -> PathBuf {
+        self.log_dir.join("file-server-store.log")
+    }
+    /// Daily CSV statistics (only with `log_stats = on`).
+    pub fn stats_daily_file(&self) -> PathBuf {
+        self.log_dir.join("file-server-stats.daily.log")
+    }
+    /// Statistics backup restored at start (only with `log_stats = on`).
+    pub fn stats_backup_file(&self) -> PathBuf {
+        self.log_dir.join("file-server-stats.log")
+    }
+    pub fn metrics_file(&self) -> PathBuf {
+        self.log_dir.join("xftp-server-metrics.txt")
+    }
+    pub fn default_web_static_path(&self) -> PathBuf {
+        self.log_dir.join("www")
+    }
+}
