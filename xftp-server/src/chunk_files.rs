@@ -77,22 +77,37 @@ fn part_path(path: &Path) -> PathBuf {
 /// Reads exactly `size` bytes as the reference does: pieces of up to one
 /// block; a piece that goes past `size` → SIZE, the body ending early →
 /// SIZE; reading stops as soon as `size` bytes have arrived.
-async fn read_exact_pieces<R, F>(body: &mut R, size: u32, mut sink: F) -> Result<(), ChunkError>
-where
-    R: AsyncRead + Unpin + ?Sized,
-    F: AsyncFnMut(&[u8]) -> Result<(), ChunkError>,
-{
-    let mut buf = vec![0u8; FILE_BLOCK_SIZE];
-    let mut left = u64::from(size);
-    while left > 0 {
-        let n = body.read(&mut buf).await.map_err(ChunkError::Body)?;
-        if n == 0 || n as u64 > left {
+struct Pieces<'a, R: ?Sized> {
+    body: &'a mut R,
+    buf: Vec<u8>,
+    left: u64,
+}
+
+impl<'a, R: AsyncRead + Unpin + ?Sized> Pieces<'a, R> {
+    fn new(body: &'a mut R, size: u32) -> Self {
+        Self {
+            body,
+            buf: vec![0u8; FILE_BLOCK_SIZE],
+            left: u64::from(size),
+        }
+    }
+
+    /// The next piece, or `None` once exactly `size` bytes were read.
+    async fn next(&mut self) -> Result<Option<&[u8]>, ChunkError> {
+        if self.left == 0 {
+            return Ok(None);
+        }
+        let n = self
+            .body
+            .read(&mut self.buf)
+            .await
+            .map_err(ChunkError::Body)?;
+        if n == 0 || n as u64 > self.left {
             return Err(ChunkError::Size);
         }
-        sink(&buf[..n]).await?;
-        left -= n as u64;
+        self.left -= n as u64;
+        Ok(Some(&self.buf[..n]))
     }
-    Ok(())
 }
 
 /// For FPUT on an already uploaded chunk: consumes exactly `size` bytes of
@@ -101,7 +116,9 @@ pub async fn drain_exact<R>(body: &mut R, size: u32) -> Result<(), ChunkError>
 where
     R: AsyncRead + Unpin + ?Sized,
 {
-    read_exact_pieces(body, size, async |_: &[u8]| Ok(())).await
+    let mut pieces = Pieces::new(body, size);
+    while pieces.next().await?.is_some() {}
+    Ok(())
 }
 
 /// Receives an upload into `<dir>/<b64u(senderId)>` and returns that path.
@@ -146,11 +163,11 @@ where
         .open(part)
         .await?;
     let mut hasher = Sha256::new();
-    read_exact_pieces(body, size, async |piece: &[u8]| {
+    let mut pieces = Pieces::new(body, size);
+    while let Some(piece) = pieces.next().await? {
         hasher.update(piece);
-        file.write_all(piece).await.map_err(ChunkError::Io)
-    })
-    .await?;
+        file.write_all(piece).await?;
+    }
     let got = hasher.finalize();
     if !bool::from(got.as_slice().ct_eq(digest)) {
         return Err(ChunkError::Digest);

@@ -1,10 +1,12 @@
 //! Command semantics: what each verified XFTP command does to the store,
 //! the chunk files and the store log, and what it answers (xftp.md §8.2).
+//! Sockets are the caller's; a request arrives as its block plus the rest
+//! of its body.
 
-use crate::chunk_files::ChunkFiles;
+use crate::chunk_files::{self, ChunkError};
 use crate::server::{SessionContext, Upload};
-use crate::stats::Stats;
-use crate::store::FileStore;
+use crate::stats::{FileServerStats, inc};
+use crate::store::{FILE_ID_SIZE, FileId, FileStore, expire_cutoff};
 use crate::store_log::{StoreLog, StoreLogRecord};
 use bytes::Bytes;
 use futures_util::Stream;
@@ -17,16 +19,14 @@ use smp_core::xftp::transmission::{
     ServerTransmission, decode_request_block, dummy_verify, encode_response_block, verify_auth,
 };
 use std::io;
+use std::path::PathBuf;
 use std::pin::Pin;
-use std::sync::Mutex;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::io::AsyncReadExt;
 
-/// Chunk sizes the reference server accepts.
-pub const ALLOWED_CHUNK_SIZES: [u32; 4] = smp_core::file::chunks::SERVER_CHUNK_SIZES;
-
-/// Size of generated sender and recipient IDs.
-pub const FILE_ID_SIZE: usize = 16;
+/// Bytes read from a chunk file per piece of an FGET body.
+const READ_PIECE: usize = 64 * 1024;
 
 /// What the handler answers: a block, or a block followed by a stream.
 pub enum Reply {
@@ -41,26 +41,454 @@ pub enum Reply {
 #[derive(Debug, Clone)]
 pub struct Policy {
     pub allowed_chunk_sizes: Vec<u32>,
-    pub new_files: bool,
+    pub allow_new_files: bool,
     pub create_password: Option<BasicAuth>,
     pub upload_timeout: Duration,
+    pub files_dir: PathBuf,
 }
 
-impl Default for Policy {
-    fn default() -> Self {
+impl Policy {
+    pub fn new(files_dir: PathBuf) -> Self {
         Self {
-            allowed_chunk_sizes: ALLOWED_CHUNK_SIZES.to_vec(),
-            new_files: true,
+            allowed_chunk_sizes: smp_core::file::chunks::SERVER_CHUNK_SIZES.to_vec(),
+            allow_new_files: true,
             create_password: None,
             upload_timeout: Duration::from_secs(300),
+            files_dir,
         }
     }
 }
 
 pub struct Handler {
-    pub store: Mutex<FileStore>,
-    pub log: Option<Mutex<StoreLog>>,
-    pub files: ChunkFiles,
-    pub stats: Stats,
+    store: Mutex<FileStore>,
+    /// Held across a store change and its log line, so the log has the
+    /// store's order.
+    log_order: tokio::sync::Mutex<()>,
+    log: Option<Arc<Mutex<StoreLog>>>,
+    pub stats: FileServerStats,
     pub policy: Policy,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Store operations cannot leave half-done state, so a poisoned lock is safe to reuse.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn now_unix() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+fn random_id(buf: &mut [u8]) {
+    smp_core::crypto::random_bytes(buf);
+}
+
+fn file_id(entity_id: &[u8]) -> Option<FileId> {
+    <[u8; FILE_ID_SIZE]>::try_from(entity_id).ok()
+}
+
+type Answer = Result<FileResponse, XftpErrorType>;
+
+impl Handler {
+    pub fn new(
+        store: FileStore,
+        log: Option<StoreLog>,
+        stats: FileServerStats,
+        policy: Policy,
+    ) -> Self {
+        Self {
+            store: Mutex::new(store),
+            log_order: tokio::sync::Mutex::new(()),
+            log: log.map(|l| Arc::new(Mutex::new(l))),
+            stats,
+            policy,
+        }
+    }
+
+    /// Read access to the store (stats, tests, shutdown).
+    pub fn with_store<T>(&self, f: impl FnOnce(&FileStore) -> T) -> T {
+        f(&lock(&self.store))
+    }
+
+    /// Applies `change` to the store and makes its log records durable
+    /// before returning, so nothing is acknowledged that a crash could lose.
+    async fn commit<T>(
+        &self,
+        change: impl FnOnce(&mut FileStore) -> Result<(T, Vec<StoreLogRecord>), XftpErrorType>,
+    ) -> Result<T, XftpErrorType> {
+        let _order = self.log_order.lock().await;
+        let (value, records) = change(&mut lock(&self.store))?;
+        if let Some(log) = &self.log
+            && !records.is_empty()
+        {
+            let log = log.clone();
+            let written = tokio::task::spawn_blocking(move || {
+                let mut log = lock(&log);
+                records.iter().try_for_each(|r| log.append(r))
+            })
+            .await;
+            if !matches!(written, Ok(Ok(()))) {
+                tracing::error!("store log write failed; the change is not acknowledged");
+                return Err(XftpErrorType::Internal);
+            }
+        }
+        Ok(value)
+    }
+
+    /// Handles one request block (and the rest of its body, for FPUT).
+    pub async fn process(&self, ctx: &SessionContext, block: &[u8], mut upload: Upload) -> Reply {
+        let t = match decode_request_block(block, &ctx.session_id) {
+            Ok(t) => t,
+            Err(e) => return self.respond(ctx, &e.corr_id, &e.entity_id, Err(e.error)),
+        };
+        let (corr_id, entity_id) = (t.raw.corr_id.to_vec(), t.raw.entity_id.to_vec());
+        let answer = match self.verify(ctx, &t) {
+            Err(e) => Err(e),
+            Ok(None) => self.new_file(&t).await,
+            Ok(Some(id)) => match &t.command {
+                FileCommand::Ping => Ok(FileResponse::Pong),
+                FileCommand::Fadd { rcv_keys } => self.add_recipients(&id, rcv_keys).await,
+                FileCommand::Fput => self.put(&id, &mut upload).await,
+                FileCommand::Fdel => self.delete(&id).await.map(|()| FileResponse::Ok),
+                FileCommand::Fack => self.ack(&id).await,
+                FileCommand::Fget { rcv_dh_key } => {
+                    return match self.get(&id, rcv_dh_key).await {
+                        Ok((resp, body)) => match self.encode(ctx, &corr_id, &entity_id, &resp) {
+                            Reply::Block(block) => Reply::Stream { block, body },
+                            other => other,
+                        },
+                        Err(e) => self.respond(ctx, &corr_id, &entity_id, Err(e)),
+                    };
+                }
+                FileCommand::Fnew { .. } => Err(XftpErrorType::Internal),
+            },
+        };
+        self.respond(ctx, &corr_id, &entity_id, answer)
+    }
+
+    fn respond(
+        &self,
+        ctx: &SessionContext,
+        corr_id: &[u8],
+        entity_id: &[u8],
+        answer: Answer,
+    ) -> Reply {
+        let resp = answer.unwrap_or_else(FileResponse::Err);
+        self.encode(ctx, corr_id, entity_id, &resp)
+    }
+
+    fn encode(
+        &self,
+        ctx: &SessionContext,
+        corr_id: &[u8],
+        entity_id: &[u8],
+        resp: &FileResponse,
+    ) -> Reply {
+        match encode_response_block(&ctx.session_id, corr_id, entity_id, resp, ctx.version) {
+            Ok(b) => Reply::Block(b),
+            // Only over-long echoed IDs could fail; the reference sends this text.
+            Err(_) => Reply::Block(b"padding error".to_vec()),
+        }
+    }
+
+    /// `verifyXFTPTransmission`: FNEW is checked with the key it carries
+    /// (`Ok(None)`), PING needs nothing, every other command with the key
+    /// of the file its entity ID names (`Ok(Some(id))`). Unknown IDs cost a
+    /// dummy verification; blocked files answer BLOCKED unverified.
+    fn verify(
+        &self,
+        ctx: &SessionContext,
+        t: &ServerTransmission<'_>,
+    ) -> Result<Option<FileId>, XftpErrorType> {
+        let auth = t.auth.as_ref();
+        let key = ctx.session_key.as_ref();
+        let party = match &t.command {
+            FileCommand::Ping => return Ok(Some([0; FILE_ID_SIZE])),
+            FileCommand::Fnew { file, .. } => {
+                return if verify_auth(auth, t.raw.authorized, t.raw.corr_id, &file.snd_key, key) {
+                    Ok(None)
+                } else {
+                    Err(XftpErrorType::Auth)
+                };
+            }
+            c => c.party(),
+        };
+        let found = file_id(t.raw.entity_id)
+            .ok_or(XftpErrorType::Auth)
+            .and_then(|id| lock(&self.store).get_file(party, &id).map(|l| (id, l)));
+        match found {
+            Err(_) => {
+                dummy_verify(auth, t.raw.authorized, t.raw.corr_id, key);
+                Err(XftpErrorType::Auth)
+            }
+            Ok((id, lookup)) => {
+                if let Some(info) = lookup.file.blocked() {
+                    return Err(XftpErrorType::Blocked(info));
+                }
+                let active = lookup.file.status == crate::store::FileStatus::Active;
+                if verify_auth(auth, t.raw.authorized, t.raw.corr_id, &lookup.key, key) && active {
+                    Ok(Some(id))
+                } else {
+                    Err(XftpErrorType::Auth)
+                }
+            }
+        }
+    }
+
+    async fn new_file(&self, t: &ServerTransmission<'_>) -> Answer {
+        let FileCommand::Fnew {
+            file,
+            rcv_keys,
+            auth,
+        } = &t.command
+        else {
+            return Err(XftpErrorType::Internal);
+        };
+        let p = &self.policy;
+        let password_ok = match (&p.create_password, auth) {
+            (None, _) => true,
+            (Some(want), Some(given)) => want.ct_eq(given.as_bytes()),
+            (Some(_), None) => false,
+        };
+        if !p.allow_new_files || !password_ok {
+            return Err(XftpErrorType::Auth);
+        }
+        if !p.allowed_chunk_sizes.contains(&file.size) {
+            return Err(XftpErrorType::Size);
+        }
+        let now = now_unix();
+        let (sender_id, recipients) = self
+            .commit(|store| {
+                let sid = store.create_file(&mut random_id, file.clone(), now)?;
+                let rec = store.get_file(FileParty::Sender, &sid)?.file;
+                let recipients = store.create_recipients(&mut random_id, &sid, rcv_keys)?;
+                let records = vec![
+                    StoreLogRecord::AddFile {
+                        sender_id: sid,
+                        info: rec.info,
+                        created_at: rec.created_at,
+                        status: rec.status,
+                    },
+                    StoreLogRecord::AddRecipients {
+                        sender_id: sid,
+                        recipients: recipients.clone(),
+                    },
+                ];
+                Ok(((sid, recipients), records))
+            })
+            .await?;
+        inc(&self.stats.files_created);
+        crate::stats::add(&self.stats.file_recipients, recipients.len() as i64);
+        Ok(FileResponse::SndIds {
+            sender_id: sender_id.to_vec(),
+            recipient_ids: recipients.iter().map(|(id, _)| id.to_vec()).collect(),
+        })
+    }
+
+    async fn add_recipients(&self, sid: &FileId, keys: &[PublicKey]) -> Answer {
+        let recipients = self
+            .commit(|store| {
+                let recipients = store.create_recipients(&mut random_id, sid, keys)?;
+                let record = StoreLogRecord::AddRecipients {
+                    sender_id: *sid,
+                    recipients: recipients.clone(),
+                };
+                Ok((recipients, vec![record]))
+            })
+            .await?;
+        crate::stats::add(&self.stats.file_recipients, recipients.len() as i64);
+        Ok(FileResponse::RcvIds {
+            recipient_ids: recipients.iter().map(|(id, _)| id.to_vec()).collect(),
+        })
+    }
+
+    async fn put(&self, sid: &FileId, body: &mut Upload) -> Answer {
+        let rec = lock(&self.store).get_file(FileParty::Sender, sid)?.file;
+        let size = rec.info.size;
+        if rec.path.is_some() {
+            // A retried upload: consume the body, keep what is stored.
+            return chunk_files::drain_exact(body, size)
+                .await
+                .map(|()| FileResponse::Ok)
+                .map_err(upload_error);
+        }
+        lock(&self.store).reserve(size)?;
+        let dir = self.policy.files_dir.clone();
+        let received = tokio::time::timeout(
+            self.policy.upload_timeout,
+            chunk_files::receive_chunk(body, &dir, sid, size, &rec.info.digest),
+        )
+        .await;
+        let path = match received {
+            Ok(Ok(path)) => path,
+            Ok(Err(e)) => {
+                lock(&self.store).release(size);
+                return Err(upload_error(e));
+            }
+            Err(_) => {
+                chunk_files::remove_partial(&dir, sid).await;
+                lock(&self.store).release(size);
+                return Err(XftpErrorType::Timeout);
+            }
+        };
+        let committed = self
+            .commit(|store| {
+                store.set_file_path(sid, path.clone())?;
+                let record = StoreLogRecord::PutFile {
+                    sender_id: *sid,
+                    path: path.clone(),
+                };
+                Ok(((), vec![record]))
+            })
+            .await;
+        if let Err(e) = committed {
+            // Deleted or blocked while the body was arriving.
+            let _ = chunk_files::delete_chunk(&path).await;
+            lock(&self.store).release(size);
+            return Err(e);
+        }
+        self.stats.record_upload(size);
+        Ok(FileResponse::Ok)
+    }
+
+    /// FDEL (and the control port's delete): log, remove the chunk, drop
+    /// the record.
+    pub async fn delete(&self, sid: &FileId) -> Result<(), XftpErrorType> {
+        let rec = lock(&self.store).get_file(FileParty::Sender, sid)?.file;
+        if let Some(path) = &rec.path {
+            chunk_files::delete_chunk(path)
+                .await
+                .map_err(|_| XftpErrorType::FileIo)?;
+        }
+        self.commit(|store| {
+            store.delete_file(sid)?;
+            Ok(((), vec![StoreLogRecord::DeleteFile { sender_id: *sid }]))
+        })
+        .await?;
+        inc(&self.stats.files_deleted);
+        if rec.path.is_some() {
+            self.stats.record_file_removed(rec.info.size);
+        }
+        Ok(())
+    }
+
+    async fn ack(&self, rid: &FileId) -> Answer {
+        self.commit(|store| {
+            store.ack_file(rid)?;
+            Ok(((), vec![StoreLogRecord::AckFile { recipient_id: *rid }]))
+        })
+        .await?;
+        inc(&self.stats.file_download_acks);
+        Ok(FileResponse::Ok)
+    }
+
+    async fn get(
+        &self,
+        rid: &FileId,
+        rcv_dh_key: &PublicKey,
+    ) -> Result<
+        (
+            FileResponse,
+            Pin<Box<dyn Stream<Item = Result<Bytes, io::Error>> + Send>>,
+        ),
+        XftpErrorType,
+    > {
+        let rec = lock(&self.store).get_file(FileParty::Recipient, rid)?.file;
+        let path = rec.path.ok_or(XftpErrorType::NoFile)?;
+        let file = chunk_files::open_chunk(&path)
+            .await
+            .map_err(|_| XftpErrorType::FileIo)?
+            .ok_or(XftpErrorType::Auth)?;
+        let srv_key = PrivateKey::generate(KeyAlgorithm::X25519);
+        let nonce = CbNonce::generate();
+        let stream =
+            SbStream::for_dh(rcv_dh_key, &srv_key, &nonce).map_err(|_| XftpErrorType::Internal)?;
+        self.stats.record_download(&rec.sender_id);
+        let body = encrypted_chunk(file, rec.info.size as u64, stream);
+        Ok((
+            FileResponse::File {
+                srv_dh_key: srv_key.public_key(),
+                nonce,
+            },
+            body,
+        ))
+    }
+
+    /// One expiry pass: removes every file older than the TTL (plus the
+    /// reference's hour of slack). Returns how many were removed.
+    pub async fn expire(&self, ttl: Duration, pause: Duration) -> usize {
+        let cutoff = expire_cutoff(now_unix(), ttl.as_secs() as i64);
+        let expired = lock(&self.store).expired_files(cutoff);
+        let mut n = 0;
+        for f in expired {
+            if let Some(path) = &f.path
+                && let Err(e) = chunk_files::delete_chunk(path).await
+            {
+                tracing::warn!("could not remove an expired chunk: {e}");
+            }
+            let done = self
+                .commit(|store| {
+                    store.delete_file(&f.sender_id)?;
+                    Ok((
+                        (),
+                        vec![StoreLogRecord::DeleteFile {
+                            sender_id: f.sender_id,
+                        }],
+                    ))
+                })
+                .await;
+            if done.is_ok() {
+                inc(&self.stats.files_expired);
+                n += 1;
+            }
+            if !pause.is_zero() {
+                tokio::time::sleep(pause).await;
+            }
+        }
+        n
+    }
+}
+
+fn upload_error(e: ChunkError) -> XftpErrorType {
+    match e {
+        // The reference answers TIMEOUT when the HTTP/2 stream fails mid-upload.
+        ChunkError::Body(_) => XftpErrorType::Timeout,
+        e => e.into(),
+    }
+}
+
+/// The FGET body: the stored chunk encrypted for this download, then the tag.
+fn encrypted_chunk(
+    file: tokio::fs::File,
+    size: u64,
+    stream: SbStream,
+) -> Pin<Box<dyn Stream<Item = Result<Bytes, io::Error>> + Send>> {
+    struct State {
+        file: tokio::fs::File,
+        left: u64,
+        stream: Option<SbStream>,
+    }
+    let state = State {
+        file,
+        left: size,
+        stream: Some(stream),
+    };
+    Box::pin(futures_util::stream::try_unfold(
+        state,
+        |mut s| async move {
+            let Some(mut stream) = s.stream.take() else {
+                return Ok(None);
+            };
+            if s.left == 0 {
+                return Ok(Some((Bytes::copy_from_slice(&stream.tag()), s)));
+            }
+            let mut buf = vec![0u8; (s.left as usize).min(READ_PIECE)];
+            s.file.read_exact(&mut buf).await?;
+            stream.encrypt(&mut buf);
+            s.left -= buf.len() as u64;
+            s.stream = Some(stream);
+            Ok(Some((Bytes::from(buf), s)))
+        },
+    ))
 }

@@ -5,6 +5,7 @@
 //! (`handler`); `server` only moves blocks and bodies between sockets and
 //! the chunk files.
 
+pub mod app;
 pub mod chunk_files;
 pub mod cli;
 pub mod config;

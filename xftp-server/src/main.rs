@@ -6,6 +6,14 @@ use xftp_server::cli::{self, StartConfig, StartError};
 use xftp_server::config::ServerPaths;
 
 fn main() -> ExitCode {
+    // Logs go to stderr, as the reference's; they never carry IPs, IDs or keys.
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
     let paths = ServerPaths::from_env();
     match cli::parse_args(&paths, std::env::args_os()) {
         Ok(args) => cli::run(&paths, args, start_server),
@@ -13,16 +21,8 @@ fn main() -> ExitCode {
     }
 }
 
-/// THE integration point with the network server: called by `start` after
-/// the configuration, fingerprint and credentials have been checked and the
-/// banner printed. It should block until the server stops, e.g.
-/// `tokio::runtime::Runtime::new()?.block_on(xftp_server::server::run(cfg))`.
-/// Until the server module is merged it reports that it is missing and
-/// `start` exits with 1, so a partial build never pretends to serve.
+/// Called by `start` once the configuration, fingerprint and credentials
+/// are checked and the banner is printed; serves until SIGTERM or SIGINT.
 fn start_server(cfg: StartConfig) -> Result<(), StartError> {
-    Err(format!(
-        "this build does not include the network server yet; nothing is listening on port {}",
-        cfg.config.port
-    )
-    .into())
+    xftp_server::app::run(cfg)
 }

@@ -9,7 +9,7 @@ use crate::handler::{Handler, Reply};
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use http::{Request, Response, StatusCode};
-use http_body_util::combinators::BoxBody;
+use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, BodyStream, Empty, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper::service::service_fn;
@@ -33,7 +33,7 @@ use tokio_util::task::TaskTracker;
 /// The reference drops a connection whose TLS setup takes longer.
 const TLS_SETUP_TIMEOUT: Duration = Duration::from_secs(60);
 
-pub type Body = BoxBody<Bytes, io::Error>;
+pub type Body = UnsyncBoxBody<Bytes, io::Error>;
 
 /// What the network shell needs besides the handler.
 pub struct Transport {
@@ -68,8 +68,13 @@ enum Mode {
 
 enum HandshakeState {
     None,
-    Sent { session_key: PrivateKey },
-    Accepted { version: u16, session_key: PrivateKey },
+    Sent {
+        session_key: PrivateKey,
+    },
+    Accepted {
+        version: u16,
+        session_key: PrivateKey,
+    },
 }
 
 /// Per-connection state; dropped with the connection.
@@ -160,7 +165,9 @@ async fn connection(
 }
 
 fn full(b: Vec<u8>) -> Body {
-    Full::new(Bytes::from(b)).map_err(|e| match e {}).boxed()
+    Full::new(Bytes::from(b))
+        .map_err(|e| match e {})
+        .boxed_unsync()
 }
 
 fn ok(body: Body) -> Response<Body> {
@@ -171,7 +178,9 @@ fn ok(body: Body) -> Response<Body> {
 
 /// A handshake-phase error: the padded bare word, not a transmission.
 fn bare_error(word: &str) -> Response<Body> {
-    ok(full(pad(word.as_bytes(), BLOCK_SIZE).expect("short words fit a block")))
+    ok(full(
+        pad(word.as_bytes(), BLOCK_SIZE).expect("short words fit a block"),
+    ))
 }
 
 /// Reads the first block of a request body; the rest of the body (any
@@ -218,12 +227,12 @@ async fn request(
     session: &Session,
 ) -> Response<Body> {
     if session.mode == Mode::Ignore {
-        return ok(Empty::new().map_err(|e| match e {}).boxed());
+        return ok(Empty::new().map_err(|e| match e {}).boxed_unsync());
     }
     let (block, upload) = match split_body(req.into_body()).await {
         Ok(b) => b,
         // The stream broke before a block arrived; nobody is listening.
-        Err(_) => return ok(Empty::new().map_err(|e| match e {}).boxed()),
+        Err(_) => return ok(Empty::new().map_err(|e| match e {}).boxed_unsync()),
     };
     let ctx = match session.mode {
         Mode::NoHandshake => SessionContext {
@@ -239,9 +248,10 @@ async fn request(
     match handler.process(&ctx, &block, upload).await {
         Reply::Block(b) => ok(full(b)),
         Reply::Stream { block, body } => {
-            let head = futures_util::stream::once(async move { Ok(Frame::data(Bytes::from(block))) });
+            let head =
+                futures_util::stream::once(async move { Ok(Frame::data(Bytes::from(block))) });
             let rest = body.map(|r| r.map(Frame::data));
-            ok(StreamBody::new(head.chain(rest)).boxed())
+            ok(BodyExt::boxed_unsync(StreamBody::new(head.chain(rest))))
         }
     }
 }
@@ -291,7 +301,7 @@ fn handshake_step(block: &[u8], transport: &Transport, session: &Session) -> Ste
                         version,
                         session_key: session_key.clone(),
                     };
-                    Step::Reply(ok(Empty::new().map_err(|e| match e {}).boxed()))
+                    Step::Reply(ok(Empty::new().map_err(|e| match e {}).boxed_unsync()))
                 }
                 Err(_) => Step::Reply(bare_error("HANDSHAKE")),
             }

@@ -102,6 +102,8 @@ fn rustls_key(key: &PrivateKey) -> Result<Arc<dyn SigningKey>, IdentityError> {
 pub struct ServerIdentity {
     certified: Arc<CertifiedKey>,
     fingerprint: KeyHash,
+    /// The leaf key again, for the protocol handshakes that sign with it.
+    leaf_key: PrivateKey,
 }
 
 impl std::fmt::Debug for ServerIdentity {
@@ -142,6 +144,7 @@ impl ServerIdentity {
         Ok(Self {
             certified: Arc::new(certified),
             fingerprint,
+            leaf_key: key,
         })
     }
 
@@ -207,6 +210,7 @@ impl ServerIdentity {
         let identity = Self {
             certified: Arc::new(certified),
             fingerprint: cert_fingerprint(&ca_der),
+            leaf_key: server_key,
         };
         Ok((identity, generated))
     }
@@ -235,6 +239,12 @@ impl ServerIdentity {
     /// The fingerprint as the reference prints it (padded base64url).
     pub fn fingerprint_b64(&self) -> String {
         b64_encode(&self.fingerprint)
+    }
+
+    /// The leaf (`server.key`) private key, which signs the XFTP session key
+    /// and web identity proofs.
+    pub fn leaf_key(&self) -> &PrivateKey {
+        &self.leaf_key
     }
 
     /// The leaf (`server.key`) signer; the XFTP/SMP handshakes sign the
