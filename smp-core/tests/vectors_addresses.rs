@@ -335,12 +335,11 @@ proptest! {
         let cut = cut.min(b.len());
         b.truncate(cut);
         if pos < b.len() { b[pos] = byte; }
-        if let Ok(s) = String::from_utf8(b) {
-            if let Ok(a) = ServerWithAuth::parse_lenient(&s) {
+        if let Ok(s) = String::from_utf8(b)
+            && let Ok(a) = ServerWithAuth::parse_lenient(&s) {
                 // Whatever parses re-encodes to something that parses to the same.
                 prop_assert_eq!(ServerWithAuth::parse_lenient(&a.to_string()).ok(), Some(a));
             }
-        }
     }
 
     #[test]

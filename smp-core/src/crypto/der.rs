@@ -9,11 +9,13 @@ use super::CryptoError;
 use super::keys::KeyAlgorithm;
 use alloc::vec::Vec;
 
-const SEQUENCE: u8 = 0x30;
-const INTEGER: u8 = 0x02;
-const BIT_STRING: u8 = 0x03;
-const OCTET_STRING: u8 = 0x04;
-const OID: u8 = 0x06;
+pub const SEQUENCE: u8 = 0x30;
+pub const INTEGER: u8 = 0x02;
+pub const BIT_STRING: u8 = 0x03;
+pub const OCTET_STRING: u8 = 0x04;
+pub const OID: u8 = 0x06;
+const UTC_TIME: u8 = 0x17;
+const GENERALIZED_TIME: u8 = 0x18;
 
 fn oid_arc(alg: KeyAlgorithm) -> u8 {
     match alg {
@@ -53,17 +55,56 @@ pub fn tlv(tag: u8, contents: &[u8]) -> Vec<u8> {
     out
 }
 
+/// A BIT STRING with no unused bits: `03 len 00 ‖ bytes`.
+pub fn bit_string(bytes: &[u8]) -> Vec<u8> {
+    let mut bits = Vec::with_capacity(bytes.len() + 1);
+    bits.push(0);
+    bits.extend_from_slice(bytes);
+    tlv(BIT_STRING, &bits)
+}
+
+/// An X.509 `Time` for seconds since the Unix epoch: UTCTime up to 2049,
+/// GeneralizedTime after (RFC 5280 §4.1.2.5).
+pub fn time(unix: i64) -> Vec<u8> {
+    let days = unix.div_euclid(86_400);
+    let secs = unix.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    let hms = alloc::format!("{:02}{:02}{:02}Z", secs / 3600, secs / 60 % 60, secs % 60);
+    if (1950..2050).contains(&y) {
+        tlv(
+            UTC_TIME,
+            alloc::format!("{:02}{m:02}{d:02}{hms}", y % 100).as_bytes(),
+        )
+    } else {
+        tlv(
+            GENERALIZED_TIME,
+            alloc::format!("{y:04}{m:02}{d:02}{hms}").as_bytes(),
+        )
+    }
+}
+
+/// Proleptic Gregorian date of a day count since 1970-01-01 (H. Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
 /// `SEQUENCE { OID 1.3.101.x }` — no NULL parameter, as the reference writes it.
 pub fn algorithm_identifier(alg: KeyAlgorithm) -> Vec<u8> {
     tlv(SEQUENCE, &[OID, 3, 0x2b, 0x65, oid_arc(alg)])
 }
 
 pub fn encode_spki(alg: KeyAlgorithm, key: &[u8]) -> Vec<u8> {
-    let mut bits = Vec::with_capacity(key.len() + 1);
-    bits.push(0);
-    bits.extend_from_slice(key);
     let mut body = algorithm_identifier(alg);
-    body.extend_from_slice(&tlv(BIT_STRING, &bits));
+    body.extend_from_slice(&bit_string(key));
     tlv(SEQUENCE, &body)
 }
 
@@ -187,4 +228,18 @@ pub fn decode_pkcs8(der: &[u8]) -> Result<(KeyAlgorithm, &[u8]), CryptoError> {
     }
     p.finish()?;
     Ok((alg, key))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn calendar_matches_known_dates() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(19_000), (2022, 1, 8));
+        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+        assert_eq!(time(0), tlv(0x17, b"700101000000Z"));
+        assert_eq!(time(2_524_608_000), tlv(0x18, b"20500101000000Z"));
+    }
 }

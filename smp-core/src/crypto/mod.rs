@@ -2,6 +2,7 @@
 //! X25519 DH, the DER forms the reference writes, its XSalsa20-Poly1305
 //! constructions and digests. All primitives come from RustCrypto crates.
 
+pub mod cert;
 pub mod der;
 pub mod digest;
 pub mod keys;

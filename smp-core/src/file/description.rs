@@ -12,6 +12,7 @@ use core::fmt::{self, Write as _};
 use core::str::FromStr;
 
 use crate::address::{AddressError, ServerAddress, b64_token_len};
+use crate::crypto;
 use crate::encoding::string::{b64_decode, b64_encode};
 
 /// Why a description could not be read, or is not valid.
@@ -123,11 +124,11 @@ pub struct FileSize(pub u64);
 impl fmt::Display for FileSize {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let b = self.0;
-        if b % 1024 != 0 {
+        if !b.is_multiple_of(1024) {
             write!(f, "{b}")
-        } else if (b / 1024) % 1024 != 0 {
+        } else if !(b / 1024).is_multiple_of(1024) {
             write!(f, "{}kb", b / 1024)
-        } else if (b / (1024 * 1024)) % 1024 != 0 {
+        } else if !(b / (1024 * 1024)).is_multiple_of(1024) {
             write!(f, "{}mb", b / (1024 * 1024))
         } else {
             write!(f, "{}gb", b / (1024 * 1024 * 1024))
@@ -166,23 +167,8 @@ fn parse_file_size_prefix(s: &str) -> Result<Option<(u64, usize)>, FileSizeError
     Ok(Some((v.checked_mul(mult).ok_or_else(overflow)?, used)))
 }
 
-/// Algorithm of a replica's private authorization key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum KeyAlgorithm {
-    Ed25519,
-    Ed448,
-    X25519,
-}
-
-const PKCS8_ED25519: &[u8] = &[
-    0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
-];
-const PKCS8_X25519: &[u8] = &[
-    0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x6e, 0x04, 0x22, 0x04, 0x20,
-];
-const PKCS8_ED448: &[u8] = &[
-    0x30, 0x47, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x71, 0x04, 0x3b, 0x04, 0x39,
-];
+/// Algorithm of a replica's private authorization key (Ed25519, Ed448 or X25519).
+pub use crate::crypto::keys::KeyAlgorithm;
 
 /// A replica's private key as PKCS#8 DER, the form descriptions carry.
 /// Only the RFC 8410 one-key forms the reference writes are accepted.
@@ -201,15 +187,15 @@ impl fmt::Debug for ReplicaKey {
 
 impl ReplicaKey {
     pub fn from_der(der: &[u8]) -> Result<Self, DescriptionError> {
-        let alg = [
-            (PKCS8_ED25519, 32, KeyAlgorithm::Ed25519),
-            (PKCS8_X25519, 32, KeyAlgorithm::X25519),
-            (PKCS8_ED448, 57, KeyAlgorithm::Ed448),
-        ]
-        .iter()
-        .find(|(p, n, _)| der.len() == p.len() + n && der.starts_with(p))
-        .map(|(_, _, a)| *a)
-        .ok_or(DescriptionError::ReplicaKey)?;
+        // Exactly the form the reference writes: re-encoding gives the same bytes.
+        let alg = match crypto::der::decode_pkcs8(der) {
+            Ok((alg, raw))
+                if alg != KeyAlgorithm::X448 && crypto::der::encode_pkcs8(alg, raw) == der =>
+            {
+                alg
+            }
+            _ => return Err(DescriptionError::ReplicaKey),
+        };
         Ok(ReplicaKey {
             der: der.to_vec(),
             alg,
@@ -217,10 +203,8 @@ impl ReplicaKey {
     }
     /// Wraps a raw Ed25519 private key (seed) in its PKCS#8 DER.
     pub fn from_ed25519_seed(seed: &[u8; 32]) -> Self {
-        let mut der = PKCS8_ED25519.to_vec();
-        der.extend_from_slice(seed);
         ReplicaKey {
-            der,
+            der: crypto::der::encode_pkcs8(KeyAlgorithm::Ed25519, seed),
             alg: KeyAlgorithm::Ed25519,
         }
     }
@@ -358,11 +342,11 @@ impl ServerReplica {
         let replica_key = ReplicaKey::from_der(&key_der)?;
         let digest = field(&mut i);
         let mut chunk_size = None;
-        if b.get(i) == Some(&b':') {
-            if let Ok(Some((v, used))) = parse_file_size_prefix(&line[i + 1..]) {
-                chunk_size = Some(u32::try_from(v).map_err(|_| bad())?);
-                i += 1 + used;
-            }
+        if b.get(i) == Some(&b':')
+            && let Ok(Some((v, used))) = parse_file_size_prefix(&line[i + 1..])
+        {
+            chunk_size = Some(u32::try_from(v).map_err(|_| bad())?);
+            i += 1 + used;
         }
         if i != b.len() {
             return Err(bad());
@@ -498,15 +482,15 @@ impl FileDescription {
         let mut sizes: BTreeMap<u32, u32> = BTreeMap::new();
         let mut digests: BTreeMap<u32, Vec<u8>> = BTreeMap::new();
         for r in &replicas {
-            if let Some(s) = r.chunk_size {
-                if *sizes.entry(r.chunk_no).or_insert(s) != s {
-                    return Err(DescriptionError::DifferentSizeOrDigest(r.chunk_no));
-                }
+            if let Some(s) = r.chunk_size
+                && *sizes.entry(r.chunk_no).or_insert(s) != s
+            {
+                return Err(DescriptionError::DifferentSizeOrDigest(r.chunk_no));
             }
-            if let Some(d) = &r.digest {
-                if *digests.entry(r.chunk_no).or_insert_with(|| d.clone()) != *d {
-                    return Err(DescriptionError::DifferentSizeOrDigest(r.chunk_no));
-                }
+            if let Some(d) = &r.digest
+                && *digests.entry(r.chunk_no).or_insert_with(|| d.clone()) != *d
+            {
+                return Err(DescriptionError::DifferentSizeOrDigest(r.chunk_no));
             }
         }
         let mut chunks: BTreeMap<u32, FileChunk> = BTreeMap::new();

@@ -1,11 +1,10 @@
 //! Ed448 for rustls. The reference defaults to Ed448 certificates and the
 //! `ed448` TLS signature scheme, which neither ring nor aws-lc-rs implement;
-//! this plugs in ed448-goldilocks (pure Ed448, empty context, as RFC 8446
-//! requires; never Ed448ph).
+//! this plugs the crate's own keys ([`crate::crypto::keys`], pure Ed448 with
+//! an empty context, as RFC 8446 requires; never Ed448ph) into rustls.
 
 use std::sync::Arc;
 
-use ed448_goldilocks::{Signature, SigningKey, VerifyingKey};
 use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::pki_types::{
     AlgorithmIdentifier, InvalidSignature, SignatureVerificationAlgorithm, SubjectPublicKeyInfoDer,
@@ -14,8 +13,10 @@ use rustls::pki_types::{
 use rustls::sign::{Signer, SigningKey as RustlsSigningKey};
 use rustls::{SignatureAlgorithm, SignatureScheme};
 
+use crate::crypto::keys::{KeyAlgorithm, PrivateKey, PublicKey, Signature};
+
 /// Length of an Ed448 private or public key.
-pub const ED448_KEY_LEN: usize = 57;
+pub const ED448_KEY_LEN: usize = KeyAlgorithm::Ed448.public_len();
 /// Length of an Ed448 signature.
 pub const ED448_SIG_LEN: usize = 114;
 
@@ -49,16 +50,14 @@ impl SignatureVerificationAlgorithm for Ed448Verify {
 
 /// Pure Ed448 verification of raw key/signature bytes; false on any malformed input.
 pub fn verify_ed448(public_key: &[u8], message: &[u8], signature: &[u8]) -> bool {
-    let Ok(pk) = <&[u8; ED448_KEY_LEN]>::try_from(public_key) else {
+    let Ok(pk) = PublicKey::from_raw(KeyAlgorithm::Ed448, public_key) else {
         return false;
     };
-    let Ok(sig) = <&[u8; ED448_SIG_LEN]>::try_from(signature) else {
+    // An Ed25519-length signature parses, but never verifies with an Ed448 key.
+    let Ok(sig) = Signature::from_bytes(signature) else {
         return false;
     };
-    let Ok(vk) = VerifyingKey::from_bytes(pk) else {
-        return false;
-    };
-    vk.verify_raw(&Signature::from_bytes(sig), message).is_ok()
+    pk.verify(message, &sig)
 }
 
 /// The only schemes SimpleX uses, Ed448 preferred as in the reference; this
@@ -72,7 +71,7 @@ pub static SUPPORTED_ALGORITHMS: WebPkiSupportedAlgorithms = WebPkiSupportedAlgo
 };
 
 /// An Ed448 private key usable as a rustls server key.
-pub struct Ed448SigningKey(Arc<SigningKey>);
+pub struct Ed448SigningKey(Arc<PrivateKey>);
 
 impl std::fmt::Debug for Ed448SigningKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -81,18 +80,31 @@ impl std::fmt::Debug for Ed448SigningKey {
 }
 
 impl Ed448SigningKey {
+    /// Wraps an Ed448 key; `None` for any other algorithm.
+    pub fn new(key: PrivateKey) -> Option<Self> {
+        (key.algorithm() == KeyAlgorithm::Ed448).then(|| Self(Arc::new(key)))
+    }
+
     /// From the 57-byte RFC 8032 secret; `None` if the length is wrong.
     pub fn from_secret(secret: &[u8]) -> Option<Self> {
-        SigningKey::try_from(secret).ok().map(|k| Self(Arc::new(k)))
+        PrivateKey::from_raw(KeyAlgorithm::Ed448, secret)
+            .ok()
+            .and_then(Self::new)
     }
 
     /// Pure Ed448 signature (deterministic, so it matches OpenSSL byte for byte).
     pub fn sign(&self, message: &[u8]) -> [u8; ED448_SIG_LEN] {
-        self.0.sign_raw(message).to_bytes()
+        match self.0.sign(message) {
+            Ok(Signature::Ed448(sig)) => sig,
+            // The key is Ed448 by construction.
+            _ => unreachable!("Ed448SigningKey holds an Ed448 key"),
+        }
     }
 
     pub fn public_key(&self) -> [u8; ED448_KEY_LEN] {
-        self.0.verifying_key().to_bytes()
+        let mut pk = [0u8; ED448_KEY_LEN];
+        pk.copy_from_slice(self.0.public_key().raw());
+        pk
     }
 }
 
@@ -104,13 +116,8 @@ impl RustlsSigningKey for Ed448SigningKey {
     }
 
     fn public_key(&self) -> Option<SubjectPublicKeyInfoDer<'_>> {
-        // SEQUENCE { SEQUENCE { OID 1.3.101.113 }, BIT STRING 00 ‖ key }: lets
-        // rustls check that the key matches the certificate.
-        let mut spki = vec![
-            0x30, 0x43, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x71, 0x03, 0x3a, 0x00,
-        ];
-        spki.extend_from_slice(&self.public_key());
-        Some(SubjectPublicKeyInfoDer::from(spki))
+        // Lets rustls check that the key matches the certificate.
+        Some(SubjectPublicKeyInfoDer::from(self.0.public_key().to_der()))
     }
 
     fn algorithm(&self) -> SignatureAlgorithm {
@@ -118,7 +125,7 @@ impl RustlsSigningKey for Ed448SigningKey {
     }
 }
 
-struct Ed448Signer(Arc<SigningKey>);
+struct Ed448Signer(Arc<PrivateKey>);
 
 impl std::fmt::Debug for Ed448Signer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -128,7 +135,10 @@ impl std::fmt::Debug for Ed448Signer {
 
 impl Signer for Ed448Signer {
     fn sign(&self, message: &[u8]) -> Result<Vec<u8>, rustls::Error> {
-        Ok(self.0.sign_raw(message).to_bytes().to_vec())
+        self.0
+            .sign(message)
+            .map(|sig| sig.as_bytes().to_vec())
+            .map_err(|e| rustls::Error::General(e.to_string()))
     }
 
     fn scheme(&self) -> SignatureScheme {
@@ -150,5 +160,21 @@ mod tests {
         assert!(!verify_ed448(&pk[..56], b"hello", &sig));
         assert!(!verify_ed448(&pk, b"hello", &sig[..113]));
         assert!(Ed448SigningKey::from_secret(&[1u8; 56]).is_none());
+    }
+
+    #[test]
+    fn rustls_spki_and_signer_match_the_key() {
+        let key = Ed448SigningKey::from_secret(&[9u8; ED448_KEY_LEN]).unwrap();
+        let spki = RustlsSigningKey::public_key(&key).unwrap();
+        let mut want = vec![
+            0x30, 0x43, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x71, 0x03, 0x3a, 0x00,
+        ];
+        want.extend_from_slice(&key.public_key());
+        assert_eq!(spki.as_ref(), want.as_slice());
+        let signer = key.choose_scheme(&[SignatureScheme::ED448]).unwrap();
+        assert_eq!(signer.sign(b"hello").unwrap(), key.sign(b"hello").to_vec());
+        assert!(key.choose_scheme(&[SignatureScheme::ED25519]).is_none());
+        let x25519 = PrivateKey::from_raw(KeyAlgorithm::X25519, &[9u8; 32]).unwrap();
+        assert!(Ed448SigningKey::new(x25519).is_none());
     }
 }

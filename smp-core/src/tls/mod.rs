@@ -60,10 +60,9 @@ impl TlsError {
         };
         if let rustls::Error::InvalidCertificate(rustls::CertificateError::Other(other)) =
             rustls_err
+            && let Some(pin) = other.0.downcast_ref::<PinError>()
         {
-            if let Some(pin) = other.0.downcast_ref::<PinError>() {
-                return Self::Pin(pin.clone());
-            }
+            return Self::Pin(pin.clone());
         }
         Self::Handshake(rustls_err.clone())
     }
@@ -132,18 +131,28 @@ impl<S> TlsConnection<S> {
     }
 }
 
-fn session_id_from(
+/// Wraps a finished handshake: derives the tls-unique session id from the
+/// captured key log and Finished message, and records the negotiated ALPN.
+fn established<S>(
+    mut stream: TlsStream<unique::Tap<S>>,
     slot: &unique::SecretSlot,
-    suite: Option<rustls::SupportedCipherSuite>,
-    tap: &mut unique::Tap<impl Sized>,
-) -> Result<SessionId, TlsError> {
+) -> Result<TlsConnection<S>, TlsError> {
+    let (tap, state) = stream.get_mut();
     let captured = tap.finish()?;
     let secret = slot.take().ok_or(SessionIdError::NoSecret)?;
-    let suite = suite.ok_or(SessionIdError::NoSecret)?.suite();
+    let suite = state
+        .negotiated_cipher_suite()
+        .ok_or(SessionIdError::NoSecret)?
+        .suite();
     let value = unique::derive_tls_unique(&secret, suite, &captured)?;
     let id = <[u8; 32]>::try_from(value.as_slice())
         .map_err(|_| SessionIdError::BadLength(value.len()))?;
-    Ok(SessionId(id))
+    let alpn = state.alpn_protocol().map(<[u8]>::to_vec);
+    Ok(TlsConnection {
+        stream,
+        session_id: SessionId(id),
+        alpn,
+    })
 }
 
 /// Server side: TLS handshake on an accepted socket with a config from
@@ -156,18 +165,11 @@ where
     let mut cfg = config.clone();
     cfg.key_log = slot.clone();
     let tap = unique::Tap::new(stream, unique::TapSide::Reads);
-    let mut tls = TlsAcceptor::from(Arc::new(cfg))
+    let tls = TlsAcceptor::from(Arc::new(cfg))
         .accept(tap)
         .await
         .map_err(TlsError::from_handshake)?;
-    let (tap, conn) = tls.get_mut();
-    let session_id = session_id_from(&slot, conn.negotiated_cipher_suite(), tap)?;
-    let alpn = conn.alpn_protocol().map(<[u8]>::to_vec);
-    Ok(TlsConnection {
-        stream: TlsStream::Server(tls),
-        session_id,
-        alpn,
-    })
+    established(TlsStream::Server(tls), &slot)
 }
 
 /// Client side with the reference's parameters, pinned to `key_hash`.
@@ -196,18 +198,11 @@ where
     let tap = unique::Tap::new(stream, unique::TapSide::Writes);
     // Never sent (SNI is off); rustls only needs some name.
     let name = ServerName::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST).into());
-    let mut tls = TlsConnector::from(Arc::new(cfg))
+    let tls = TlsConnector::from(Arc::new(cfg))
         .connect(name, tap)
         .await
         .map_err(TlsError::from_handshake)?;
-    let (tap, conn) = tls.get_mut();
-    let session_id = session_id_from(&slot, conn.negotiated_cipher_suite(), tap)?;
-    let alpn = conn.alpn_protocol().map(<[u8]>::to_vec);
-    Ok(TlsConnection {
-        stream: TlsStream::Client(tls),
-        session_id,
-        alpn,
-    })
+    established(TlsStream::Client(tls), &slot)
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for TlsConnection<S> {

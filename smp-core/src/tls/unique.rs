@@ -68,12 +68,12 @@ impl SecretSlot {
 
 impl rustls::KeyLog for SecretSlot {
     fn log(&self, label: &str, _client_random: &[u8], secret: &[u8]) {
-        if label == CLIENT_HS_LABEL {
-            if let Ok(mut g) = self.0.lock() {
-                // After an HRR only the second ClientHello's secret is logged,
-                // so the last value is the one in use.
-                *g = Some(Zeroizing::new(secret.to_vec()));
-            }
+        if label == CLIENT_HS_LABEL
+            && let Ok(mut g) = self.0.lock()
+        {
+            // After an HRR only the second ClientHello's secret is logged,
+            // so the last value is the one in use.
+            *g = Some(Zeroizing::new(secret.to_vec()));
         }
     }
 
@@ -163,10 +163,10 @@ impl<S: AsyncRead + Unpin> AsyncRead for Tap<S> {
         let this = self.get_mut();
         let before = buf.filled().len();
         let res = Pin::new(&mut this.inner).poll_read(cx, buf);
-        if this.capture.side == TapSide::Reads {
-            if let Poll::Ready(Ok(())) = res {
-                this.capture.record(&buf.filled()[before..]);
-            }
+        if this.capture.side == TapSide::Reads
+            && let Poll::Ready(Ok(())) = res
+        {
+            this.capture.record(&buf.filled()[before..]);
         }
         res
     }
@@ -180,10 +180,10 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Tap<S> {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let res = Pin::new(&mut this.inner).poll_write(cx, data);
-        if this.capture.side == TapSide::Writes {
-            if let Poll::Ready(Ok(n)) = res {
-                this.capture.record(&data[..n.min(data.len())]);
-            }
+        if this.capture.side == TapSide::Writes
+            && let Poll::Ready(Ok(n)) = res
+        {
+            this.capture.record(&data[..n.min(data.len())]);
         }
         res
     }

@@ -110,6 +110,25 @@ fn read_auth_key(r: &mut Reader<'_>) -> Result<PublicKey, DecodeError> {
     Ok(k)
 }
 
+/// The fresh X25519 key of FGET and FILE (any other key is a syntax error).
+pub(super) fn read_dh_key(r: &mut Reader<'_>) -> Result<PublicKey, DecodeError> {
+    PublicKey::from_der_as(KeyAlgorithm::X25519, r.short()?)
+        .map_err(|_| DecodeError::Invalid("X25519 key"))
+}
+
+/// Splits command or response bytes at the first space: the tag, and a
+/// reader over the rest (which, if present, starts with that space).
+pub(super) fn split_tag(b: &[u8]) -> (&[u8], Reader<'_>) {
+    let n = b.iter().position(|&c| c == b' ').unwrap_or(b.len());
+    let (tag, params) = b.split_at(n);
+    (tag, Reader::new(params))
+}
+
+/// Malformed arguments, in a command or a response, are `CMD SYNTAX`.
+pub(super) fn syntax(_: DecodeError) -> XftpErrorType {
+    XftpErrorType::Cmd(CommandError::Syntax)
+}
+
 fn write_keys(w: &mut Writer, keys: &[PublicKey]) -> Result<(), EncodeError> {
     w.non_empty(keys, |w, k| w.short(&k.to_der()).map(|_| ()))?;
     Ok(())
@@ -164,10 +183,7 @@ impl FileCommand {
 
     /// Parses the command bytes of a transmission.
     pub fn decode(b: &[u8]) -> Result<Self, XftpErrorType> {
-        let n = b.iter().position(|&c| c == b' ').unwrap_or(b.len());
-        let (tag, params) = b.split_at(n);
-        let syntax = |_| XftpErrorType::Cmd(CommandError::Syntax);
-        let mut r = Reader::new(params);
+        let (tag, mut r) = split_tag(b);
         let cmd = match tag {
             b"FNEW" => {
                 r.space().map_err(syntax)?;
@@ -190,9 +206,7 @@ impl FileCommand {
             }
             b"FGET" => {
                 r.space().map_err(syntax)?;
-                let der = r.short().map_err(syntax)?;
-                let rcv_dh_key = PublicKey::from_der_as(KeyAlgorithm::X25519, der)
-                    .map_err(|_| XftpErrorType::Cmd(CommandError::Syntax))?;
+                let rcv_dh_key = read_dh_key(&mut r).map_err(syntax)?;
                 Self::Fget { rcv_dh_key }
             }
             b"FPUT" => Self::Fput,

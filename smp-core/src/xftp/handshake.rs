@@ -13,7 +13,9 @@
 use super::error::XftpErrorType;
 use super::transmission::bare_error_word;
 use crate::crypto::CryptoError;
-use crate::crypto::der::{self, DerReader};
+use crate::crypto::cert::sign_exact;
+pub use crate::crypto::cert::{certificate_public_key, certificate_spki};
+use crate::crypto::der::{self, BIT_STRING, DerReader, SEQUENCE};
 use crate::crypto::digest::sha256;
 use crate::crypto::keys::{KeyAlgorithm, PrivateKey, PublicKey, Signature};
 use crate::encoding::pad::{self, BLOCK_SIZE, PadError};
@@ -304,9 +306,6 @@ impl ClientHandshake {
     }
 }
 
-const SEQUENCE: u8 = 0x30;
-const BIT_STRING: u8 = 0x03;
-
 /// The session key as x509 `SignedExact`:
 /// `SEQUENCE { SEQUENCE { SPKI }, AlgorithmIdentifier, BIT STRING }`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -373,15 +372,7 @@ impl<'a> SignedKey<'a> {
 
 /// `signX509` of a public key: what the server puts in its handshake.
 pub fn sign_session_key(key: &PublicKey, signer: &PrivateKey) -> Result<Vec<u8>, CryptoError> {
-    let signed_object = der::tlv(SEQUENCE, &key.to_der());
-    let sig = signer.sign(&signed_object)?;
-    let mut bits = Vec::with_capacity(sig.as_bytes().len() + 1);
-    bits.push(0);
-    bits.extend_from_slice(sig.as_bytes());
-    let mut body = signed_object;
-    body.extend_from_slice(&der::algorithm_identifier(signer.algorithm()));
-    body.extend_from_slice(&der::tlv(BIT_STRING, &bits));
-    Ok(der::tlv(SEQUENCE, &body))
+    sign_exact(der::tlv(SEQUENCE, &key.to_der()), signer)
 }
 
 /// Decodes a signed session key, checks it against the certificate key and
@@ -395,36 +386,6 @@ pub fn verify_session_key(signed: &[u8], signer: &PublicKey) -> Result<PublicKey
         return Err(HandshakeError::NotX25519);
     }
     Ok(sk.key)
-}
-
-/// The SubjectPublicKeyInfo (whole DER element) of an X.509 certificate.
-/// Only walks the TBSCertificate far enough to find it; the signature and
-/// extensions are not interpreted (TLS validation does that).
-pub fn certificate_spki(cert: &[u8]) -> Result<&[u8], CryptoError> {
-    let mut outer = DerReader::new(cert);
-    let mut c = DerReader::new(outer.expect(SEQUENCE)?);
-    outer.finish()?;
-    let mut tbs = DerReader::new(c.expect(SEQUENCE)?);
-    c.expect(SEQUENCE)?; // signatureAlgorithm
-    c.expect(BIT_STRING)?; // signatureValue
-    c.finish()?;
-    if tbs.peek_tag() == Some(0xa0) {
-        tbs.element()?; // [0] version
-    }
-    tbs.expect(0x02)?; // serialNumber
-    for _ in 0..4 {
-        tbs.expect(SEQUENCE)?; // signature, issuer, validity, subject
-    }
-    let (tag, _, spki) = tbs.element()?;
-    if tag != SEQUENCE {
-        return Err(CryptoError::Der("expected SubjectPublicKeyInfo"));
-    }
-    Ok(spki)
-}
-
-/// The public key of an X.509 certificate.
-pub fn certificate_public_key(cert: &[u8]) -> Result<PublicKey, CryptoError> {
-    PublicKey::from_der(certificate_spki(cert)?)
 }
 
 /// `chainIdCaCerts`: roles of the certificates in a chain. The server

@@ -1,8 +1,9 @@
 //! XFTP responses (server → client), `FileResponse` in simplexmq.
 
+use super::command::{read_dh_key, split_tag, syntax};
 use super::error::{CommandError, XftpErrorType};
 use super::handshake::BLOCKED_FILES_VERSION;
-use crate::crypto::keys::{KeyAlgorithm, PublicKey};
+use crate::crypto::keys::PublicKey;
 use crate::crypto::secretbox::CbNonce;
 use crate::encoding::{DecodeError, EncodeError, Reader, Writer};
 use alloc::vec::Vec;
@@ -90,10 +91,7 @@ impl FileResponse {
 
     /// Parses response bytes; errors are what the reference client reports.
     pub fn decode(b: &[u8]) -> Result<Self, XftpErrorType> {
-        let n = b.iter().position(|&c| c == b' ').unwrap_or(b.len());
-        let (tag, params) = b.split_at(n);
-        let syntax = |_| XftpErrorType::Cmd(CommandError::Syntax);
-        let mut r = Reader::new(params);
+        let (tag, mut r) = split_tag(b);
         let resp = match tag {
             b"SIDS" => {
                 r.space().map_err(syntax)?;
@@ -112,9 +110,7 @@ impl FileResponse {
             }
             b"FILE" => {
                 r.space().map_err(syntax)?;
-                let der = r.short().map_err(syntax)?;
-                let srv_dh_key = PublicKey::from_der_as(KeyAlgorithm::X25519, der)
-                    .map_err(|_| XftpErrorType::Cmd(CommandError::Syntax))?;
+                let srv_dh_key = read_dh_key(&mut r).map_err(syntax)?;
                 let nonce = CbNonce(r.array().map_err(syntax)?);
                 Self::File { srv_dh_key, nonce }
             }
