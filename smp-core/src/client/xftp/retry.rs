@@ -124,10 +124,10 @@ impl ReconnectingClient {
             let result = match self.client().await {
                 Ok(client) => {
                     let r = op(client.clone()).await;
-                    if let Err(e) = &r {
-                        if e.needs_reconnect() || client.is_closed() {
-                            self.invalidate(&client).await;
-                        }
+                    if let Err(e) = &r
+                        && (e.needs_reconnect() || client.is_closed())
+                    {
+                        self.invalidate(&client).await;
                     }
                     r
                 }
