@@ -11,6 +11,8 @@
 extern crate alloc;
 
 pub mod address;
+#[cfg(feature = "std")]
+pub mod client;
 pub mod crypto;
 pub mod encoding;
 pub mod file;

@@ -1,0 +1,3 @@
+//! Async network clients (tokio) built on the IO-free protocol modules.
+
+pub mod xftp;
