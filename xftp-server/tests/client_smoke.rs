@@ -1,0 +1,68 @@
+//! The whole path through our server with our client: handshake, FNEW,
+//! FPUT, FGET, FACK, FDEL over real TLS and HTTP/2 on 127.0.0.1.
+
+use smp_core::address::ServerAddress;
+use smp_core::client::xftp::{XftpClient, XftpClientError, XftpClientOptions};
+use smp_core::crypto::digest::sha256;
+use smp_core::crypto::keys::{KeyAlgorithm, PrivateKey};
+use smp_core::tls::ServerIdentity;
+use smp_core::xftp::command::FileInfo;
+use smp_core::xftp::error::XftpErrorType;
+use xftp_server::app::{Settings, start};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upload_download_ack_delete() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = dir.path().join("files");
+    std::fs::create_dir(&files).unwrap();
+    let (identity, _) = ServerIdentity::generate(KeyAlgorithm::Ed448, "127.0.0.1").unwrap();
+    let mut s = Settings::new(identity.clone(), "127.0.0.1:0".parse().unwrap(), files);
+    s.store_log = Some(dir.path().join("file-server-store.log"));
+    let server = start(s).await.unwrap();
+    let addr: ServerAddress = format!(
+        "xftp://{}@127.0.0.1:{}",
+        identity.fingerprint_b64(),
+        server.addr.port()
+    )
+    .parse()
+    .unwrap();
+    let client = XftpClient::connect(&addr, XftpClientOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(client.version(), 3);
+    client.ping().await.unwrap();
+
+    let chunk: Vec<u8> = (0..65536u32).map(|i| (i * 7 % 251) as u8).collect();
+    let snd = PrivateKey::generate(KeyAlgorithm::Ed25519);
+    let rcv = PrivateKey::generate(KeyAlgorithm::Ed25519);
+    let info = FileInfo {
+        snd_key: snd.public_key(),
+        size: 65536,
+        digest: sha256(&chunk).to_vec(),
+    };
+    let (sid, rids) = client
+        .create_file(&snd, info, vec![rcv.public_key()], None)
+        .await
+        .unwrap();
+    assert_eq!(rids.len(), 1);
+    client
+        .upload_chunk(&sid, &snd, std::io::Cursor::new(chunk.clone()), 65536)
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    client
+        .download_chunk(&rids[0], &rcv, 65536, &sha256(&chunk), &mut out)
+        .await
+        .unwrap();
+    assert_eq!(out, chunk);
+    client.ack_file(&rids[0], &rcv).await.unwrap();
+    let again = client
+        .download_chunk(&rids[0], &rcv, 65536, &sha256(&chunk), &mut Vec::new())
+        .await;
+    assert!(
+        matches!(again, Err(XftpClientError::Protocol(XftpErrorType::Auth))),
+        "{again:?}"
+    );
+    client.delete_file(&sid, &snd).await.unwrap();
+    server.stop().await;
+}
