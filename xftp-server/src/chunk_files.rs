@@ -23,6 +23,9 @@ pub const FILE_BLOCK_SIZE: usize = 16_384;
 /// Suffix of an upload in progress.
 pub const PART_SUFFIX: &str = ".part";
 
+/// Bytes gathered before one write to the chunk file.
+const WRITE_BUFFER: usize = 256 * 1024;
+
 /// Why an upload or a file operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ChunkError {
@@ -156,12 +159,15 @@ async fn receive_into<R>(
 where
     R: AsyncRead + Unpin + ?Sized,
 {
-    let mut file = tokio::fs::OpenOptions::new()
+    let file = tokio::fs::OpenOptions::new()
         .create(true)
         .write(true)
         .truncate(true)
         .open(part)
         .await?;
+    // Each write to a tokio file is a hop to the blocking pool: batch the
+    // 16 KiB body pieces into large writes.
+    let mut file = tokio::io::BufWriter::with_capacity(WRITE_BUFFER, file);
     let mut hasher = Sha256::new();
     let mut pieces = Pieces::new(body, size);
     while let Some(piece) = pieces.next().await? {
@@ -173,6 +179,7 @@ where
         return Err(ChunkError::Digest);
     }
     file.flush().await?;
+    let file = file.into_inner();
     file.sync_all().await?;
     drop(file);
     tokio::fs::rename(part, path).await?;

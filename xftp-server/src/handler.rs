@@ -21,12 +21,12 @@ use smp_core::xftp::transmission::{
 use std::io;
 use std::path::PathBuf;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::io::AsyncReadExt;
 
 /// Bytes read from a chunk file per piece of an FGET body.
-const READ_PIECE: usize = 64 * 1024;
+const READ_PIECE: usize = 256 * 1024;
 
 /// What the handler answers: a block, or a block followed by a stream.
 pub enum Reply {
@@ -61,10 +61,7 @@ impl Policy {
 
 pub struct Handler {
     store: Mutex<FileStore>,
-    /// Held across a store change and its log line, so the log has the
-    /// store's order.
-    log_order: tokio::sync::Mutex<()>,
-    log: Option<Arc<Mutex<StoreLog>>>,
+    log: Option<LogQueue>,
     pub stats: FileServerStats,
     pub policy: Policy,
 }
@@ -99,8 +96,7 @@ impl Handler {
     ) -> Self {
         Self {
             store: Mutex::new(store),
-            log_order: tokio::sync::Mutex::new(()),
-            log: log.map(|l| Arc::new(Mutex::new(l))),
+            log: log.map(LogQueue::start),
             stats,
             policy,
         }
@@ -113,25 +109,26 @@ impl Handler {
 
     /// Applies `change` to the store and makes its log records durable
     /// before returning, so nothing is acknowledged that a crash could lose.
+    /// Records are queued while the store is locked, so the log keeps the
+    /// store's order; concurrent commits share one fsync.
     async fn commit<T>(
         &self,
         change: impl FnOnce(&mut FileStore) -> Result<(T, Vec<StoreLogRecord>), XftpErrorType>,
     ) -> Result<T, XftpErrorType> {
-        let _order = self.log_order.lock().await;
-        let (value, records) = change(&mut lock(&self.store))?;
-        if let Some(log) = &self.log
-            && !records.is_empty()
+        let (value, durable) = {
+            let mut store = lock(&self.store);
+            let (value, records) = change(&mut store)?;
+            let durable = match &self.log {
+                Some(log) if !records.is_empty() => Some(log.submit(records)),
+                _ => None,
+            };
+            (value, durable)
+        };
+        if let Some(durable) = durable
+            && !matches!(durable.await, Ok(Ok(())))
         {
-            let log = log.clone();
-            let written = tokio::task::spawn_blocking(move || {
-                let mut log = lock(&log);
-                records.iter().try_for_each(|r| log.append(r))
-            })
-            .await;
-            if !matches!(written, Ok(Ok(()))) {
-                tracing::error!("store log write failed; the change is not acknowledged");
-                return Err(XftpErrorType::Internal);
-            }
+            tracing::error!("store log write failed; the change is not acknowledged");
+            return Err(XftpErrorType::Internal);
         }
         Ok(value)
     }
@@ -447,6 +444,71 @@ impl Handler {
             }
         }
         n
+    }
+}
+
+type Durable = tokio::sync::oneshot::Receiver<io::Result<()>>;
+
+/// The store log behind a writer thread that commits in groups: it writes
+/// every record queued so far, fsyncs once, then answers all their waiters.
+struct LogQueue {
+    tx: std::sync::mpsc::Sender<(
+        Vec<StoreLogRecord>,
+        tokio::sync::oneshot::Sender<io::Result<()>>,
+    )>,
+}
+
+impl LogQueue {
+    fn start(mut log: StoreLog) -> Self {
+        let (tx, rx) = std::sync::mpsc::channel::<(
+            Vec<StoreLogRecord>,
+            tokio::sync::oneshot::Sender<io::Result<()>>,
+        )>();
+        std::thread::Builder::new()
+            .name("store-log".into())
+            .spawn(move || {
+                // After a failed write the file may end in a partial line that
+                // the next line would be glued to, so no further change is
+                // accepted: the server keeps serving downloads, refuses changes.
+                let mut broken = false;
+                while let Ok(first) = rx.recv() {
+                    let mut batch = vec![first];
+                    batch.extend(rx.try_iter());
+                    let written = if broken {
+                        Err(io::Error::other(
+                            "store log is unusable after an earlier failure",
+                        ))
+                    } else {
+                        batch
+                            .iter()
+                            .try_for_each(|(records, _)| {
+                                records.iter().try_for_each(|r| log.write(r))
+                            })
+                            .and_then(|()| log.sync())
+                    };
+                    if written.is_err() && !broken {
+                        broken = true;
+                        tracing::error!(
+                            "store log write failed: refusing further changes until restart"
+                        );
+                    }
+                    for (_, done) in batch {
+                        let _ = done.send(match &written {
+                            Ok(()) => Ok(()),
+                            Err(e) => Err(io::Error::new(e.kind(), "store log write failed")),
+                        });
+                    }
+                }
+            })
+            .expect("cannot start the store log thread");
+        Self { tx }
+    }
+
+    fn submit(&self, records: Vec<StoreLogRecord>) -> Durable {
+        let (done, durable) = tokio::sync::oneshot::channel();
+        // If the writer is gone the sender is dropped and the waiter sees an error.
+        let _ = self.tx.send((records, done));
+        durable
     }
 }
 

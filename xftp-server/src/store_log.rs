@@ -316,9 +316,19 @@ impl StoreLog {
     /// answers OK only after this, so an acknowledged change survives a crash.
     /// One `write_all` of the whole line keeps concurrent lines unmixed.
     pub fn append(&mut self, record: &StoreLogRecord) -> io::Result<()> {
+        self.write(record)?;
+        self.sync()
+    }
+
+    /// Writes one record without waiting for the disk; [`StoreLog::sync`]
+    /// then makes every record written so far durable at once (group commit).
+    pub fn write(&mut self, record: &StoreLogRecord) -> io::Result<()> {
         let mut line = record.encode().into_bytes();
         line.push(b'\n');
-        self.file.write_all(&line)?;
+        self.file.write_all(&line)
+    }
+
+    pub fn sync(&mut self) -> io::Result<()> {
         self.file.sync_data()
     }
 

@@ -24,7 +24,7 @@ use crate::crypto::secretbox::{SbStream, TAG_SIZE};
 use crate::xftp::XFTP_BLOCK_SIZE;
 
 /// Size of the pieces an upload is read and sent in.
-const UPLOAD_PIECE: usize = 16 * 1024;
+const UPLOAD_PIECE: usize = 64 * 1024;
 
 /// Where a failed chunk reader leaves its error, because hyper only reports
 /// that the body failed.

@@ -191,7 +191,12 @@ impl XftpClient {
                 .peer_certificates()
                 .and_then(|c| c.first())
                 .map(|c| c.to_vec());
+            // Large windows and frames keep 4 MiB chunks flowing without
+            // waiting for window updates on a fast link.
             let (sender, conn) = http2::Builder::new(TokioExecutor::new())
+                .initial_stream_window_size(4 << 20)
+                .initial_connection_window_size(16 << 20)
+                .max_frame_size(1 << 16)
                 .handshake(TokioIo::new(tls))
                 .await?;
             Ok::<_, XftpClientError>((sender, conn, session_id, alpn, leaf))
