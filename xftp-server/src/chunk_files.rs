@@ -264,7 +264,19 @@ pub async fn delete_chunk(path: &Path) -> Result<bool, ChunkError> {
 /// Files whose names are not chunk names are left alone. A missing
 /// directory sweeps nothing. Returns how many files were removed.
 pub async fn sweep_orphans(dir: &Path, referenced: &[PathBuf]) -> Result<usize, ChunkError> {
-    let keep = referenced_names(dir, referenced);
+    sweep(dir, Some(referenced_names(dir, referenced))).await
+}
+
+/// Start-up sweep without a store log: only `*.part` files (abandoned
+/// uploads) are removed. Without a log no record says which chunk files
+/// are orphans, and a later start with the log still owns them (the
+/// reference keeps them; xftp.md §11.2 scenarios 21–22).
+pub async fn sweep_partials(dir: &Path) -> Result<usize, ChunkError> {
+    sweep(dir, None).await
+}
+
+/// `keep`: the chunk names records own; `None` keeps every chunk file.
+async fn sweep(dir: &Path, keep: Option<HashSet<String>>) -> Result<usize, ChunkError> {
     let mut entries = match tokio::fs::read_dir(dir).await {
         Ok(e) => e,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
@@ -276,7 +288,9 @@ pub async fn sweep_orphans(dir: &Path, referenced: &[PathBuf]) -> Result<usize, 
         let Some(name) = name.to_str() else { continue };
         let orphan = match name.strip_suffix(PART_SUFFIX) {
             Some(base) => is_chunk_name(base),
-            None => is_chunk_name(name) && !keep.contains(name),
+            None => keep
+                .as_ref()
+                .is_some_and(|keep| is_chunk_name(name) && !keep.contains(name)),
         };
         if orphan && entry.file_type().await?.is_file() {
             match tokio::fs::remove_file(entry.path()).await {
