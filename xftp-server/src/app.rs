@@ -146,8 +146,11 @@ pub async fn start(settings: Settings) -> Result<RunningServer, StartError> {
         );
     }
     if settings.files_dir.is_dir() {
-        let removed =
-            chunk_files::sweep_orphans(&settings.files_dir, &store.stored_paths()).await?;
+        let removed = if settings.store_log.is_some() {
+            chunk_files::sweep_orphans(&settings.files_dir, &store.stored_paths()).await?
+        } else {
+            chunk_files::sweep_partials(&settings.files_dir).await?
+        };
         if removed > 0 {
             tracing::info!("removed {removed} chunk files that no record owns");
         }

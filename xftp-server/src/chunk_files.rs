@@ -77,51 +77,61 @@ fn part_path(path: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
-/// Reads exactly `size` bytes as the reference does: pieces of up to one
-/// block; a piece that goes past `size` → SIZE, the body ending early →
-/// SIZE; reading stops as soon as `size` bytes have arrived.
+/// Reads a body as the reference does (`getHTTP2Body`'s buffered
+/// `bodyPart`): in pieces of exactly one block, only the last piece before
+/// the end of the body being shorter.
 struct Pieces<'a, R: ?Sized> {
     body: &'a mut R,
     buf: Vec<u8>,
-    left: u64,
 }
 
 impl<'a, R: AsyncRead + Unpin + ?Sized> Pieces<'a, R> {
-    fn new(body: &'a mut R, size: u32) -> Self {
+    fn new(body: &'a mut R) -> Self {
         Self {
             body,
             buf: vec![0u8; FILE_BLOCK_SIZE],
-            left: u64::from(size),
         }
     }
 
-    /// The next piece, or `None` once exactly `size` bytes were read.
-    async fn next(&mut self) -> Result<Option<&[u8]>, ChunkError> {
-        if self.left == 0 {
-            return Ok(None);
+    /// The next piece: [`FILE_BLOCK_SIZE`] bytes, fewer only at the end of
+    /// the body, empty once it has ended.
+    async fn next(&mut self) -> Result<&[u8], ChunkError> {
+        let mut n = 0;
+        while n < self.buf.len() {
+            let got = self
+                .body
+                .read(&mut self.buf[n..])
+                .await
+                .map_err(ChunkError::Body)?;
+            if got == 0 {
+                break;
+            }
+            n += got;
         }
-        let n = self
-            .body
-            .read(&mut self.buf)
-            .await
-            .map_err(ChunkError::Body)?;
-        if n == 0 || n as u64 > self.left {
-            return Err(ChunkError::Size);
-        }
-        self.left -= n as u64;
-        Ok(Some(&self.buf[..n]))
+        Ok(&self.buf[..n])
     }
 }
 
-/// For FPUT on an already uploaded chunk: consumes exactly `size` bytes of
-/// the body without storing them, so the client can finish sending.
+/// For FPUT on an already uploaded chunk (`skipCommitted`): consumes the
+/// body without storing it and answers as soon as exactly `size` bytes
+/// have been read (later bytes are not examined); the body ending early, or
+/// a piece going past `size`, is SIZE.
 pub async fn drain_exact<R>(body: &mut R, size: u32) -> Result<(), ChunkError>
 where
     R: AsyncRead + Unpin + ?Sized,
 {
-    let mut pieces = Pieces::new(body, size);
-    while pieces.next().await?.is_some() {}
-    Ok(())
+    let mut pieces = Pieces::new(body);
+    let mut left = u64::from(size);
+    loop {
+        let n = pieces.next().await?.len() as u64;
+        if n == left {
+            return Ok(());
+        }
+        if n == 0 || n > left {
+            return Err(ChunkError::Size);
+        }
+        left -= n;
+    }
 }
 
 /// Receives an upload into `<dir>/<b64u(senderId)>` and returns that path.
@@ -169,10 +179,29 @@ where
     // 16 KiB body pieces into large writes.
     let mut file = tokio::io::BufWriter::with_capacity(WRITE_BUFFER, file);
     let mut hasher = Sha256::new();
-    let mut pieces = Pieces::new(body, size);
-    while let Some(piece) = pieces.next().await? {
-        hasher.update(piece);
-        file.write_all(piece).await?;
+    // `hReceiveFile`: pieces are written until the body ends; a piece that
+    // goes past `size` (also after exactly `size` bytes) or an early end is
+    // SIZE, so the body must be exactly `size` bytes long. A size of 0
+    // reads nothing (`hReceiveFile _ _ 0 = pure 0`).
+    let mut pieces = Pieces::new(body);
+    let mut left = u64::from(size);
+    if size > 0 {
+        loop {
+            let piece = pieces.next().await?;
+            let n = piece.len() as u64;
+            if n > left {
+                return Err(ChunkError::Size);
+            }
+            if n == 0 {
+                if left == 0 {
+                    break;
+                }
+                return Err(ChunkError::Size);
+            }
+            hasher.update(piece);
+            file.write_all(piece).await?;
+            left -= n;
+        }
     }
     let got = hasher.finalize();
     if !bool::from(got.as_slice().ct_eq(digest)) {
@@ -242,7 +271,19 @@ pub async fn delete_chunk(path: &Path) -> Result<bool, ChunkError> {
 /// Files whose names are not chunk names are left alone. A missing
 /// directory sweeps nothing. Returns how many files were removed.
 pub async fn sweep_orphans(dir: &Path, referenced: &[PathBuf]) -> Result<usize, ChunkError> {
-    let keep = referenced_names(dir, referenced);
+    sweep(dir, Some(referenced_names(dir, referenced))).await
+}
+
+/// Start-up sweep without a store log: only `*.part` files (abandoned
+/// uploads) are removed. Without a log no record says which chunk files
+/// are orphans, and a later start with the log still owns them (the
+/// reference keeps them; xftp.md §11.2 scenarios 21–22).
+pub async fn sweep_partials(dir: &Path) -> Result<usize, ChunkError> {
+    sweep(dir, None).await
+}
+
+/// `keep`: the chunk names records own; `None` keeps every chunk file.
+async fn sweep(dir: &Path, keep: Option<HashSet<String>>) -> Result<usize, ChunkError> {
     let mut entries = match tokio::fs::read_dir(dir).await {
         Ok(e) => e,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
@@ -254,7 +295,9 @@ pub async fn sweep_orphans(dir: &Path, referenced: &[PathBuf]) -> Result<usize, 
         let Some(name) = name.to_str() else { continue };
         let orphan = match name.strip_suffix(PART_SUFFIX) {
             Some(base) => is_chunk_name(base),
-            None => is_chunk_name(name) && !keep.contains(name),
+            None => keep
+                .as_ref()
+                .is_some_and(|keep| is_chunk_name(name) && !keep.contains(name)),
         };
         if orphan && entry.file_type().await?.is_file() {
             match tokio::fs::remove_file(entry.path()).await {

@@ -115,9 +115,10 @@ pub async fn serve(
         };
         let _ = tcp.set_nodelay(true);
         let (transport, handler, shutdown) = (transport.clone(), handler.clone(), shutdown.clone());
+        let requests = tracker.clone();
         tracker.spawn(async move {
             // Peer addresses are deliberately never logged.
-            if let Err(e) = connection(tcp, transport, handler, shutdown).await {
+            if let Err(e) = connection(tcp, transport, handler, shutdown, requests).await {
                 tracing::debug!("connection ended: {e}");
             }
         });
@@ -131,6 +132,7 @@ async fn connection(
     transport: Arc<Transport>,
     handler: Arc<Handler>,
     shutdown: CancellationToken,
+    requests: TaskTracker,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let conn = tokio::time::timeout(TLS_SETUP_TIMEOUT, tls::accept(tcp, &transport.tls)).await??;
     let mode = match conn.alpn() {
@@ -145,7 +147,8 @@ async fn connection(
     });
     let service = service_fn(move |req: Request<Incoming>| {
         let (transport, handler, session) = (transport.clone(), handler.clone(), session.clone());
-        async move { Ok::<_, Infallible>(request(req, &transport, &handler, &session).await) }
+        let requests = requests.clone();
+        async move { Ok::<_, Infallible>(request(req, &transport, handler, &session, &requests).await) }
     });
     let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
     builder
@@ -223,8 +226,9 @@ pub type Upload = StreamReader<
 async fn request(
     req: Request<Incoming>,
     transport: &Transport,
-    handler: &Handler,
+    handler: Arc<Handler>,
     session: &Session,
+    requests: &TaskTracker,
 ) -> Response<Body> {
     if session.mode == Mode::Ignore {
         return ok(Empty::new().map_err(|e| match e {}).boxed_unsync());
@@ -245,7 +249,19 @@ async fn request(
             Step::Command(ctx) => ctx,
         },
     };
-    match handler.process(&ctx, &block, upload).await {
+    // hyper drops this future when the client resets the stream; the
+    // command runs in its own task so that it always finishes: an upload
+    // cut short removes its partial file and releases its quota
+    // reservation, and a store change is never left without its log line.
+    // The server's task tracker waits for it at stop.
+    let work = requests.spawn(async move { handler.process(&ctx, &block, upload).await });
+    let reply = match work.await {
+        Ok(reply) => reply,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        // The runtime is shutting down.
+        Err(_) => return ok(Empty::new().map_err(|e| match e {}).boxed_unsync()),
+    };
+    match reply {
         Reply::Block(b) => ok(full(b)),
         Reply::Stream { block, body } => {
             let head =

@@ -131,16 +131,37 @@ async fn size_and_digest_errors_leave_nothing() {
 }
 
 #[tokio::test]
-async fn stops_reading_at_size() {
-    // Once exactly `size` bytes arrived in whole pieces, later bytes are not
-    // read (as in the reference), so the upload succeeds.
+async fn bytes_after_size_are_size() {
+    // The reference (`hReceiveFile`) keeps reading after exactly `size`
+    // bytes until the body ends: more bytes, even in a later piece, → SIZE.
     let d = tempfile::tempdir().unwrap();
     let data = body(2000);
     let mut r = tokio_test_reader(&data, 1000);
+    let e = receive_chunk(&mut r, d.path(), &SID, 1000, &digest(&data[..1000]))
+        .await
+        .unwrap_err();
+    assert_eq!(XftpErrorType::from(e), XftpErrorType::Size);
+    assert!(names(d.path()).is_empty(), "partial file left behind");
+    let mut r = tokio_test_reader(&data[..1001], 1000);
+    let e = receive_chunk(&mut r, d.path(), &SID, 1000, &digest(&data[..1000]))
+        .await
+        .unwrap_err();
+    assert_eq!(XftpErrorType::from(e), XftpErrorType::Size);
+    // Exactly `size` bytes, in any pieces, are accepted.
+    let mut r = tokio_test_reader(&data[..1000], 300);
     let p = receive_chunk(&mut r, d.path(), &SID, 1000, &digest(&data[..1000]))
         .await
         .unwrap();
     assert_eq!(fs::read(p).unwrap(), &data[..1000]);
+}
+
+#[tokio::test]
+async fn drain_stops_reading_at_size() {
+    // A retried upload of a stored chunk (`skipCommitted`) answers as soon
+    // as exactly `size` bytes arrived in whole pieces; later bytes are not read.
+    let data = body(40_000);
+    let mut r = tokio_test_reader(&data, 16_384);
+    drain_exact(&mut r, 32_768).await.unwrap();
 }
 
 #[tokio::test]
