@@ -87,6 +87,13 @@ fn file_id(entity_id: &[u8]) -> Option<FileId> {
 
 type Answer = Result<FileResponse, XftpErrorType>;
 
+/// What a verified command acts on.
+enum Target {
+    NewFile,
+    Ping,
+    File(FileId),
+}
+
 impl Handler {
     pub fn new(
         store: FileStore,
@@ -142,9 +149,9 @@ impl Handler {
         let (corr_id, entity_id) = (t.raw.corr_id.to_vec(), t.raw.entity_id.to_vec());
         let answer = match self.verify(ctx, &t) {
             Err(e) => Err(e),
-            Ok(None) => self.new_file(&t).await,
-            Ok(Some(id)) => match &t.command {
-                FileCommand::Ping => Ok(FileResponse::Pong),
+            Ok(Target::NewFile) => self.new_file(&t).await,
+            Ok(Target::Ping) => Ok(FileResponse::Pong),
+            Ok(Target::File(id)) => match &t.command {
                 FileCommand::Fadd { rcv_keys } => self.add_recipients(&id, rcv_keys).await,
                 FileCommand::Fput => self.put(&id, &mut upload).await,
                 FileCommand::Fdel => self.delete(&id).await.map(|()| FileResponse::Ok),
@@ -158,7 +165,8 @@ impl Handler {
                         Err(e) => self.respond(ctx, &corr_id, &entity_id, Err(e)),
                     };
                 }
-                FileCommand::Fnew { .. } => Err(XftpErrorType::Internal),
+                // `verify` gives these their own targets.
+                FileCommand::Fnew { .. } | FileCommand::Ping => Err(XftpErrorType::Internal),
             },
         };
         self.respond(ctx, &corr_id, &entity_id, answer)
@@ -189,22 +197,22 @@ impl Handler {
         }
     }
 
-    /// `verifyXFTPTransmission`: FNEW is checked with the key it carries
-    /// (`Ok(None)`), PING needs nothing, every other command with the key
-    /// of the file its entity ID names (`Ok(Some(id))`). Unknown IDs cost a
-    /// dummy verification; blocked files answer BLOCKED unverified.
+    /// `verifyXFTPTransmission`: FNEW is checked with the key it carries,
+    /// PING needs nothing, every other command with the key of the file its
+    /// entity ID names. Unknown IDs cost a dummy verification; blocked files
+    /// answer BLOCKED unverified.
     fn verify(
         &self,
         ctx: &SessionContext,
         t: &ServerTransmission<'_>,
-    ) -> Result<Option<FileId>, XftpErrorType> {
+    ) -> Result<Target, XftpErrorType> {
         let auth = t.auth.as_ref();
         let key = ctx.session_key.as_ref();
         let party = match &t.command {
-            FileCommand::Ping => return Ok(Some([0; FILE_ID_SIZE])),
+            FileCommand::Ping => return Ok(Target::Ping),
             FileCommand::Fnew { file, .. } => {
                 return if verify_auth(auth, t.raw.authorized, t.raw.corr_id, &file.snd_key, key) {
-                    Ok(None)
+                    Ok(Target::NewFile)
                 } else {
                     Err(XftpErrorType::Auth)
                 };
@@ -225,7 +233,7 @@ impl Handler {
                 }
                 let active = lookup.file.status == crate::store::FileStatus::Active;
                 if verify_auth(auth, t.raw.authorized, t.raw.corr_id, &lookup.key, key) && active {
-                    Ok(Some(id))
+                    Ok(Target::File(id))
                 } else {
                     Err(XftpErrorType::Auth)
                 }
