@@ -44,6 +44,8 @@ pub struct Settings {
     pub stats_files: Option<StatsFiles>,
     /// Prometheus text file and how often it is rewritten.
     pub metrics: Option<(PathBuf, Duration)>,
+    /// Where to serve the metrics over HTTP (`GET /metrics`).
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone)]
@@ -69,6 +71,7 @@ impl Settings {
             upload_timeout: Duration::from_secs(300),
             stats_files: None,
             metrics: None,
+            metrics_listen: None,
         }
     }
 
@@ -90,6 +93,9 @@ impl Settings {
             .prometheus_interval
             .filter(|&n| n > 0)
             .map(|n| (cfg.paths.metrics_file(), Duration::from_secs(n)));
+        s.metrics_listen = c
+            .prometheus_port
+            .map(|p| SocketAddr::from(([127, 0, 0, 1], p)));
         s
     }
 }
@@ -97,6 +103,8 @@ impl Settings {
 /// A server running on the current tokio runtime.
 pub struct RunningServer {
     pub addr: SocketAddr,
+    /// The metrics endpoint, when one was asked for.
+    pub metrics_addr: Option<SocketAddr>,
     pub handler: Arc<Handler>,
     shutdown: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
@@ -215,14 +223,7 @@ pub async fn start(settings: Settings) -> Result<RunningServer, StartError> {
             move || {
                 let (h, path) = (h.clone(), path.clone());
                 async move {
-                    let rts = std::env::var(RTS_OPTIONS_ENV).ok();
-                    let text = prometheus_metrics(
-                        &h.stats.snapshot(),
-                        SystemTime::now(),
-                        env!("CARGO_PKG_VERSION"),
-                        rts.as_deref(),
-                    );
-                    if let Err(e) = tokio::fs::write(&path, text).await {
+                    if let Err(e) = tokio::fs::write(&path, metrics_text(&h)).await {
                         tracing::warn!("could not write metrics: {e}");
                     }
                 }
@@ -236,8 +237,19 @@ pub async fn start(settings: Settings) -> Result<RunningServer, StartError> {
             files.daily,
         )));
     }
+    let mut metrics_addr = None;
+    if let Some(listen) = settings.metrics_listen {
+        let listener = TcpListener::bind(listen).await?;
+        metrics_addr = Some(listener.local_addr()?);
+        tasks.push(tokio::spawn(metrics_endpoint(
+            listener,
+            handler.clone(),
+            shutdown.clone(),
+        )));
+    }
     Ok(RunningServer {
         addr,
+        metrics_addr,
         handler,
         shutdown,
         tasks,
@@ -282,6 +294,59 @@ async fn daily_stats(shutdown: CancellationToken, handler: Arc<Handler>, path: P
     }
 }
 
+fn metrics_text(handler: &Handler) -> String {
+    let rts = std::env::var(RTS_OPTIONS_ENV).ok();
+    prometheus_metrics(
+        &handler.stats.snapshot(),
+        SystemTime::now(),
+        env!("CARGO_PKG_VERSION"),
+        rts.as_deref(),
+    )
+}
+
+/// Plain HTTP/1.1 `GET /metrics` with the Prometheus text, for scrapers.
+async fn metrics_endpoint(
+    listener: TcpListener,
+    handler: Arc<Handler>,
+    shutdown: CancellationToken,
+) {
+    use http_body_util::Full;
+    use hyper::body::Bytes;
+    loop {
+        let tcp = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = listener.accept() => match r {
+                Ok((tcp, _)) => tcp,
+                Err(_) => continue,
+            },
+        };
+        let handler = handler.clone();
+        tokio::spawn(async move {
+            let service =
+                hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                    let handler = handler.clone();
+                    async move {
+                        let found =
+                            req.method() == http::Method::GET && req.uri().path() == "/metrics";
+                        let (status, body) = if found {
+                            (http::StatusCode::OK, metrics_text(&handler))
+                        } else {
+                            (http::StatusCode::NOT_FOUND, "not found\n".to_string())
+                        };
+                        http::Response::builder()
+                            .status(status)
+                            .header("content-type", "text/plain; version=0.0.4")
+                            .body(Full::new(Bytes::from(body)))
+                    }
+                });
+            let io = hyper_util::rt::TokioIo::new(tcp);
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(io, service)
+                .await;
+        });
+    }
+}
+
 /// `xftp-server start`: serves until SIGTERM or SIGINT, then stops in order.
 pub fn run(cfg: StartConfig) -> Result<(), StartError> {
     let runtime = tokio::runtime::Runtime::new()?;
@@ -296,6 +361,9 @@ pub fn run(cfg: StartConfig) -> Result<(), StartError> {
                 every.as_secs(),
                 path.display()
             );
+        }
+        if let Some(addr) = &settings.metrics_listen {
+            println!("Prometheus metrics served at http://{addr}/metrics");
         }
         let server = start(settings).await?;
         wait_for_signal().await;

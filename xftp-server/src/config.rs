@@ -280,6 +280,9 @@ pub struct ServerConfig {
     pub log_stats: bool,
     /// Seconds; absent or unparsable means no metrics file (reference `readMaybe`).
     pub prometheus_interval: Option<u64>,
+    /// Our addition (the reference has no such key and ignores it): serve
+    /// the same metrics over HTTP at `http://127.0.0.1:<port>/metrics`.
+    pub prometheus_port: Option<u16>,
     pub allow_new_files: bool,
     pub create_password: Option<BasicAuth>,
     pub control_port_admin_password: Option<BasicAuth>,
@@ -342,6 +345,15 @@ impl ServerConfig {
                 .get("STORE_LOG", "prometheus_interval")
                 .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
                 .and_then(|v| v.parse().ok()),
+            prometheus_port: match ini.get("STORE_LOG", "prometheus_port") {
+                None => None,
+                Some(v) => Some(
+                    v.parse::<u16>()
+                        .ok()
+                        .filter(|p| *p > 0)
+                        .ok_or_else(|| invalid("prometheus_port", v))?,
+                ),
+            },
             allow_new_files: on_off(ini, "AUTH", "new_files")?.unwrap_or(true),
             create_password: password(ini, "create_password")?,
             control_port_admin_password: password(ini, "control_port_admin_password")?,
@@ -573,6 +585,10 @@ log_stats = off
 
 # Seconds between writes of the Prometheus metrics file.
 # prometheus_interval = 60
+
+# Serve the same metrics at http://127.0.0.1:<port>/metrics (loopback only;
+# not a reference key, the reference ignores it).
+# prometheus_port = 9100
 
 [AUTH]
 # `off` refuses all new uploads while existing files can still be downloaded,

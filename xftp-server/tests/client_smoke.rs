@@ -66,3 +66,69 @@ async fn upload_download_ack_delete() {
     client.delete_file(&sid, &snd).await.unwrap();
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_endpoint_counts_uploads() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let files = dir.path().join("files");
+    std::fs::create_dir(&files).unwrap();
+    let (identity, _) = ServerIdentity::generate(KeyAlgorithm::Ed25519, "127.0.0.1").unwrap();
+    let mut s = Settings::new(identity.clone(), "127.0.0.1:0".parse().unwrap(), files);
+    s.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
+    let server = start(s).await.unwrap();
+    let addr: ServerAddress = format!(
+        "xftp://{}@127.0.0.1:{}",
+        identity.fingerprint_b64(),
+        server.addr.port()
+    )
+    .parse()
+    .unwrap();
+    let client = XftpClient::connect(&addr, XftpClientOptions::default())
+        .await
+        .unwrap();
+    let chunk = vec![5u8; 65536];
+    let snd = PrivateKey::generate(KeyAlgorithm::Ed25519);
+    let rcv = PrivateKey::generate(KeyAlgorithm::Ed25519);
+    let info = FileInfo {
+        snd_key: snd.public_key(),
+        size: 65536,
+        digest: sha256(&chunk).to_vec(),
+    };
+    let (sid, _) = client
+        .create_file(&snd, info, vec![rcv.public_key()], None)
+        .await
+        .unwrap();
+    client
+        .upload_chunk(&sid, &snd, std::io::Cursor::new(chunk), 65536)
+        .await
+        .unwrap();
+
+    let get = |path: &'static str| {
+        let m = server.metrics_addr.unwrap();
+        async move {
+            let mut tcp = tokio::net::TcpStream::connect(m).await.unwrap();
+            let req =
+                format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+            tcp.write_all(req.as_bytes()).await.unwrap();
+            let mut out = String::new();
+            tcp.read_to_string(&mut out).await.unwrap();
+            out
+        }
+    };
+    let text = get("/metrics").await;
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    let line = |name: &str| {
+        text.lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no {name} in {text}"))
+            .split_whitespace()
+            .nth(1)
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(line("simplex_xftp_files_created"), "1");
+    assert_eq!(line("simplex_xftp_files_uploaded"), "1");
+    assert!(get("/other").await.starts_with("HTTP/1.1 404"));
+    server.stop().await;
+}

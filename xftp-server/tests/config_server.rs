@@ -176,6 +176,16 @@ fn haskell_read_of_integers() {
 }
 
 #[test]
+fn prometheus_port_is_ours_and_checked() {
+    let p = |v: &str| parse(&with(&format!("[STORE_LOG]\nprometheus_port = {v}\n")));
+    assert_eq!(p("9100").unwrap().prometheus_port, Some(9100));
+    assert!(p("0").is_err());
+    assert!(p("nine").is_err());
+    assert!(p("70000").is_err());
+    assert_eq!(parse(&with("")).unwrap().prometheus_port, None);
+}
+
+#[test]
 fn prometheus_interval_is_silently_absent_when_unreadable() {
     let p = |v: &str| parse(&with(&format!("[STORE_LOG]\nprometheus_interval = {v}\n")));
     assert_eq!(p("60").unwrap().prometheus_interval, Some(60));
@@ -373,6 +383,7 @@ fn init_ini_parses_back_to_the_init_values() {
         expire_files_hours: 48,
         log_stats: false,
         prometheus_interval: None,
+        prometheus_port: None,
         allow_new_files: true,
         create_password: None,
         control_port_admin_password: None,
