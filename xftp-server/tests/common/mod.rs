@@ -100,6 +100,8 @@ pub async fn connect_retry(addr: &ServerAddress, within: Duration) -> XftpClient
 pub struct Chunk {
     pub seed: u64,
     pub size: u32,
+    /// SHA-256 of [`Chunk::bytes`].
+    pub digest: Vec<u8>,
     pub sid: Vec<u8>,
     pub rid: Vec<u8>,
     pub snd: PrivateKey,
@@ -115,12 +117,17 @@ impl Chunk {
 /// Downloads a chunk; `Ok(bytes)` only when the client accepted it (tag and
 /// digest checked by the client).
 pub async fn download(client: &XftpClient, c: &Chunk) -> Result<Vec<u8>, XftpClientError> {
-    let digest = smp_core::crypto::digest::sha256(&c.bytes());
     let mut out = Vec::with_capacity(c.size as usize);
     client
-        .download_chunk(&c.rid, &c.rcv, c.size, &digest, &mut out)
+        .download_chunk(&c.rid, &c.rcv, c.size, &c.digest, &mut out)
         .await
         .map(|()| out)
+}
+
+/// Whether `bytes` are this chunk's bytes (by SHA-256, which is much
+/// cheaper than regenerating them in a debug build).
+pub fn same_bytes(c: &Chunk, bytes: &[u8]) -> bool {
+    bytes.len() == c.size as usize && smp_core::crypto::digest::sha256(bytes).as_slice() == c.digest
 }
 
 /// A server installation made by `xftp-server init` in a temporary
@@ -365,10 +372,11 @@ pub async fn create(client: &XftpClient, seed: u64, size: u32) -> Result<Chunk, 
     use smp_core::crypto::keys::KeyAlgorithm;
     let snd = PrivateKey::generate(KeyAlgorithm::Ed25519);
     let rcv = PrivateKey::generate(KeyAlgorithm::Ed25519);
+    let digest = smp_core::crypto::digest::sha256(&chunk_bytes(seed, size)).to_vec();
     let info = smp_core::xftp::command::FileInfo {
         snd_key: snd.public_key(),
         size,
-        digest: smp_core::crypto::digest::sha256(&chunk_bytes(seed, size)).to_vec(),
+        digest: digest.clone(),
     };
     let (sid, rids) = client
         .create_file(&snd, info, vec![rcv.public_key()], None)
@@ -376,6 +384,7 @@ pub async fn create(client: &XftpClient, seed: u64, size: u32) -> Result<Chunk, 
     Ok(Chunk {
         seed,
         size,
+        digest,
         sid,
         rid: rids.into_iter().next().unwrap(),
         snd,
