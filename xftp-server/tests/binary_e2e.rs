@@ -1,0 +1,256 @@
+//! The real binary end to end: `init` in temporary directories, `start` as
+//! a child process, our client over TLS and HTTP/2 on 127.0.0.1, SIGTERM for
+//! an orderly stop, restarts from the store log (xftp.md §8.6, §8.8, §11.2
+//! scenarios 20–25).
+
+mod common;
+
+use std::fs;
+use std::time::{Duration, Instant};
+
+use common::{BinEnv, connect_retry, create, download, read_lines, upload};
+use smp_core::client::xftp::XftpClientError;
+use smp_core::crypto::keys::{KeyAlgorithm, PrivateKey};
+use smp_core::encoding::string::b64_encode;
+use smp_core::xftp::error::XftpErrorType;
+
+const START: Duration = Duration::from_secs(20);
+/// "Within a few seconds" of SIGTERM.
+const STOP: Duration = Duration::from_secs(5);
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn stat(lines: &[String], key: &str) -> String {
+    lines
+        .iter()
+        .find_map(|l| l.strip_prefix(key))
+        .unwrap_or_else(|| panic!("no {key} in {lines:?}"))
+        .to_string()
+}
+
+#[test]
+fn init_start_upload_sigterm_restart_download() {
+    let t0 = Instant::now();
+    let rt = runtime();
+    let env = BinEnv::init("10gb", &["-a", "ED25519"]);
+    env.edit_ini("log_stats = off\n", "log_stats = on\n");
+    assert!(env.init_stdout.contains(&format!(
+        "Server address: xftp://{}@<hostnames>\n",
+        env.fingerprint
+    )));
+
+    // --- run 1: upload, two downloads, SIGTERM with a connection open ---
+    let mut srv = env.start();
+    let address_line = srv.wait_line("Server address: ", START);
+    assert_eq!(
+        address_line,
+        format!(
+            "Server address: xftp://{}@<hostnames>:{}",
+            env.fingerprint, env.port
+        )
+    );
+    srv.wait_line(&format!("Listening on port {}...", env.port), START);
+    let (chunk, r2, open_connections) = rt.block_on(async {
+        let client = connect_retry(&env.address(), START).await;
+        assert_eq!(client.version(), 3);
+        client.ping().await.unwrap();
+        let chunk = create(&client, 0xe2e, 256 * 1024).await.unwrap();
+        let r2_key = PrivateKey::generate(KeyAlgorithm::Ed25519);
+        let r2 = client
+            .add_recipients(&chunk.sid, &chunk.snd, vec![r2_key.public_key()])
+            .await
+            .unwrap();
+        upload(&client, &chunk).await.unwrap();
+        // The stored file is exactly the uploaded bytes (scenario 2).
+        let stored = env.files.join(b64_encode(&chunk.sid));
+        assert_eq!(fs::read(&stored).unwrap(), chunk.bytes());
+        assert_eq!(download(&client, &chunk).await.unwrap(), chunk.bytes());
+        let mut second = chunk.clone();
+        second.rid = r2[0].clone();
+        second.rcv = r2_key;
+        // r2 downloads on its own connection.
+        let other = connect_retry(&env.address(), START).await;
+        assert_eq!(download(&other, &second).await.unwrap(), chunk.bytes());
+        // Both connections stay open (idle) across the SIGTERM below.
+        (chunk, second, (client, other))
+    });
+    let (status, took) = srv.terminate(STOP);
+    assert_eq!(status.code(), Some(0), "stderr: {}", srv.stderr());
+    eprintln!("run 1 stopped {took:?} after SIGTERM");
+    drop(open_connections);
+    assert!(
+        srv.stdout_lines().contains(&format!(
+            "server stats log enabled: {}",
+            env.log.join("file-server-stats.daily.log").display()
+        )),
+        "{:?}",
+        srv.stdout_lines()
+    );
+    let sid = b64_encode(&chunk.sid);
+    let log = read_lines(&env.store_log());
+    // FNEW, the FADD of FNEW's key, the FADD command's line, FPUT.
+    assert_eq!(log.len(), 4, "{log:?}");
+    assert!(log[0].starts_with(&format!("FNEW {sid} ")), "{log:?}");
+    assert!(log[0].ends_with(" active"), "{log:?}");
+    assert!(log[1].starts_with(&format!("FADD {sid} ")), "{log:?}");
+    assert!(log[2].starts_with(&format!("FADD {sid} ")), "{log:?}");
+    assert!(log[3].starts_with(&format!("FPUT {sid} ")), "{log:?}");
+    let stats = read_lines(&env.stats_backup());
+    assert_eq!(stats.len(), 15, "{stats:?}");
+    assert_eq!(stat(&stats, "filesCreated="), "1");
+    assert_eq!(stat(&stats, "fileRecipients="), "2");
+    assert_eq!(stat(&stats, "filesUploaded="), "1");
+    assert_eq!(stat(&stats, "fileDownloads="), "2");
+    assert_eq!(stat(&stats, "filesCount="), "1");
+    assert_eq!(stat(&stats, "filesSize="), "262144");
+    drop(srv);
+
+    // --- run 2: the chunk survived; ACK r1 ---
+    let mut srv = env.start();
+    srv.wait_line("Listening on port", START);
+    rt.block_on(async {
+        let client = connect_retry(&env.address(), START).await;
+        assert_eq!(download(&client, &chunk).await.unwrap(), chunk.bytes());
+        client.ack_file(&chunk.rid, &chunk.rcv).await.unwrap();
+        let again = download(&client, &chunk).await;
+        assert!(
+            matches!(again, Err(XftpClientError::Protocol(XftpErrorType::Auth))),
+            "{again:?}"
+        );
+    });
+    // The backup was restored and set aside at start.
+    assert!(env.log.join("file-server-stats.log.bak").is_file());
+    let (status, _) = srv.terminate(STOP);
+    assert_eq!(status.code(), Some(0), "stderr: {}", srv.stderr());
+    // Compacted at start (FNEW, one FADD with both recipients, FPUT), then FACK.
+    let log = read_lines(&env.store_log());
+    assert_eq!(log.len(), 4, "{log:?}");
+    assert_eq!(log[1].matches(':').count(), 2, "{log:?}");
+    assert_eq!(log[3], format!("FACK {}", b64_encode(&chunk.rid)));
+    let stats = read_lines(&env.stats_backup());
+    assert_eq!(stats.len(), 15, "{stats:?}");
+    assert_eq!(stat(&stats, "fileDownloads="), "3");
+    assert_eq!(stat(&stats, "fileDownloadAcks="), "1");
+    assert_eq!(stat(&stats, "filesUploaded="), "1");
+    drop(srv);
+
+    // --- run 3: compaction dropped r1; r2 still downloads; FDEL ---
+    let mut srv = env.start();
+    srv.wait_line("Listening on port", START);
+    rt.block_on(async {
+        // Connected means the log was replayed and compacted (the banner
+        // comes before that, as in the reference).
+        let client = connect_retry(&env.address(), START).await;
+        let log = read_lines(&env.store_log());
+        assert_eq!(log.len(), 3, "{log:?}");
+        assert_eq!(
+            log[1].matches(':').count(),
+            1,
+            "one recipient left: {log:?}"
+        );
+        let r1 = download(&client, &chunk).await;
+        assert!(
+            matches!(r1, Err(XftpClientError::Protocol(XftpErrorType::Auth))),
+            "{r1:?}"
+        );
+        assert_eq!(download(&client, &r2).await.unwrap(), chunk.bytes());
+        client.delete_file(&chunk.sid, &chunk.snd).await.unwrap();
+    });
+    assert!(env.chunk_files().is_empty(), "{:?}", env.chunk_files());
+    let (status, _) = srv.terminate(STOP);
+    assert_eq!(status.code(), Some(0), "stderr: {}", srv.stderr());
+    let log = read_lines(&env.store_log());
+    assert_eq!(log.last().unwrap(), &format!("FDEL {sid}"));
+    drop(srv);
+
+    // --- run 4: nothing left ---
+    let mut srv = env.start();
+    srv.wait_line("Listening on port", START);
+    rt.block_on(async {
+        let client = connect_retry(&env.address(), START).await;
+        let r2 = download(&client, &r2).await;
+        assert!(
+            matches!(r2, Err(XftpClientError::Protocol(XftpErrorType::Auth))),
+            "{r2:?}"
+        );
+        assert_eq!(
+            fs::read(env.store_log()).unwrap(),
+            b"",
+            "empty compacted log"
+        );
+    });
+    let (status, _) = srv.terminate(STOP);
+    assert_eq!(status.code(), Some(0));
+    eprintln!("binary end-to-end took {:?}", t0.elapsed());
+}
+
+/// SIGTERM while an upload is in flight: the upload is either finished
+/// (OK, durable) or refused, the server still exits 0 promptly, and after a
+/// restart an acknowledged chunk downloads.
+#[test]
+fn sigterm_during_uploads_exits_cleanly() {
+    let rt = runtime();
+    let env = BinEnv::init("10gb", &[]);
+    let mut srv = env.start();
+    srv.wait_line("Listening on port", START);
+    let (client, chunks) = rt.block_on(async {
+        let client = connect_retry(&env.address(), START).await;
+        let mut chunks = Vec::new();
+        for i in 0..4u64 {
+            chunks.push(create(&client, 100 + i, 1024 * 1024).await.unwrap());
+        }
+        (client, chunks)
+    });
+    let uploads: Vec<_> = chunks
+        .into_iter()
+        .map(|c| {
+            let client = client.clone();
+            rt.spawn(async move {
+                let r = upload(&client, &c).await;
+                (c, r)
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(30));
+    let (status, took) = srv.terminate(STOP);
+    assert_eq!(status.code(), Some(0), "stderr: {}", srv.stderr());
+    eprintln!("stopped {took:?} after SIGTERM with uploads in flight");
+    let results: Vec<_> = rt.block_on(async {
+        let mut v = Vec::new();
+        for u in uploads {
+            v.push(u.await.unwrap());
+        }
+        v
+    });
+    drop(client);
+    drop(srv);
+    let mut srv = env.start();
+    srv.wait_line("Listening on port", START);
+    rt.block_on(async {
+        let client = connect_retry(&env.address(), START).await;
+        for (c, r) in &results {
+            let got = download(&client, c).await;
+            match r {
+                Ok(()) => assert_eq!(got.unwrap(), c.bytes()),
+                Err(_) => assert!(
+                    matches!(got, Ok(ref b) if *b == c.bytes())
+                        || matches!(got, Err(XftpClientError::Protocol(XftpErrorType::NoFile))),
+                    "{got:?}"
+                ),
+            }
+        }
+    });
+    assert!(
+        !env.chunk_files().iter().any(|n| n.ends_with(".part")),
+        "{:?}",
+        env.chunk_files()
+    );
+    let (status, _) = srv.terminate(STOP);
+    assert_eq!(status.code(), Some(0));
+}
