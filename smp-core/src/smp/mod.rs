@@ -5,9 +5,12 @@
 //! Byte-compatible with simplexmq 6.5.5 (relay versions 6..18); where the
 //! prose spec and the Haskell code differ, the code is followed.
 
+pub mod block_crypto;
 pub mod command;
 pub mod error;
 pub mod handshake;
+pub mod message;
+pub mod proxy;
 pub mod response;
 pub mod transmission;
 pub mod version;
