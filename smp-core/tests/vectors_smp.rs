@@ -352,7 +352,7 @@ fn v6_session_mismatch_is_rejected() {
     assert!(!verify_auth(
         st.auth.as_ref(),
         &st.signed,
-        &st.raw.corr_id.to_vec(),
+        st.raw.corr_id,
         &signer.public_key(),
         None
     ));

@@ -418,7 +418,7 @@ impl Command {
             }
             Self::Rkey(keys) => {
                 w.u8(b' ');
-                w.non_empty(keys, |w, k| write_key(w, k))?;
+                w.non_empty(keys, write_key)?;
             }
             Self::Lset { link_id, data } => {
                 w.u8(b' ').short(link_id)?;

@@ -248,10 +248,8 @@ impl ClientHello {
         let v = self.version;
         let mut w = Writer::new();
         w.u16(v).short(&self.key_hash)?;
-        if version::has_auth_keys(v) {
-            if let Some(k) = &self.auth_pub_key {
-                w.short(&k.to_der())?;
-            }
+        if let (true, Some(k)) = (version::has_auth_keys(v), &self.auth_pub_key) {
+            w.short(&k.to_der())?;
         }
         if version::has_proxy_flag(v) {
             w.bool(self.proxy_server);

@@ -104,10 +104,10 @@ pub fn encrypt_rcv_msg(
     msg_id: &[u8],
     body: &RcvMsgBody,
 ) -> Result<Vec<u8>, MessageError> {
-    if let RcvMsgBody::Message { body, .. } = body {
-        if body.len() > MAX_MESSAGE_LENGTH {
-            return Err(MessageError::TooLong(body.len()));
-        }
+    if let RcvMsgBody::Message { body, .. } = body
+        && body.len() > MAX_MESSAGE_LENGTH
+    {
+        return Err(MessageError::TooLong(body.len()));
     }
     Ok(secretbox::cb_encrypt(
         rcv_dh_secret,
@@ -141,7 +141,7 @@ pub struct PubHeader {
 impl PubHeader {
     pub fn write(&self, w: &mut Writer) -> Result<(), EncodeError> {
         w.u16(self.client_version)
-            .maybe(self.e2e_key.as_ref(), |w, k| write_key(w, k))?;
+            .maybe(self.e2e_key.as_ref(), write_key)?;
         Ok(())
     }
     pub fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {

@@ -307,10 +307,10 @@ pub fn decode_command_transmission<'a>(
         }
         _ => None,
     };
-    if let Some(s) = raw.session_id {
-        if !bool::from(s.ct_eq(session_id)) {
-            return Err(fail(raw.corr_id, b"", ErrorType::Session));
-        }
+    if let Some(s) = raw.session_id
+        && !bool::from(s.ct_eq(session_id))
+    {
+        return Err(fail(raw.corr_id, b"", ErrorType::Session));
     }
     let command = Command::decode(raw.command, v)
         .and_then(|c| {
