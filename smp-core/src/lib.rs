@@ -16,6 +16,7 @@ pub mod client;
 pub mod crypto;
 pub mod encoding;
 pub mod file;
+pub mod smp;
 #[cfg(feature = "std")]
 pub mod tls;
 pub mod xftp;
