@@ -41,6 +41,11 @@ async fn files_of_every_size_round_trip() {
         assert!(lines[1].starts_with("File download size: "));
         assert_eq!(lines[2], "File server(s):");
         assert!(lines.len() > 3 && lines.len() <= 6, "{lines:?}");
+        // Spreading: every multi-chunk file (all but 0 and 1 bytes here)
+        // lands on at least two servers.
+        if size > 1 {
+            assert!(lines.len() >= 5, "all chunks on one server: {lines:?}");
+        }
 
         let run = xftp(&["recv", p(&rcv1), p(&rcv_dir), &tmp_arg, "-y"]).await;
         assert_eq!(run.status, 0, "recv {size}: {}\n{}", run.stdout, run.stderr);
