@@ -9,6 +9,7 @@
 //!   redirect.
 //! - [`del::delete_file`], [`info::info_lines`].
 
+pub mod cli;
 pub mod del;
 pub mod error;
 pub mod info;

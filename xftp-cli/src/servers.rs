@@ -31,7 +31,7 @@ pub const CONFIG_ENV: &str = "XFTP_CONFIG";
 /// may carry `:password` basic auth.
 pub fn parse_server_list(list: &str) -> Result<Vec<ServerWithAuth>, CliError> {
     let servers = list
-        .split(|c| c == ';' || c == '\n')
+        .split([';', '\n'])
         .map(str::trim)
         .filter(|s| !s.is_empty() && !s.starts_with('#'))
         .map(|s| ServerWithAuth::parse(s).map_err(|e| CliError::BadServer(s.into(), e.to_string())))
