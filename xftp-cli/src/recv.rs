@@ -342,7 +342,7 @@ async fn download_one(
             f.seek(std::io::SeekFrom::Start(offset))
                 .await
                 .map_err(E::Sink)?;
-            let mut w = tokio::io::BufWriter::with_capacity(256 << 10, f);
+            let mut w = tokio::io::BufWriter::with_capacity(64 << 10, f);
             c.download_chunk(
                 &replica.replica_id,
                 key,
