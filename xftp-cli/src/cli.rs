@@ -157,10 +157,14 @@ where
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             let _ = std::io::stdout().flush();
-            eprintln!("\nError: {e}");
+            let msg = e.to_string();
+            eprintln!("\nError: {msg}");
             let mut src = std::error::Error::source(&e);
             while let Some(s) = src {
-                eprintln!("  caused by: {s}");
+                let cause = s.to_string();
+                if !msg.contains(&cause) {
+                    eprintln!("  caused by: {cause}");
+                }
                 src = s.source();
             }
             if let Some(h) = e.hint() {

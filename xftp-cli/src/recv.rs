@@ -53,8 +53,11 @@ pub fn load_description(
             Err(e) => return Err(CliError::WebLink(e)),
         },
         DescriptionSource::File(path) => {
-            let text = std::fs::read_to_string(path)
+            let bytes = std::fs::read(path)
                 .map_err(|e| CliError::io(format!("reading {}", path.display()), e))?;
+            let text = String::from_utf8(bytes).map_err(|_| {
+                CliError::Description(DescriptionError::Yaml("the file is not UTF-8 text".into()))
+            })?;
             ValidFileDescription::from_yaml(&text, party)
         }
     };
