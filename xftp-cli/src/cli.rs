@@ -1,0 +1,330 @@
+//! The `xftp` command line: argument parsing, output and exit codes around
+//! the library. [`main`] is the whole program; `src/main.rs` only calls it.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use crate::pool::TransferOptions;
+use crate::progress::{Progress, pad_item};
+use crate::recv::{DescriptionSource, RecvOptions, load_description, receive_file};
+use crate::send::{SendOptions, send_file};
+use crate::{CLIENT_VERSION, CliError, servers};
+use clap::{Parser, Subcommand};
+use smp_core::file::description::{FileParty, FileSize};
+
+#[derive(Parser)]
+#[command(
+    name = "xftp",
+    about = "Send and receive files via SimpleX XFTP servers",
+    disable_version_flag = true,
+    after_help = "Servers: -s \"srv1;srv2\", else $XFTP_SERVERS (same syntax), else the file \
+$XFTP_CONFIG or $XDG_CONFIG_HOME/xftp/servers (~/.config/xftp/servers; one server per line, \
+'#' comments), else the SimpleX preset servers.\n\nExit codes: 0 ok, 1 other failure, \
+3 server unreachable, 4 server fingerprint mismatch, 5 file expired or deleted (AUTH), \
+6 corrupted data (digest/size/auth tag), 7 wrong description party, 8 no space left, \
+9 file larger than 1gb, 10 invalid description or link."
+)]
+struct Cli {
+    /// Print the client version
+    #[arg(short = 'v', long = "version")]
+    version: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Send file
+    Send {
+        /// File to send
+        file: PathBuf,
+        /// Directory to save file descriptions (default: current directory)
+        dir: Option<PathBuf>,
+        /// Number of recipients
+        #[arg(short = 'n', value_name = "COUNT", default_value_t = 1)]
+        recipients: usize,
+        /// Semicolon-separated list of XFTP server(s) to use (each server can have more than one hostname)
+        #[arg(short = 's', long = "servers", value_name = "SERVER")]
+        servers: Option<String>,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Receive file
+    Recv {
+        /// File description file or web link (https://…#…)
+        description: String,
+        /// Directory to save the file (default: ~/Downloads), or the file path
+        dir: Option<PathBuf>,
+        /// Delete the file description after the file is received, without asking
+        #[arg(short = 'y', long = "yes")]
+        yes: bool,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Delete file from server(s)
+    Del {
+        /// Sender file description file (snd.xftp.private)
+        description: PathBuf,
+        /// Delete the file description after the file is deleted, without asking
+        #[arg(short = 'y', long = "yes")]
+        yes: bool,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Show file description
+    Info {
+        /// File description file
+        description: PathBuf,
+    },
+    /// Generate file with random data
+    #[command(hide = true)]
+    Rand {
+        /// File path
+        file: PathBuf,
+        /// File size (bytes/kb/mb/gb)
+        size: FileSize,
+    },
+}
+
+#[derive(clap::Args)]
+struct Common {
+    /// Number of attempts for each network request
+    #[arg(short = 'r', long = "retry", value_name = "RETRY", default_value_t = 3)]
+    retry: u32,
+    /// Directory for temporary encrypted file (default: system temp directory)
+    #[arg(long = "tmp", value_name = "TMP")]
+    tmp: Option<PathBuf>,
+    /// Verbose output: progress on separate lines and debug logs on stderr
+    #[arg(short = 'v', long = "verbose")]
+    verbose: bool,
+}
+
+impl Common {
+    fn transfer(&self) -> TransferOptions {
+        TransferOptions {
+            retries: self.retry,
+            ..TransferOptions::default()
+        }
+    }
+    fn tmp_dir(&self) -> PathBuf {
+        self.tmp.clone().unwrap_or_else(std::env::temp_dir)
+    }
+}
+
+/// Runs `xftp` with `args` (the first is the program name).
+pub fn main<I, T>(args: I) -> ExitCode
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            // The reference exits 1 on option errors, 0 for --help.
+            return ExitCode::from(if e.use_stderr() { 1 } else { 0 });
+        }
+    };
+    if cli.version {
+        println!("{CLIENT_VERSION}");
+        return ExitCode::SUCCESS;
+    }
+    let Some(command) = cli.command else {
+        let _ = <Cli as clap::CommandFactory>::command().print_help();
+        return ExitCode::from(1);
+    };
+    let verbose = match &command {
+        Command::Send { common, .. }
+        | Command::Recv { common, .. }
+        | Command::Del { common, .. } => common.verbose,
+        _ => false,
+    };
+    if verbose {
+        tracing_subscriber::fmt()
+            .with_writer(std::io::stderr)
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| "debug,h2=info,hyper=info,rustls=info".into()),
+            )
+            .init();
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    match rt.block_on(run(command, verbose)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let _ = std::io::stdout().flush();
+            let msg = e.to_string();
+            eprintln!("\nError: {msg}");
+            let mut src = std::error::Error::source(&e);
+            while let Some(s) = src {
+                let cause = s.to_string();
+                if !msg.contains(&cause) {
+                    eprintln!("  caused by: {cause}");
+                }
+                src = s.source();
+            }
+            if let Some(h) = e.hint() {
+                eprintln!("Hint: {h}");
+            }
+            ExitCode::from(e.exit_code() as u8)
+        }
+    }
+}
+
+async fn run(command: Command, verbose: bool) -> Result<(), CliError> {
+    let progress = Progress::for_terminal(verbose);
+    match command {
+        Command::Send {
+            file,
+            dir,
+            recipients,
+            servers: list,
+            common,
+        } => {
+            let opts = SendOptions {
+                file,
+                out_dir: dir.unwrap_or_else(|| PathBuf::from(".")),
+                recipients,
+                servers: servers::resolve_servers(list.as_deref())?,
+                tmp_dir: common.tmp_dir(),
+                transfer: common.transfer(),
+            };
+            let out = send_file(&opts, &progress).await?;
+            progress.end_items();
+            let mut o = std::io::stdout().lock();
+            let _ = writeln!(
+                o,
+                "Sender file description: {}",
+                out.sender_description.display()
+            );
+            let _ = writeln!(o, "Pass file descriptions to the recipient(s):");
+            for p in &out.recipient_descriptions {
+                let _ = writeln!(o, "{}", p.display());
+            }
+            let _ = writeln!(o, "\nWeb link:\n{}", out.web_link);
+            Ok(())
+        }
+        Command::Recv {
+            description,
+            dir,
+            yes,
+            common,
+        } => {
+            let source = DescriptionSource::parse(&description);
+            let opts = RecvOptions {
+                source: source.clone(),
+                out: dir,
+                tmp_dir: common.tmp_dir(),
+                transfer: common.transfer(),
+            };
+            let out = receive_file(&opts, &progress).await?;
+            for e in &out.ack_failures {
+                eprintln!("Warning: the file was received, but {e}");
+            }
+            print_item(
+                &progress,
+                &format!("File downloaded: {}", out.path.display()),
+            );
+            if let DescriptionSource::File(path) = source {
+                remove_description(&path, yes)?;
+            }
+            Ok(())
+        }
+        Command::Del {
+            description,
+            yes,
+            common,
+        } => {
+            let source = DescriptionSource::File(description.clone());
+            crate::del::delete_file(&source, common.transfer()).await?;
+            print_item(&progress, "File deleted!");
+            remove_description(&description, yes)
+        }
+        Command::Info { description } => {
+            let source = DescriptionSource::File(description);
+            let desc = match load_description(&source, FileParty::Recipient) {
+                Err(CliError::WrongParty { .. }) => load_description(&source, FileParty::Sender)?,
+                other => other?,
+            };
+            for l in crate::info::info_lines(&desc) {
+                println!("{l}");
+            }
+            Ok(())
+        }
+        Command::Rand { file, size } => {
+            random_file(&file, size.0)?;
+            println!("File created: {}", file.display());
+            Ok(())
+        }
+    }
+}
+
+/// A final item printed as the reference does (`printNoNewLine`), also
+/// when progress bars were shown.
+fn print_item(progress: &Progress, text: &str) {
+    let mut o = std::io::stdout().lock();
+    match progress.mode() {
+        crate::progress::Mode::Plain { newline: true } => {
+            let _ = writeln!(o, "{}", pad_item(text));
+        }
+        _ => {
+            let _ = write!(o, "{}", pad_item(text));
+        }
+    }
+    let _ = o.flush();
+}
+
+/// The reference's step after `recv` and `del`: delete the description
+/// (`-y`), or ask.
+fn remove_description(path: &std::path::Path, yes: bool) -> Result<(), CliError> {
+    let delete = yes || {
+        let mut o = std::io::stdout().lock();
+        loop {
+            let _ = write!(
+                o,
+                "\nFile description {} can't be used again. Delete it (Y/n): ",
+                path.display()
+            );
+            let _ = o.flush();
+            let mut line = String::new();
+            match std::io::stdin().read_line(&mut line) {
+                // End of input: keep the description.
+                Ok(0) | Err(_) => {
+                    let _ = writeln!(o);
+                    break false;
+                }
+                Ok(_) => match line.trim() {
+                    "" | "y" | "Y" => break true,
+                    "n" | "N" => break false,
+                    _ => continue,
+                },
+            }
+        }
+    };
+    if delete {
+        std::fs::remove_file(path)
+            .map_err(|e| CliError::io(format!("deleting {}", path.display()), e))?;
+        println!("\nFile description {} is deleted.", path.display());
+    }
+    Ok(())
+}
+
+/// `xftp rand`: random bytes in 1 MiB pieces.
+fn random_file(path: &std::path::Path, size: u64) -> Result<(), CliError> {
+    let io = |e| CliError::io(format!("writing {}", path.display()), e);
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path).map_err(io)?);
+    let mut buf = vec![0u8; 1 << 20];
+    let mut left = size;
+    while left > 0 {
+        let n = left.min(buf.len() as u64) as usize;
+        smp_core::crypto::random_bytes(&mut buf[..n]);
+        f.write_all(&buf[..n]).map_err(io)?;
+        left -= n as u64;
+    }
+    f.flush().map_err(io)?;
+    Ok(())
+}
