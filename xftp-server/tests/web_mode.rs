@@ -567,3 +567,45 @@ fn web_credentials_load_from_pem() {
     assert!(WebCredential::from_pem(b"", ed25519.server_key.as_bytes()).is_err());
     assert!(WebCredential::from_pem(ed25519.server_crt.as_bytes(), b"").is_err());
 }
+
+/// A browser-like client: node's HTTP/2 with SNI does the preflight and the
+/// web hello and verifies the proof as xftp-web does
+/// (`tests/node/web_hello.mjs`). Node is required; set `XFTP_SKIP_NODE=1`
+/// to skip this test where it is not installed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_browser_client_verifies_the_web_hello() {
+    if std::env::var_os("XFTP_SKIP_NODE").is_some() {
+        eprintln!("skipped: XFTP_SKIP_NODE is set");
+        return;
+    }
+    let env = Env::new();
+    let (server, _web) = web_server(&env, None).await;
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/node/web_hello.mjs");
+    let out = tokio::time::timeout(
+        PATIENCE,
+        tokio::process::Command::new("node")
+            .arg(script)
+            .arg(server.running.addr.port().to_string())
+            .arg(&server.fingerprint)
+            .output(),
+    )
+    .await
+    .expect("node finishes in time")
+    .expect("node runs (install it, or set XFTP_SKIP_NODE=1)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "node: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Ed448 server key (the test identity): 114-byte proof.
+    assert!(
+        stdout.contains(r#""ok":true"#)
+            && stdout.contains(r#""versions":[1,3]"#)
+            && stdout.contains(r#""sessionIdLength":32"#)
+            && stdout.contains(r#""proofLength":114"#)
+            && stdout.contains(r#""leafKeyType":"ed448""#),
+        "{stdout}"
+    );
+    server.stop().await;
+}
