@@ -4,8 +4,9 @@
 
 use crate::chunk_files;
 use crate::cli::{StartConfig, StartError};
+use crate::control::{self, ControlSettings};
 use crate::handler::{Handler, Policy};
-use crate::server::{Transport, serve};
+use crate::server::{Transport, WebMode, serve};
 use crate::stats::{
     FileServerStats, FileServerStatsData, RTS_OPTIONS_ENV, prometheus_metrics, secs_until_daily_log,
 };
@@ -46,6 +47,10 @@ pub struct Settings {
     pub metrics: Option<(PathBuf, Duration)>,
     /// Where to serve the metrics over HTTP (`GET /metrics`).
     pub metrics_listen: Option<SocketAddr>,
+    /// Browser mode for SNI clients (`[WEB] cert`/`key`, `static_path`).
+    pub web: Option<WebMode>,
+    /// The operator's line protocol (`[TRANSPORT] control_port`).
+    pub control: Option<ControlSettings>,
 }
 
 #[derive(Debug, Clone)]
@@ -72,10 +77,13 @@ impl Settings {
             stats_files: None,
             metrics: None,
             metrics_listen: None,
+            web: None,
+            control: None,
         }
     }
 
-    /// From a checked `file-server.ini`.
+    /// From a checked `file-server.ini` (the web credential is loaded by
+    /// `cli::check_start`).
     pub fn from_start_config(cfg: StartConfig) -> Self {
         let c = &cfg.config;
         let listen = SocketAddr::from(([0, 0, 0, 0], c.port));
@@ -96,6 +104,15 @@ impl Settings {
         s.metrics_listen = c
             .prometheus_port
             .map(|p| SocketAddr::from(([127, 0, 0, 1], p)));
+        s.web = cfg.web_credential.clone().map(|credential| WebMode {
+            credential,
+            static_path: c.web.static_path.clone(),
+        });
+        s.control = c.control_port.map(|p| ControlSettings {
+            listen: SocketAddr::from(([127, 0, 0, 1], p)),
+            admin_password: c.control_port_admin_password.clone(),
+            user_password: c.control_port_user_password.clone(),
+        });
         s
     }
 }
@@ -105,6 +122,8 @@ pub struct RunningServer {
     pub addr: SocketAddr,
     /// The metrics endpoint, when one was asked for.
     pub metrics_addr: Option<SocketAddr>,
+    /// The control port, when one was asked for.
+    pub control_addr: Option<SocketAddr>,
     pub handler: Arc<Handler>,
     shutdown: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
@@ -190,6 +209,7 @@ pub async fn start(settings: Settings) -> Result<RunningServer, StartError> {
     let transport = Arc::new(Transport::new(
         &settings.identity,
         settings.identity.leaf_key().clone(),
+        settings.web.clone(),
     )?);
 
     let listener = TcpListener::bind(settings.listen).await?;
@@ -247,9 +267,24 @@ pub async fn start(settings: Settings) -> Result<RunningServer, StartError> {
             shutdown.clone(),
         )));
     }
+    let mut control_addr = None;
+    if let Some(cp) = settings.control.clone() {
+        if !cp.listen.ip().is_loopback() {
+            return Err("the control port listens on a loopback address only".into());
+        }
+        let listener = TcpListener::bind(cp.listen).await?;
+        control_addr = Some(listener.local_addr()?);
+        tasks.push(tokio::spawn(control::serve(
+            listener,
+            Arc::new(cp),
+            handler.clone(),
+            shutdown.clone(),
+        )));
+    }
     Ok(RunningServer {
         addr,
         metrics_addr,
+        control_addr,
         handler,
         shutdown,
         tasks,

@@ -47,6 +47,8 @@ pub struct StartConfig {
     /// `server.crt` + `ca.crt` + `server.key` from the configuration
     /// directory, already checked against the stored fingerprint.
     pub identity: ServerIdentity,
+    /// `[WEB] cert` + `key`, loaded: browser mode for SNI clients.
+    pub web_credential: Option<crate::web::WebCredential>,
 }
 
 #[derive(Debug, Parser)]
@@ -387,15 +389,14 @@ fn prepare_start(paths: &ServerPaths) -> Result<StartConfig, Exit> {
              This server keeps file records in memory and in the store log: set `store_files = memory`.",
         ));
     }
-    if let Some((cert, key)) = config.web.credentials() {
-        return Err(Exit::stdout(format!(
-            "Error: [WEB] cert ({}) and key ({}) are set, but this server does not support web (browser) clients yet.\n\
-             Comment out `cert` and `key` in {} to start without them.",
-            cert.display(),
-            key.display(),
-            ini.display()
-        )));
-    }
+    // Reference `loadServerCredential`: `invalid credential`, exit 1.
+    let web_credential = match config.web.credentials() {
+        None => None,
+        Some((cert, key)) => Some(
+            crate::web::WebCredential::load(cert, key)
+                .map_err(|e| Exit::stdout(format!("invalid credential: {e}")))?,
+        ),
+    };
     let identity = ServerIdentity::load(&paths.cfg_dir).map_err(|e| {
         Exit::stderr(format!(
             "Error: invalid credential in {}: {e}.",
@@ -413,6 +414,7 @@ fn prepare_start(paths: &ServerPaths) -> Result<StartConfig, Exit> {
         config,
         paths: paths.clone(),
         identity,
+        web_credential,
     })
 }
 
@@ -485,10 +487,17 @@ pub fn start_banner(fingerprint: &str, config: &ServerConfig, paths: &ServerPath
 pub fn start_warnings(config: &ServerConfig) -> Vec<String> {
     let mut w = Vec::new();
     if let Some(p) = &config.web.static_path {
-        w.push(format!(
-            "Warning: [WEB] static_path = {} is ignored: this server does not generate the server information site.",
-            p.display()
-        ));
+        w.push(if config.web.credentials().is_some() {
+            format!(
+                "Warning: [WEB] static_path = {} is served as it is to SNI GET requests: this server does not generate the server information site.",
+                p.display()
+            )
+        } else {
+            format!(
+                "Warning: [WEB] static_path = {} is ignored: this server does not generate the server information site, and without [WEB] cert and key there are no SNI GET requests to serve it to.",
+                p.display()
+            )
+        });
     }
     if config.web.http.is_some() || config.web.https.is_some() {
         w.push(

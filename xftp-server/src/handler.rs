@@ -13,7 +13,7 @@ use futures_util::Stream;
 use smp_core::crypto::keys::{KeyAlgorithm, PrivateKey, PublicKey};
 use smp_core::crypto::secretbox::{CbNonce, SbStream};
 use smp_core::xftp::command::{BasicAuth, FileCommand, FileParty};
-use smp_core::xftp::error::XftpErrorType;
+use smp_core::xftp::error::{BlockingInfo, XftpErrorType};
 use smp_core::xftp::response::FileResponse;
 use smp_core::xftp::transmission::{
     ServerTransmission, decode_request_block, dummy_verify, encode_response_block, verify_auth,
@@ -372,8 +372,51 @@ impl Handler {
         })
         .await?;
         inc(&self.stats.files_deleted);
-        if rec.path.is_some() {
+        // A blocked file's chunk was already counted out when it was blocked.
+        if rec.path.is_some() && rec.blocked().is_none() {
             self.stats.record_file_removed(rec.info.size);
+        }
+        Ok(())
+    }
+
+    /// The sender ID of the file a recipient ID belongs to (control port);
+    /// unknown → AUTH. Blocked files are found too.
+    pub fn sender_of(&self, rid: &FileId) -> Result<FileId, XftpErrorType> {
+        Ok(lock(&self.store)
+            .get_file(FileParty::Recipient, rid)?
+            .file
+            .sender_id)
+    }
+
+    /// Blocking by the operator (control port `block`, by recipient ID):
+    /// removes the chunk, logs `FBLK`, keeps the record with status
+    /// blocked (every later command on it answers BLOCKED) and gives its
+    /// storage back. Blocking a blocked file again succeeds and logs again.
+    pub async fn block(&self, rid: &FileId, info: BlockingInfo) -> Result<(), XftpErrorType> {
+        let rec = lock(&self.store).get_file(FileParty::Recipient, rid)?.file;
+        let sid = rec.sender_id;
+        if let Some(path) = &rec.path {
+            chunk_files::delete_chunk(path)
+                .await
+                .map_err(|_| XftpErrorType::FileIo)?;
+        }
+        let before = self
+            .commit(|store| {
+                let before = store.block_file(&sid, info)?;
+                Ok((
+                    before,
+                    vec![StoreLogRecord::BlockFile {
+                        sender_id: sid,
+                        info,
+                    }],
+                ))
+            })
+            .await?;
+        inc(&self.stats.files_blocked);
+        // The reference subtracts again on every repeated block; the chunk
+        // is counted out once here.
+        if before.path.is_some() && before.blocked().is_none() {
+            self.stats.record_file_removed(before.info.size);
         }
         Ok(())
     }

@@ -6,9 +6,10 @@
 //! are always `200`: errors travel inside the body.
 
 use crate::handler::{Handler, Reply};
+use crate::web::{self, StaticReply, WebCredential};
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
-use http::{Request, Response, StatusCode};
+use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, BodyStream, Empty, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
@@ -18,11 +19,13 @@ use smp_core::crypto::keys::{KeyAlgorithm, PrivateKey};
 use smp_core::encoding::pad::{BLOCK_SIZE, pad};
 use smp_core::tls::{self, ServerIdentity};
 use smp_core::xftp::handshake::{
-    ClientHandshake, SUPPORTED_VERSIONS, ServerHandshake, sign_session_key,
+    ClientHandshake, ClientHello, SUPPORTED_VERSIONS, ServerHandshake, sign_identity_proof,
+    sign_session_key,
 };
 use std::convert::Infallible;
 use std::io;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
@@ -42,23 +45,42 @@ pub struct Transport {
     pub leaf_key: PrivateKey,
     pub chain: Vec<Vec<u8>>,
     pub fingerprint: [u8; 32],
+    /// Browser mode for clients that send SNI (`[WEB] cert`/`key` set).
+    pub web: Option<WebMode>,
+}
+
+/// Browser mode: the web credential and where SNI `GET`s are served from.
+#[derive(Debug, Clone)]
+pub struct WebMode {
+    pub credential: WebCredential,
+    pub static_path: Option<PathBuf>,
 }
 
 impl Transport {
-    pub fn new(identity: &ServerIdentity, leaf_key: PrivateKey) -> Result<Self, tls::TlsError> {
+    pub fn new(
+        identity: &ServerIdentity,
+        leaf_key: PrivateKey,
+        web: Option<WebMode>,
+    ) -> Result<Self, tls::TlsError> {
+        let tls = match &web {
+            None => tls::server_config(identity, tls::XFTP_SERVER_ALPN)?,
+            Some(w) => web::server_config(identity, &w.credential, tls::XFTP_SERVER_ALPN)?,
+        };
         Ok(Self {
-            tls: Arc::new(tls::server_config(identity, tls::XFTP_SERVER_ALPN)?),
+            tls: Arc::new(tls),
             leaf_key,
             chain: identity.chain().iter().map(|c| c.to_vec()).collect(),
             fingerprint: identity.fingerprint(),
+            web,
         })
     }
 }
 
-/// How a connection's requests are treated, decided by ALPN.
+/// How a connection's requests are treated, decided by ALPN (and SNI).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
-    /// `xftp/1` or `http/1.1`: the XFTP handshake first.
+    /// `xftp/1` or `http/1.1`, or `h2` with SNI in web mode: the XFTP
+    /// handshake first.
     Handshake,
     /// No ALPN: version 1, no handshake, no session key.
     NoHandshake,
@@ -81,6 +103,9 @@ enum HandshakeState {
 pub struct Session {
     pub session_id: [u8; 32],
     mode: Mode,
+    /// The client sent SNI and the server has web credentials: browser
+    /// mode (web hello, CORS, OPTIONS and static GETs).
+    sni: bool,
     state: Mutex<HandshakeState>,
 }
 
@@ -135,14 +160,18 @@ async fn connection(
     requests: TaskTracker,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let conn = tokio::time::timeout(TLS_SETUP_TIMEOUT, tls::accept(tcp, &transport.tls)).await??;
+    // Without web credentials SNI is ignored, as in the reference.
+    let sni = transport.web.is_some() && conn.server_name().is_some();
     let mode = match conn.alpn() {
         Some(b"xftp/1") | Some(b"http/1.1") => Mode::Handshake,
+        Some(b"h2") if sni => Mode::Handshake,
         None => Mode::NoHandshake,
         Some(_) => Mode::Ignore,
     };
     let session = Arc::new(Session {
         session_id: conn.session_id().0,
         mode,
+        sni,
         state: Mutex::new(HandshakeState::None),
     });
     let service = service_fn(move |req: Request<Incoming>| {
@@ -171,6 +200,10 @@ fn full(b: Vec<u8>) -> Body {
     Full::new(Bytes::from(b))
         .map_err(|e| match e {})
         .boxed_unsync()
+}
+
+fn empty() -> Body {
+    Empty::new().map_err(|e| match e {}).boxed_unsync()
 }
 
 fn ok(body: Body) -> Response<Body> {
@@ -230,13 +263,80 @@ async fn request(
     session: &Session,
     requests: &TaskTracker,
 ) -> Response<Body> {
-    if session.mode == Mode::Ignore {
-        return ok(Empty::new().map_err(|e| match e {}).boxed_unsync());
+    if !session.sni {
+        // Without SNI every method is an XFTP request.
+        return xftp_request(req, transport, handler, session, requests).await;
     }
+    match *req.method() {
+        Method::OPTIONS => web::preflight(empty()),
+        Method::GET => static_response(req, transport).await,
+        _ => {
+            let mut r = xftp_request(req, transport, handler, session, requests).await;
+            web::add_cors(r.headers_mut());
+            r
+        }
+    }
+}
+
+/// An SNI `GET`: a file from `[WEB] static_path`, or 404. (The reference
+/// sends nothing at all when there is no file, leaving the stream open
+/// until the client gives up; a 404 tells the browser at once.)
+async fn static_response(req: Request<Incoming>, transport: &Transport) -> Response<Body> {
+    let reply = match transport.web.as_ref().and_then(|w| w.static_path.as_ref()) {
+        Some(root) => web::static_file(root, req.method(), req.uri().path()).await,
+        None => StaticReply::NotFound,
+    };
+    let mut r = Response::new(empty());
+    *r.status_mut() = reply.status();
+    match reply {
+        StaticReply::File {
+            bytes,
+            content_type,
+        } => {
+            r.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static(content_type),
+            );
+            *r.body_mut() = full(bytes);
+        }
+        StaticReply::NotFound => *r.body_mut() = full(b"not found\n".to_vec()),
+    }
+    r
+}
+
+/// Which web-mode headers a request carries (only looked at with SNI).
+#[derive(Debug, Clone, Copy, Default)]
+struct WebHeaders {
+    /// `xftp-web-hello`: a (re)started handshake with a challenge.
+    hello: bool,
+    /// `xftp-handshake`: a client handshake on an accepted session.
+    handshake: bool,
+}
+
+impl WebHeaders {
+    fn of(sni: bool, headers: &HeaderMap) -> Self {
+        Self {
+            hello: sni && headers.contains_key("xftp-web-hello"),
+            handshake: sni && headers.contains_key("xftp-handshake"),
+        }
+    }
+}
+
+async fn xftp_request(
+    req: Request<Incoming>,
+    transport: &Transport,
+    handler: Arc<Handler>,
+    session: &Session,
+    requests: &TaskTracker,
+) -> Response<Body> {
+    if session.mode == Mode::Ignore {
+        return ok(empty());
+    }
+    let web_headers = WebHeaders::of(session.sni, req.headers());
     let (block, upload) = match split_body(req.into_body()).await {
         Ok(b) => b,
         // The stream broke before a block arrived; nobody is listening.
-        Err(_) => return ok(Empty::new().map_err(|e| match e {}).boxed_unsync()),
+        Err(_) => return ok(empty()),
     };
     let ctx = match session.mode {
         Mode::NoHandshake => SessionContext {
@@ -244,7 +344,7 @@ async fn request(
             version: 1,
             session_key: None,
         },
-        _ => match handshake_step(&block, transport, session) {
+        _ => match handshake_step(&block, transport, session, web_headers) {
             Step::Reply(r) => return r,
             Step::Command(ctx) => ctx,
         },
@@ -259,7 +359,7 @@ async fn request(
         Ok(reply) => reply,
         Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
         // The runtime is shutting down.
-        Err(_) => return ok(Empty::new().map_err(|e| match e {}).boxed_unsync()),
+        Err(_) => return ok(empty()),
     };
     match reply {
         Reply::Block(b) => ok(full(b)),
@@ -278,29 +378,29 @@ enum Step {
 }
 
 /// The server side of the XFTP handshake (hello, then client handshake),
-/// or the context for a command once the handshake is accepted.
-fn handshake_step(block: &[u8], transport: &Transport, session: &Session) -> Step {
+/// or the context for a command once the handshake is accepted. With SNI
+/// (browser mode) a web hello may (re)start it at any point and there is
+/// no implicit hello.
+fn handshake_step(
+    block: &[u8],
+    transport: &Transport,
+    session: &Session,
+    web_headers: WebHeaders,
+) -> Step {
     let mut state = session.state.lock().unwrap_or_else(|p| p.into_inner());
+    if web_headers.hello {
+        return web_hello(block, transport, session, &mut state);
+    }
     match &*state {
         HandshakeState::None => {
+            if session.sni {
+                return Step::Reply(bare_error("SESSION"));
+            }
             if !block.is_empty() {
                 return Step::Reply(bare_error("HANDSHAKE"));
             }
             let session_key = PrivateKey::generate(KeyAlgorithm::X25519);
-            let reply = sign_session_key(&session_key.public_key(), &transport.leaf_key)
-                .map_err(|_| ())
-                .and_then(|signed_key| {
-                    ServerHandshake {
-                        version_range: SUPPORTED_VERSIONS,
-                        session_id: session.session_id.to_vec(),
-                        cert_chain: transport.chain.clone(),
-                        signed_key,
-                        web_identity_proof: None,
-                    }
-                    .encode_block()
-                    .map_err(|_| ())
-                });
-            match reply {
+            match server_hello(transport, session, &session_key, None) {
                 Ok(b) => {
                     *state = HandshakeState::Sent { session_key };
                     Step::Reply(ok(full(b)))
@@ -309,18 +409,12 @@ fn handshake_step(block: &[u8], transport: &Transport, session: &Session) -> Ste
             }
         }
         HandshakeState::Sent { session_key } => {
-            let accepted = ClientHandshake::decode_block(block)
-                .and_then(|h| h.accept(&SUPPORTED_VERSIONS, &transport.fingerprint));
-            match accepted {
-                Ok(version) => {
-                    *state = HandshakeState::Accepted {
-                        version,
-                        session_key: session_key.clone(),
-                    };
-                    Step::Reply(ok(Empty::new().map_err(|e| match e {}).boxed_unsync()))
-                }
-                Err(_) => Step::Reply(bare_error("HANDSHAKE")),
-            }
+            let session_key = session_key.clone();
+            client_handshake(block, transport, &mut state, session_key)
+        }
+        HandshakeState::Accepted { session_key, .. } if web_headers.handshake => {
+            let session_key = session_key.clone();
+            client_handshake(block, transport, &mut state, session_key)
         }
         HandshakeState::Accepted {
             version,
@@ -330,5 +424,81 @@ fn handshake_step(block: &[u8], transport: &Transport, session: &Session) -> Ste
             version: *version,
             session_key: Some(session_key.clone()),
         }),
+    }
+}
+
+/// A web hello (`xftp-web-hello`): empty, or a padded client hello with a
+/// 32-byte challenge that the server signs together with the session id.
+/// The session key is kept if there is one, so a restarted handshake has
+/// the same signed key; the state goes back to "hello sent".
+fn web_hello(
+    block: &[u8],
+    transport: &Transport,
+    session: &Session,
+    state: &mut HandshakeState,
+) -> Step {
+    let Ok(hello) = ClientHello::decode_body(block) else {
+        return Step::Reply(bare_error("HANDSHAKE"));
+    };
+    let session_key = match state {
+        HandshakeState::None => PrivateKey::generate(KeyAlgorithm::X25519),
+        HandshakeState::Sent { session_key } | HandshakeState::Accepted { session_key, .. } => {
+            session_key.clone()
+        }
+    };
+    match server_hello(transport, session, &session_key, hello.web_challenge) {
+        Ok(b) => {
+            *state = HandshakeState::Sent { session_key };
+            Step::Reply(ok(full(b)))
+        }
+        Err(()) => Step::Reply(bare_error("INTERNAL")),
+    }
+}
+
+/// The padded server handshake: versions, session id, the XFTP chain (also
+/// for SNI clients), the signed session key, and the identity proof when
+/// the hello had a challenge.
+fn server_hello(
+    transport: &Transport,
+    session: &Session,
+    session_key: &PrivateKey,
+    challenge: Option<[u8; smp_core::xftp::handshake::CHALLENGE_SIZE]>,
+) -> Result<Vec<u8>, ()> {
+    let signed_key =
+        sign_session_key(&session_key.public_key(), &transport.leaf_key).map_err(|_| ())?;
+    let web_identity_proof = challenge
+        .map(|c| sign_identity_proof(&transport.leaf_key, &c, &session.session_id))
+        .transpose()
+        .map_err(|_| ())?;
+    ServerHandshake {
+        version_range: SUPPORTED_VERSIONS,
+        session_id: session.session_id.to_vec(),
+        cert_chain: transport.chain.clone(),
+        signed_key,
+        web_identity_proof,
+    }
+    .encode_block()
+    .map_err(|_| ())
+}
+
+/// The client handshake: on success the session is accepted with the
+/// client's version; on failure `HANDSHAKE` and the state is unchanged.
+fn client_handshake(
+    block: &[u8],
+    transport: &Transport,
+    state: &mut HandshakeState,
+    session_key: PrivateKey,
+) -> Step {
+    let accepted = ClientHandshake::decode_block(block)
+        .and_then(|h| h.accept(&SUPPORTED_VERSIONS, &transport.fingerprint));
+    match accepted {
+        Ok(version) => {
+            *state = HandshakeState::Accepted {
+                version,
+                session_key,
+            };
+            Step::Reply(ok(empty()))
+        }
+        Err(_) => Step::Reply(bare_error("HANDSHAKE")),
     }
 }

@@ -571,7 +571,7 @@ fn start_refuses_unsupported_modes_clearly() {
     let o = env.run(&["start"]);
     assert_eq!(code(&o), 1);
     assert!(
-        stdout(&o).contains("does not support web (browser) clients"),
+        stdout(&o).starts_with("invalid credential"),
         "{}",
         stdout(&o)
     );
@@ -603,6 +603,43 @@ fn start_hands_the_checked_config_to_the_callback() {
     let args = cli::parse_args(&other.paths(), ["xftp-server", "start"]).unwrap();
     let status = cli::run(&other.paths(), args, |_| panic!("must not start"));
     assert_eq!(status, std::process::ExitCode::FAILURE);
+}
+
+#[test]
+fn start_loads_web_credentials() {
+    let env = Env::new();
+    assert_eq!(code(&env.init(&[])), 0);
+    let (_, web) =
+        smp_core::tls::ServerIdentity::generate(smp_core::tls::KeyAlgorithm::Ed25519, "localhost")
+            .unwrap();
+    std::fs::write(
+        env.cfg.join("web.crt"),
+        format!("{}{}", web.server_crt, web.ca_crt),
+    )
+    .unwrap();
+    std::fs::write(env.cfg.join("web.key"), web.server_key.as_bytes()).unwrap();
+    env.edit_ini("# cert = ", "cert = ");
+    env.edit_ini("# key = ", "key = ");
+    let paths = env.paths();
+    let args = cli::parse_args(&paths, ["xftp-server", "start"]).unwrap();
+    let mut got: Option<StartConfig> = None;
+    let status = cli::run(&paths, args, |cfg| {
+        got = Some(cfg);
+        Ok(())
+    });
+    assert_eq!(status, std::process::ExitCode::SUCCESS);
+    let web_credential = got.expect("started").web_credential.expect("loaded");
+    assert_eq!(web_credential.chain().len(), 2);
+
+    // A key that is not the certificate's: invalid credential, exit 1.
+    std::fs::write(env.cfg.join("web.key"), web.ca_key.as_bytes()).unwrap();
+    let o = env.run(&["start"]);
+    assert_eq!(code(&o), 1);
+    assert!(
+        stdout(&o).starts_with("invalid credential"),
+        "{}",
+        stdout(&o)
+    );
 }
 
 // --- delete ----------------------------------------------------------------

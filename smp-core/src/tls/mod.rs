@@ -106,6 +106,15 @@ impl<S> TlsConnection<S> {
         self.alpn.as_deref()
     }
 
+    /// The SNI host name the client sent (server side only; `None` when the
+    /// client sent none, and always on the client side).
+    pub fn server_name(&self) -> Option<&str> {
+        match &self.stream {
+            TlsStream::Client(_) => None,
+            TlsStream::Server(s) => s.get_ref().1.server_name(),
+        }
+    }
+
     /// Full, resumed or with HelloRetryRequest (a reference client gets an HRR).
     pub fn handshake_kind(&self) -> Option<rustls::HandshakeKind> {
         match &self.stream {
@@ -192,12 +201,25 @@ pub async fn connect_with_config<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    // Never sent (SNI is off); rustls only needs some name.
+    let name = ServerName::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST).into());
+    connect_with_server_name(stream, config, name).await
+}
+
+/// Client side naming the server: with `config.enable_sni` and a DNS name
+/// the name is sent as SNI (browser-like clients of a web-mode server).
+pub async fn connect_with_server_name<S>(
+    stream: S,
+    config: &ClientConfig,
+    name: ServerName<'static>,
+) -> Result<TlsConnection<S>, TlsError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let slot = unique::new_slot();
     let mut cfg = config.clone();
     cfg.key_log = slot.clone();
     let tap = unique::Tap::new(stream, unique::TapSide::Writes);
-    // Never sent (SNI is off); rustls only needs some name.
-    let name = ServerName::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST).into());
     let tls = TlsConnector::from(Arc::new(cfg))
         .connect(name, tap)
         .await
