@@ -570,14 +570,9 @@ fn web_credentials_load_from_pem() {
 
 /// A browser-like client: node's HTTP/2 with SNI does the preflight and the
 /// web hello and verifies the proof as xftp-web does
-/// (`tests/node/web_hello.mjs`). Node is required; set `XFTP_SKIP_NODE=1`
-/// to skip this test where it is not installed.
+/// (`tests/node/web_hello.mjs`). Node is required (`.ci/run` installs it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn node_browser_client_verifies_the_web_hello() {
-    if std::env::var_os("XFTP_SKIP_NODE").is_some() {
-        eprintln!("skipped: XFTP_SKIP_NODE is set");
-        return;
-    }
     let env = Env::new();
     let (server, _web) = web_server(&env, None).await;
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/node/web_hello.mjs");
