@@ -26,7 +26,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::io::AsyncReadExt;
 
 /// Bytes read from a chunk file per piece of an FGET body.
-const READ_PIECE: usize = 256 * 1024;
+const READ_PIECE: usize = 128 * 1024;
 
 /// What the handler answers: a block, or a block followed by a stream.
 pub enum Reply {

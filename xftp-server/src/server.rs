@@ -183,7 +183,10 @@ async fn connection(
     builder
         .initial_stream_window_size(1 << 20)
         .initial_connection_window_size(4 << 20)
-        .max_frame_size(1 << 16);
+        .max_frame_size(1 << 16)
+        // What one stream may queue before the socket takes it: with many
+        // downloads at once this, not the chunk size, sets the memory used.
+        .max_send_buf_size(128 << 10);
     let served = builder.serve_connection(TokioIo::new(conn), service);
     tokio::pin!(served);
     tokio::select! {
