@@ -216,3 +216,54 @@ async fn twenty_chunks_spread_over_three_servers() {
     assert_eq!(stored, 20);
     servers.stop_all().await;
 }
+
+/// A server whose certificate does not match the fingerprint in its address
+/// (a wrong address, or someone in the middle) is refused with its own exit
+/// code, for send and for recv; nothing is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fingerprint_mismatch_is_refused() {
+    let servers = Servers::start(1).await;
+    let real = &servers.servers[0].address;
+    let port = real.rsplit(':').next().unwrap();
+    // Another server's identity at this server's port.
+    let (other, _) = smp_core::tls::ServerIdentity::generate(
+        smp_core::crypto::keys::KeyAlgorithm::Ed25519,
+        "127.0.0.1",
+    )
+    .unwrap();
+    let wrong = format!("xftp://{}@127.0.0.1:{port}", other.fingerprint_b64());
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("pinned.bin");
+    write_file(&src, 100_000, 9);
+    let out = work.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let run = xftp(&["send", p(&src), p(&out), "-s", &wrong, "-r", "1"]).await;
+    assert_eq!(
+        run.status,
+        exit::FINGERPRINT,
+        "{}\n{}",
+        run.stdout,
+        run.stderr
+    );
+    assert_eq!(
+        std::fs::read_dir(&out).unwrap().count(),
+        0,
+        "no descriptions"
+    );
+    assert!(servers.chunk_files(0).is_empty(), "nothing was uploaded");
+
+    // A description naming the right server downloads; the same description
+    // with the fingerprint swapped is refused the same way.
+    let run = xftp(&["send", p(&src), p(&out), "-s", real]).await;
+    assert_eq!(run.status, 0, "{}\n{}", run.stdout, run.stderr);
+    let rcv1 = out.join("pinned.bin.xftp/rcv1.xftp");
+    let yaml = std::fs::read_to_string(&rcv1).unwrap();
+    let forged = work.path().join("forged.xftp");
+    std::fs::write(&forged, yaml.replace(real.as_str(), &wrong)).unwrap();
+    let dl = work.path().join("dl");
+    std::fs::create_dir(&dl).unwrap();
+    let r = xftp(&["recv", p(&forged), p(&dl), "-y", "-r", "1"]).await;
+    assert_eq!(r.status, exit::FINGERPRINT, "{}\n{}", r.stdout, r.stderr);
+    assert_eq!(std::fs::read_dir(&dl).unwrap().count(), 0, "no output file");
+    servers.stop_all().await;
+}
