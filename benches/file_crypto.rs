@@ -9,79 +9,18 @@
 //! `cargo bench -p simplego-benches --bench file_crypto`
 //! (`BENCH_MIB=256` for a shorter run; default 1024 = 1 GiB).
 
+mod support;
+
 use salsa20::XSalsa20;
 use salsa20::cipher::{KeyIvInit, StreamCipher};
 use sha2::{Digest, Sha512};
 use smp_core::crypto::secretbox::{CbNonce, SbKey};
 use smp_core::file::header::FileHeader;
 use smp_core::file::stream::{decrypt_file, encrypt_file};
-use std::io::{self, Read, Write};
+use std::io;
 use std::process::Command;
 use std::time::Instant;
-
-const PIECE: usize = 1 << 20;
-
-fn size() -> u64 {
-    std::env::var("BENCH_MIB")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1024)
-        << 20
-}
-
-/// A cheap source of non-repeating bytes, so that reading costs little.
-struct Source {
-    left: u64,
-    block: Vec<u8>,
-    counter: u64,
-}
-
-impl Source {
-    fn new(len: u64) -> Self {
-        Self {
-            left: len,
-            block: (0..PIECE).map(|i| (i * 131 % 251) as u8).collect(),
-            counter: 0,
-        }
-    }
-}
-
-impl Read for Source {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = (buf.len() as u64).min(self.left).min(PIECE as u64) as usize;
-        buf[..n].copy_from_slice(&self.block[..n]);
-        if n >= 8 {
-            buf[..8].copy_from_slice(&self.counter.to_le_bytes());
-        }
-        self.counter += 1;
-        self.left -= n as u64;
-        Ok(n)
-    }
-}
-
-/// Discards bytes, counting them.
-struct Count(u64);
-
-impl Write for Count {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0 += buf.len() as u64;
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-fn peak_rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1).map(|v| v.parse().unwrap_or(0)))
-        })
-        .unwrap_or(0)
-}
+use support::{Count, PIECE, Source, peak_rss_kib, size};
 
 fn child(mode: &str) {
     let len = size();
@@ -157,7 +96,7 @@ fn child(mode: &str) {
         other => panic!("unknown case {other}"),
     }
     let secs = start.elapsed().as_secs_f64();
-    println!("RESULT {secs} {}", peak_rss_kib());
+    println!("RESULT {secs} {}", peak_rss_kib(None));
 }
 
 fn run(mode: &str) -> (f64, u64) {

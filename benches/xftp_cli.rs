@@ -14,9 +14,12 @@
 //! `cargo bench -p simplego-benches --bench xftp_cli`
 //! (`BENCH_MIB=256` for a shorter run; default 1024 = 1 GiB).
 
+mod support;
+
 use std::io::{self, Read, Write};
 use std::path::Path;
 use std::time::Instant;
+use support::{PIECE, Source, peak_rss_kib, size};
 
 use smp_core::crypto::keys::KeyAlgorithm;
 use smp_core::crypto::secretbox::{CbNonce, SbKey};
@@ -24,47 +27,6 @@ use smp_core::file::header::FileHeader;
 use smp_core::file::stream::encrypt_file;
 use smp_core::tls::ServerIdentity;
 use xftp_server::app::{Settings, start};
-
-const PIECE: usize = 1 << 20;
-
-fn size() -> u64 {
-    std::env::var("BENCH_MIB")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1024)
-        << 20
-}
-
-/// Non-repeating bytes, cheap to produce: the file's content and the
-/// bound's input are the same stream.
-struct Source {
-    left: u64,
-    block: Vec<u8>,
-    counter: u64,
-}
-
-impl Source {
-    fn new(len: u64) -> Self {
-        Self {
-            left: len,
-            block: (0..PIECE).map(|i| (i * 131 % 251) as u8).collect(),
-            counter: 0,
-        }
-    }
-}
-
-impl Read for Source {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = (buf.len() as u64).min(self.left).min(PIECE as u64) as usize;
-        buf[..n].copy_from_slice(&self.block[..n]);
-        if n >= 8 {
-            buf[..8].copy_from_slice(&self.counter.to_le_bytes());
-        }
-        self.counter += 1;
-        self.left -= n as u64;
-        Ok(n)
-    }
-}
 
 struct Sink;
 
@@ -76,17 +38,6 @@ impl Write for Sink {
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
     }
-}
-
-fn peak_rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1).map(|v| v.parse().unwrap_or(0)))
-        })
-        .unwrap_or(0)
 }
 
 /// Runs `xftp ARGS` in a child; returns seconds and its peak RSS in KiB.
@@ -147,7 +98,7 @@ fn main() {
         let code = xftp_cli::cli::main(
             std::iter::once(args[0].clone()).chain(args[i + 1..].iter().cloned()),
         );
-        eprintln!("PEAK_RSS_KIB {}", peak_rss_kib());
+        eprintln!("PEAK_RSS_KIB {}", peak_rss_kib(None));
         std::process::exit(if code == std::process::ExitCode::SUCCESS {
             0
         } else {

@@ -10,6 +10,8 @@
 //! `cargo bench -p simplego-benches --bench xftp_server`
 //! (`BENCH_CHUNKS=64` for a shorter run).
 
+mod support;
+
 use smp_core::address::ServerAddress;
 use smp_core::client::xftp::{XftpClient, XftpClientOptions};
 use smp_core::crypto::digest::sha256;
@@ -20,6 +22,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use support::peak_rss_kib;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -37,17 +40,6 @@ fn chunk_bytes(i: usize) -> Vec<u8> {
     let mut v: Vec<u8> = (0..CHUNK).map(|j| ((j * 131 + i) % 251) as u8).collect();
     v[..8].copy_from_slice(&(i as u64).to_le_bytes());
     v
-}
-
-fn peak_rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
 }
 
 /// The server process: `--server DIR` prints `READY <port> <fingerprint>`
@@ -293,7 +285,7 @@ fn main() {
         let rate = download(&many, &files[..take], 100).await;
         println!(
             "100 concurrent downloads: {rate:.0} MiB/s, server peak RSS {} MiB (target <= 64 MiB)",
-            peak_rss_kib(server.child.id()) / 1024
+            peak_rss_kib(Some(server.child.id())) / 1024
         );
         println!("targets: each ratio >= 0.8");
     });
