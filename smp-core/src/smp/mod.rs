@@ -12,6 +12,7 @@ pub mod handshake;
 pub mod message;
 pub mod proxy;
 pub mod response;
+pub mod store_log;
 pub mod transmission;
 pub mod version;
 
