@@ -600,6 +600,17 @@ fn store_log_edge_cases() {
     // tuple separators are attoparsec `space`: a tab is accepted
     let del = line_of("DELETE").replace(' ', "\t");
     assert!(StoreLogRecord::parse(del.as_bytes()).is_ok());
+    // an empty certificate list is read (and written) as in the reference
+    let svc = line_of("NEW_SERVICE");
+    let (head, tail) = svc.split_once(" cert=").unwrap();
+    let (_, tail) = tail.split_once(" cert_hash=").unwrap();
+    let no_certs = format!("{head} cert= cert_hash={tail}");
+    let r = StoreLogRecord::parse(no_certs.as_bytes()).unwrap();
+    let StoreLogRecord::NewService(svc_rec) = &r else {
+        panic!("{r:?}")
+    };
+    assert!(svc_rec.cert_chain.is_empty());
+    assert_eq!(r.encode().unwrap(), no_certs);
     // errors
     assert_eq!(
         StoreLogRecord::parse(b"FOO AQID"),

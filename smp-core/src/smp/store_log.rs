@@ -134,7 +134,9 @@ impl QueueRec {
 pub struct ServiceRec {
     pub service_id: Vec<u8>,
     pub role: ServiceRole,
-    /// DER certificates, leaf first; not validated as X.509 here.
+    /// DER certificates, leaf first. Not validated as X.509 here (the
+    /// reference refuses a line whose certificates do not decode); may be
+    /// empty, as the reference's list parser allows.
     pub cert_chain: Vec<Vec<u8>>,
     /// The fingerprint of the service's identity certificate.
     pub cert_hash: Vec<u8>,
@@ -366,9 +368,6 @@ impl StoreLogRecord {
                 s.push_str(" role=");
                 s.push(r.role.byte() as char);
                 s.push_str(" cert=");
-                if r.cert_chain.is_empty() {
-                    return Err(StoreLogError::Empty("certificate chain"));
-                }
                 for (i, c) in r.cert_chain.iter().enumerate() {
                     if i > 0 {
                         s.push(',');
@@ -705,7 +704,8 @@ impl<'a> Parser<'a> {
         let role =
             ServiceRole::from_byte(self.byte("role")?).ok_or(StoreLogError::Invalid("role"))?;
         self.expect(" cert=")?;
-        let cert_chain = self.list("certificate")?;
+        // `strListP` allows no items at all (and an empty chain decodes)
+        let cert_chain = self.optional(|p| p.list("certificate")).unwrap_or_default();
         self.expect(" cert_hash=")?;
         let cert_hash = self.b64("certificate hash")?;
         self.expect(" created_at=")?;
