@@ -1,35 +1,22 @@
 //! The whole path through our server with our client: handshake, FNEW,
 //! FPUT, FGET, FACK, FDEL over real TLS and HTTP/2 on 127.0.0.1.
 
-use smp_core::address::ServerAddress;
-use smp_core::client::xftp::{XftpClient, XftpClientError, XftpClientOptions};
+mod support;
+
+use smp_core::client::xftp::XftpClientError;
 use smp_core::crypto::digest::sha256;
 use smp_core::crypto::keys::{KeyAlgorithm, PrivateKey};
-use smp_core::tls::ServerIdentity;
 use smp_core::xftp::command::FileInfo;
 use smp_core::xftp::error::XftpErrorType;
-use xftp_server::app::{Settings, start};
+use support::Env;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upload_download_ack_delete() {
-    let dir = tempfile::tempdir().unwrap();
-    let files = dir.path().join("files");
-    std::fs::create_dir(&files).unwrap();
-    let (identity, _) = ServerIdentity::generate(KeyAlgorithm::Ed448, "127.0.0.1").unwrap();
-    let mut s = Settings::new(identity.clone(), "127.0.0.1:0".parse().unwrap(), files);
-    s.store_log = Some(dir.path().join("file-server-store.log"));
-    let server = start(s).await.unwrap();
-    let addr: ServerAddress = format!(
-        "xftp://{}@127.0.0.1:{}",
-        identity.fingerprint_b64(),
-        server.addr.port()
-    )
-    .parse()
-    .unwrap();
-    let client = XftpClient::connect(&addr, XftpClientOptions::default())
-        .await
-        .unwrap();
-    assert_eq!(client.version(), 3);
+    let env = Env::new();
+    let mut s = env.settings();
+    s.store_log = Some(env.store_log());
+    let server = env.start(s).await;
+    let client = server.client().await;
     client.ping().await.unwrap();
 
     let chunk: Vec<u8> = (0..65536u32).map(|i| (i * 7 % 251) as u8).collect();
@@ -70,23 +57,11 @@ async fn upload_download_ack_delete() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_endpoint_counts_uploads() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let dir = tempfile::tempdir().unwrap();
-    let files = dir.path().join("files");
-    std::fs::create_dir(&files).unwrap();
-    let (identity, _) = ServerIdentity::generate(KeyAlgorithm::Ed25519, "127.0.0.1").unwrap();
-    let mut s = Settings::new(identity.clone(), "127.0.0.1:0".parse().unwrap(), files);
+    let env = Env::new();
+    let mut s = env.settings();
     s.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
-    let server = start(s).await.unwrap();
-    let addr: ServerAddress = format!(
-        "xftp://{}@127.0.0.1:{}",
-        identity.fingerprint_b64(),
-        server.addr.port()
-    )
-    .parse()
-    .unwrap();
-    let client = XftpClient::connect(&addr, XftpClientOptions::default())
-        .await
-        .unwrap();
+    let server = env.start(s).await;
+    let client = server.client().await;
     let chunk = vec![5u8; 65536];
     let snd = PrivateKey::generate(KeyAlgorithm::Ed25519);
     let rcv = PrivateKey::generate(KeyAlgorithm::Ed25519);
@@ -105,7 +80,7 @@ async fn metrics_endpoint_counts_uploads() {
         .unwrap();
 
     let get = |path: &'static str| {
-        let m = server.metrics_addr.unwrap();
+        let m = server.running.metrics_addr.unwrap();
         async move {
             let mut tcp = tokio::net::TcpStream::connect(m).await.unwrap();
             let req =
