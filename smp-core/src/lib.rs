@@ -19,4 +19,6 @@ pub mod file;
 pub mod smp;
 #[cfg(feature = "std")]
 pub mod tls;
+#[cfg(feature = "std")]
+pub mod transport;
 pub mod xftp;

@@ -120,16 +120,48 @@ impl BlockCipher {
     }
     /// Encrypts a batch into one 16384-byte block.
     pub fn encrypt_block(&mut self, content: &[u8]) -> Result<Vec<u8>, BlockCryptoError> {
-        let k = self.send.step();
-        secretbox::cb_encrypt(&k.key, &k.nonce, content, PADDED_CONTENT_SIZE)
-            .map_err(BlockCryptoError::Encrypt)
+        seal_block(&mut self.send, content)
     }
     /// Decrypts one block to its batch content.
     pub fn decrypt_block(&mut self, block: &[u8]) -> Result<Vec<u8>, BlockCryptoError> {
-        if block.len() != BLOCK_SIZE {
-            return Err(BlockCryptoError::Size);
-        }
-        let k = self.receive.step();
-        secretbox::cb_decrypt(&k.key, &k.nonce, block).map_err(|_| BlockCryptoError::Decrypt)
+        open_block(&mut self.receive, block)
+    }
+    /// The two directions apart, for a reader and a writer on separate tasks.
+    pub fn split(self) -> (BlockSealer, BlockOpener) {
+        (BlockSealer(self.send), BlockOpener(self.receive))
+    }
+}
+
+fn seal_block(chain: &mut ChainKey, content: &[u8]) -> Result<Vec<u8>, BlockCryptoError> {
+    let k = chain.step();
+    secretbox::cb_encrypt(&k.key, &k.nonce, content, PADDED_CONTENT_SIZE)
+        .map_err(BlockCryptoError::Encrypt)
+}
+
+fn open_block(chain: &mut ChainKey, block: &[u8]) -> Result<Vec<u8>, BlockCryptoError> {
+    if block.len() != BLOCK_SIZE {
+        return Err(BlockCryptoError::Size);
+    }
+    let k = chain.step();
+    secretbox::cb_decrypt(&k.key, &k.nonce, block).map_err(|_| BlockCryptoError::Decrypt)
+}
+
+/// The sending direction of a [`BlockCipher`].
+#[derive(Debug, Clone)]
+pub struct BlockSealer(ChainKey);
+
+impl BlockSealer {
+    pub fn encrypt_block(&mut self, content: &[u8]) -> Result<Vec<u8>, BlockCryptoError> {
+        seal_block(&mut self.0, content)
+    }
+}
+
+/// The receiving direction of a [`BlockCipher`].
+#[derive(Debug, Clone)]
+pub struct BlockOpener(ChainKey);
+
+impl BlockOpener {
+    pub fn decrypt_block(&mut self, block: &[u8]) -> Result<Vec<u8>, BlockCryptoError> {
+        open_block(&mut self.0, block)
     }
 }
