@@ -16,6 +16,10 @@ pub mod client;
 pub mod crypto;
 pub mod encoding;
 pub mod file;
+#[cfg(feature = "std")]
+pub mod ini;
+#[cfg(feature = "std")]
+pub mod log_file;
 pub mod smp;
 #[cfg(feature = "std")]
 pub mod tls;

@@ -1,0 +1,258 @@
+//! Putting the router together: the queue store replayed from its log, the
+//! message journal restored, listeners on every port, expiry and stats
+//! tasks, and an orderly stop that saves what the reference saves.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use smp_core::tls::{self, SMP_SERVER_ALPN, ServerIdentity};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use zeroize::Zeroizing;
+
+use crate::handler::{Policy, Router, State};
+use crate::persist::{self, MessageJournal, Persistence};
+use crate::proxy::ProxyAgent;
+use crate::session::{ServerCtx, serve};
+use crate::stats::Stats;
+
+/// `expireMessagesThread` runs every 2 hours.
+pub const EXPIRE_CHECK_INTERVAL: Duration = Duration::from_secs(2 * 3600);
+/// `expire_messages_days` default.
+pub const DEFAULT_MSG_TTL: Duration = Duration::from_secs(21 * 86400);
+/// TLS must finish within this (`tlsSetupTimeout`).
+pub const TLS_TIMEOUT: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct StartError(pub String);
+
+impl From<std::io::Error> for StartError {
+    fn from(e: std::io::Error) -> Self {
+        Self(e.to_string())
+    }
+}
+
+/// Everything a router needs, independent of how it was configured.
+pub struct Settings {
+    pub identity: ServerIdentity,
+    pub listen: Vec<SocketAddr>,
+    /// Queue store log; `None` keeps queues in memory only.
+    pub store_log: Option<PathBuf>,
+    /// Message journal (`smp-server-messages.log`); `None`: memory only.
+    pub messages: Option<PathBuf>,
+    pub allow_new_queues: bool,
+    pub create_password: Option<Zeroizing<Vec<u8>>>,
+    pub msg_ttl: Option<Duration>,
+    pub expire_interval: Duration,
+    /// Counters saved at stop and restored at start.
+    pub stats_file: Option<PathBuf>,
+    /// Prometheus text file and how often it is rewritten.
+    pub metrics_file: Option<(PathBuf, Duration)>,
+    /// Prometheus over HTTP (`GET /metrics`) on this address.
+    pub metrics_listen: Option<SocketAddr>,
+    /// How the proxy reaches relays (tests point hosts at loopback).
+    pub proxy: crate::proxy::ProxySettings,
+}
+
+impl Settings {
+    pub fn new(identity: ServerIdentity, listen: SocketAddr) -> Self {
+        Self {
+            identity,
+            listen: vec![listen],
+            store_log: None,
+            messages: None,
+            allow_new_queues: true,
+            create_password: None,
+            msg_ttl: Some(DEFAULT_MSG_TTL),
+            expire_interval: EXPIRE_CHECK_INTERVAL,
+            stats_file: None,
+            metrics_file: None,
+            metrics_listen: None,
+            proxy: Default::default(),
+        }
+    }
+}
+
+/// A router running on the current tokio runtime.
+pub struct RunningServer {
+    /// One address per listening port, in `Settings::listen` order.
+    pub addrs: Vec<SocketAddr>,
+    pub metrics_addr: Option<SocketAddr>,
+    pub router: Arc<Router>,
+    shutdown: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+    messages: Option<PathBuf>,
+    stats_file: Option<PathBuf>,
+}
+
+impl RunningServer {
+    pub fn addr(&self) -> SocketAddr {
+        self.addrs[0]
+    }
+
+    /// Stops accepting and saves messages and counters.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        let st = self.router.lock();
+        if let Some(path) = &self.messages
+            && let Err(e) = persist::write_messages(path, &st.store)
+        {
+            tracing::error!("could not save messages: {}", e.kind());
+        }
+        drop(st);
+        self.router.persist.sync();
+        if let Some(path) = &self.stats_file
+            && let Err(e) = std::fs::write(path, self.router.stats.to_file_text())
+        {
+            tracing::error!("could not save statistics: {}", e.kind());
+        }
+    }
+}
+
+pub async fn start(settings: Settings) -> Result<RunningServer, StartError> {
+    let mut state = State::default();
+    let mut persistence = match &settings.store_log {
+        Some(path) => {
+            let (log, report) = persist::open_store_log(path, &mut state.store)?;
+            if report.parse_errors + report.rejected > 0 || report.torn_tail {
+                tracing::warn!(
+                    "store log: {} lines unreadable, {} refused, torn last line: {}",
+                    report.parse_errors,
+                    report.rejected,
+                    report.torn_tail
+                );
+            }
+            Persistence::with_log(log)
+        }
+        None => Persistence::none(),
+    };
+    if let Some(path) = &settings.messages {
+        let (journal, n) = MessageJournal::open(path, &mut state.store)?;
+        tracing::info!("restored {n} messages");
+        persistence.set_journal(journal);
+    }
+    let stats = Stats::default();
+    if let Some(path) = &settings.stats_file
+        && let Ok(text) = std::fs::read_to_string(path)
+    {
+        stats.load_file_text(&text);
+    }
+    let policy = Policy {
+        allow_new_queues: settings.allow_new_queues,
+        create_password: settings.create_password.clone(),
+    };
+    let router = Arc::new(Router::new(state, policy, persistence, stats));
+    if let Some(ttl) = settings.msg_ttl {
+        // `expire_messages_on_start`.
+        let n = router.expire_messages(ttl.as_secs() as i64);
+        router.stats.msgs_expired(n as u64);
+    }
+    let tls_config = Arc::new(
+        tls::server_config(&settings.identity, SMP_SERVER_ALPN)
+            .map_err(|e| StartError(e.to_string()))?,
+    );
+    let ctx = Arc::new(ServerCtx {
+        router: router.clone(),
+        identity: settings.identity.clone(),
+        proxy: Arc::new(ProxyAgent::new(settings.proxy.clone(), router.clone())),
+    });
+    let shutdown = CancellationToken::new();
+    let mut tasks = Vec::new();
+    let mut addrs = Vec::new();
+    for l in &settings.listen {
+        let listener = TcpListener::bind(l).await?;
+        addrs.push(listener.local_addr()?);
+        tasks.push(tokio::spawn(accept_loop(
+            listener,
+            tls_config.clone(),
+            ctx.clone(),
+            shutdown.clone(),
+        )));
+    }
+    if let Some(ttl) = settings.msg_ttl {
+        let (r, s, every) = (router.clone(), shutdown.clone(), settings.expire_interval);
+        tasks.push(tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = s.cancelled() => return,
+                    _ = tokio::time::sleep(every) => {}
+                }
+                let n = r.expire_messages(ttl.as_secs() as i64);
+                r.stats.msgs_expired(n as u64);
+            }
+        }));
+    }
+    if let Some((path, every)) = settings.metrics_file.clone() {
+        let (r, s) = (router.clone(), shutdown.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                if let Err(e) = tokio::fs::write(&path, r.stats.prometheus()).await {
+                    tracing::warn!("could not write metrics: {}", e.kind());
+                }
+                tokio::select! {
+                    _ = s.cancelled() => return,
+                    _ = tokio::time::sleep(every) => {}
+                }
+            }
+        }));
+    }
+    let mut metrics_addr = None;
+    if let Some(l) = settings.metrics_listen {
+        let listener = TcpListener::bind(l).await?;
+        metrics_addr = Some(listener.local_addr()?);
+        tasks.push(tokio::spawn(crate::metrics::serve(
+            listener,
+            router.clone(),
+            shutdown.clone(),
+        )));
+    }
+    Ok(RunningServer {
+        addrs,
+        metrics_addr,
+        router,
+        shutdown,
+        tasks,
+        messages: settings.messages.clone(),
+        stats_file: settings.stats_file.clone(),
+    })
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    tls_config: Arc<rustls::ServerConfig>,
+    ctx: Arc<ServerCtx>,
+    shutdown: CancellationToken,
+) {
+    let tracker = tokio_util::task::TaskTracker::new();
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            a = listener.accept() => a,
+        };
+        // The peer address is dropped here: it is never stored or logged.
+        let Ok((sock, _)) = accepted else {
+            continue;
+        };
+        let _ = sock.set_nodelay(true);
+        let (cfg, ctx, s) = (tls_config.clone(), ctx.clone(), shutdown.clone());
+        tracker.spawn(async move {
+            let Ok(Ok(tls)) = tokio::time::timeout(TLS_TIMEOUT, tls::accept(sock, &cfg)).await
+            else {
+                return;
+            };
+            tokio::select! {
+                _ = s.cancelled() => {}
+                _ = serve(ctx, tls) => {}
+            }
+        });
+    }
+    tracker.close();
+    tracker.wait().await;
+}
