@@ -56,6 +56,8 @@ pub struct Settings {
     pub metrics_listen: Option<SocketAddr>,
     /// How the proxy reaches relays (tests point hosts at loopback).
     pub proxy: crate::proxy::ProxySettings,
+    /// `[INACTIVE_CLIENTS]`: idle connections without subscriptions close.
+    pub inactive_ttl: Option<Duration>,
 }
 
 impl Settings {
@@ -73,6 +75,7 @@ impl Settings {
             metrics_file: None,
             metrics_listen: None,
             proxy: Default::default(),
+            inactive_ttl: Some(Duration::from_secs(21600)),
         }
     }
 }
@@ -162,6 +165,7 @@ pub async fn start(settings: Settings) -> Result<RunningServer, StartError> {
         router: router.clone(),
         identity: settings.identity.clone(),
         proxy: Arc::new(ProxyAgent::new(settings.proxy.clone(), router.clone())),
+        inactive_ttl: settings.inactive_ttl,
     });
     let shutdown = CancellationToken::new();
     let mut tasks = Vec::new();
@@ -255,4 +259,64 @@ async fn accept_loop(
     }
     tracker.close();
     tracker.wait().await;
+}
+
+impl Settings {
+    /// From a checked `smp-server.ini` and its directories.
+    pub fn from_start_config(cfg: &crate::cli::StartConfig) -> Self {
+        let c = &cfg.config;
+        let mut s = Self::new(
+            cfg.identity.clone(),
+            SocketAddr::from(([0, 0, 0, 0], crate::config::DEFAULT_PORT)),
+        );
+        s.listen = c
+            .ports
+            .iter()
+            .map(|p| SocketAddr::from(([0, 0, 0, 0], *p)))
+            .collect();
+        s.store_log = c
+            .enable_store_log
+            .then(|| cfg.paths.log(persist::STORE_LOG_FILE));
+        s.messages = c
+            .restore_messages
+            .then(|| cfg.paths.log(persist::MESSAGES_FILE));
+        s.allow_new_queues = c.new_queues;
+        s.create_password = c.create_password.clone();
+        s.msg_ttl = Some(Duration::from_secs(
+            c.expire_messages_days.max(0) as u64 * 86400,
+        ));
+        s.stats_file = Some(cfg.paths.log("smp-server-stats.log"));
+        s.inactive_ttl = c.inactive_ttl;
+        s.metrics_file = c.prometheus_interval.filter(|n| *n > 0).map(|n| {
+            (
+                cfg.paths.log("smp-server-metrics.txt"),
+                Duration::from_secs(n as u64),
+            )
+        });
+        s.metrics_listen = c
+            .prometheus_port
+            .map(|p| SocketAddr::from(([127, 0, 0, 1], p)));
+        s
+    }
+}
+
+/// `smp-server start`: serves until SIGTERM or SIGINT, then stops cleanly.
+pub fn run(cfg: crate::cli::StartConfig) -> Result<(), String> {
+    let settings = Settings::from_start_config(&cfg);
+    let rt = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+    rt.block_on(async move {
+        let server = start(settings).await.map_err(|e| e.0)?;
+        for a in &server.addrs {
+            println!("Listening on port {}", a.port());
+        }
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .map_err(|e| e.to_string())?;
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        tracing::info!("stopping");
+        server.stop().await;
+        Ok(())
+    })
 }

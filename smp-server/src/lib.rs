@@ -3,6 +3,8 @@
 //! routing as proxy and as relay.
 
 pub mod app;
+pub mod cli;
+pub mod config;
 pub mod handler;
 pub mod metrics;
 pub mod persist;

@@ -36,6 +36,8 @@ pub struct ServerCtx {
     pub router: Arc<Router>,
     pub identity: ServerIdentity,
     pub proxy: Arc<ProxyAgent>,
+    /// Close connections idle this long that subscribe nothing.
+    pub inactive_ttl: Option<Duration>,
 }
 
 impl ServerCtx {
@@ -147,10 +149,18 @@ where
         sess_secret,
         gets: HashMap::new(),
     };
+    let idle = ctx.inactive_ttl.unwrap_or(Duration::MAX);
     loop {
-        let content = match reader.read_content().await {
-            Ok(Some(c)) => c,
-            _ => break,
+        let content = match timeout(idle, reader.read_content()).await {
+            Ok(Ok(Some(c))) => c,
+            Ok(_) => break,
+            Err(_) => {
+                // `[INACTIVE_CLIENTS]`: only connections without subscriptions.
+                if ctx.router.subscribed_by(me.id).is_empty() {
+                    break;
+                }
+                continue;
+            }
         };
         handle_block(&ctx, &mut conn, content);
     }
