@@ -105,15 +105,22 @@ impl<W: AsyncWrite + Unpin> BlockWriter<W> {
         Ok(())
     }
 
-    /// Pads (or encrypts) a batch content into one block and sends it.
-    pub async fn write_content(&mut self, content: &[u8]) -> Result<(), BlockWriteError> {
-        let block = match &mut self.sealer {
+    /// The block for a batch content: padded, or encrypted (which advances
+    /// the sending chain, so the block must then be sent).
+    pub fn seal(&mut self, content: &[u8]) -> Result<Vec<u8>, BlockWriteError> {
+        match &mut self.sealer {
             Some(s) => s
                 .encrypt_block(content)
-                .map_err(|_| BlockWriteError::TooLarge(content.len()))?,
-            None => pad::pad(content, BLOCK_SIZE)
-                .map_err(|_| BlockWriteError::TooLarge(content.len()))?,
-        };
+                .map_err(|_| BlockWriteError::TooLarge(content.len())),
+            None => {
+                pad::pad(content, BLOCK_SIZE).map_err(|_| BlockWriteError::TooLarge(content.len()))
+            }
+        }
+    }
+
+    /// Pads (or encrypts) a batch content into one block and sends it.
+    pub async fn write_content(&mut self, content: &[u8]) -> Result<(), BlockWriteError> {
+        let block = self.seal(content)?;
         self.write_raw(&block).await
     }
 

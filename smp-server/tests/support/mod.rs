@@ -77,6 +77,9 @@ pub struct Hello {
     pub alpn: bool,
     /// Puts a wrong identity hash into the hello (TLS pin stays right).
     pub wrong_key_hash: bool,
+    /// Writes this version number over the encoded hello's first two bytes
+    /// (a hello shaped for `version` but claiming another).
+    pub wire_version: Option<Version>,
 }
 
 impl Hello {
@@ -87,6 +90,7 @@ impl Hello {
             proxy: false,
             alpn: true,
             wrong_key_hash: false,
+            wire_version: None,
         }
     }
 }
@@ -152,10 +156,12 @@ impl RawClient {
             proxy_server: h.proxy,
             client_service: None,
         };
-        writer
-            .write_raw(&hello.encode_block().unwrap())
-            .await
-            .unwrap();
+        let mut bytes = hello.encode().unwrap();
+        if let Some(wv) = h.wire_version {
+            bytes[..2].copy_from_slice(&wv.to_be_bytes());
+        }
+        let block = smp_core::encoding::pad::pad(&bytes, 16384).unwrap();
+        writer.write_raw(&block).await.unwrap();
         let block_encryption = hello.block_encryption() && server_key.is_some();
         if block_encryption {
             let secret = own_key.dh(server_key.as_ref().unwrap()).unwrap();
@@ -166,7 +172,7 @@ impl RawClient {
         let mut c = Self {
             reader,
             writer,
-            version: h.version,
+            version: h.wire_version.unwrap_or(h.version),
             session_id,
             server_hello,
             server_key,

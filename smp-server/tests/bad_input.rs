@@ -1,0 +1,148 @@
+//! Malformed input gets the reference's error or a closed connection, never
+//! a panic, and other clients keep being served.
+
+mod support;
+
+use smp_core::crypto::keys::{KeyAlgorithm, PrivateKey};
+use smp_core::crypto::random_bytes;
+use smp_core::smp::transmission::encode_batch;
+use smp_core::smp::{Command, ErrorType, Response};
+use support::*;
+
+fn random_vec(n: usize) -> Vec<u8> {
+    let mut v = vec![0u8; n];
+    random_bytes(&mut v);
+    v
+}
+
+#[tokio::test]
+async fn random_blocks_and_transmissions() {
+    let env = Env::new();
+    let srv = env.start().await;
+    let mut bystander = RawClient::connect(srv.addr(), env.key_hash(), Hello::v(18))
+        .await
+        .unwrap();
+    let q = bystander.new_queue().await;
+    for v in [6u16, 7, 18] {
+        let mut c = RawClient::connect(srv.addr(), env.key_hash(), Hello::v(v))
+            .await
+            .unwrap();
+        for i in 0..60 {
+            // Whole random blocks (plain sessions) or a corrupted encrypted
+            // block whose chain step both sides take (encrypted sessions).
+            let block = if c.block_encryption {
+                let mut b = c.writer.seal(&[1, 0, 0]).unwrap();
+                b[100 + i] ^= 0x55;
+                b
+            } else {
+                random_vec(16384)
+            };
+            c.writer.write_raw(&block).await.unwrap();
+            let rs = c.recv().await;
+            assert_eq!(
+                rs[0].response,
+                Ok(Response::Err(ErrorType::Block)),
+                "v{v} block {i}"
+            );
+            // Random transmissions inside a valid batch: some error, never silence.
+            let n = 1 + (i * 37) % 300;
+            c.send(&[random_vec(n)]).await;
+            let rs = c.recv().await;
+            assert_eq!(rs.len(), 1);
+            assert!(
+                matches!(rs[0].response, Ok(Response::Err(_))),
+                "v{v}: {:?}",
+                rs[0].response
+            );
+        }
+        assert_eq!(c.cmd(b"", &Command::Ping, None).await, Ok(Response::Pong));
+    }
+    // The bystander never noticed.
+    assert_eq!(
+        bystander.cmd(&q.ids.snd_id, &send_cmd(b"ok"), None).await,
+        Ok(Response::Ok)
+    );
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn bad_signatures_and_credentials() {
+    let env = Env::new();
+    let srv = env.start().await;
+    let mut c = RawClient::connect(srv.addr(), env.key_hash(), Hello::v(18))
+        .await
+        .unwrap();
+    let q = c.new_queue().await;
+    // A signature over other bytes.
+    let mut t = c.encode(&corr(), &q.ids.rcv_id, &Command::Sub, Some(&q.rcv_key));
+    t[5] ^= 1;
+    c.send(&[t]).await;
+    assert_eq!(
+        c.recv().await[0].response,
+        Ok(Response::Err(ErrorType::Auth))
+    );
+    // An Ed448 signature where the queue key is Ed25519.
+    let k448 = PrivateKey::generate(KeyAlgorithm::Ed448);
+    assert_eq!(
+        c.cmd(&q.ids.rcv_id, &Command::Sub, Some(&k448)).await,
+        Err(ErrorType::Auth)
+    );
+    // Unsigned recipient command; signed PING; NEW with an entity.
+    let e = c.cmd(&q.ids.rcv_id, &Command::Sub, None).await;
+    assert_eq!(
+        e,
+        Err(ErrorType::Cmd(smp_core::smp::error::CommandError::NoAuth))
+    );
+    let e = c.cmd(b"", &Command::Ping, Some(&q.rcv_key)).await;
+    assert_eq!(
+        e,
+        Err(ErrorType::Cmd(smp_core::smp::error::CommandError::HasAuth))
+    );
+    // A 2-byte authorization is not a valid size: BLOCK with the corrId.
+    let cr = corr();
+    let mut raw = vec![2, 0, 0, b'0'];
+    raw.push(24);
+    raw.extend_from_slice(&cr);
+    raw.push(0);
+    raw.extend_from_slice(b"PING");
+    c.send(&[raw]).await;
+    let r = c.recv().await;
+    assert_eq!(r[0].corr_id, cr);
+    assert_eq!(r[0].response, Ok(Response::Err(ErrorType::Block)));
+    // Oversized transmissions cannot be framed; an oversized SEND body is LARGE_MSG.
+    let big = vec![0u8; 16049];
+    assert_eq!(
+        c.cmd(&q.ids.snd_id, &send_cmd(&big), None).await,
+        Err(ErrorType::LargeMsg)
+    );
+    assert!(encode_batch(&[vec![0u8; 70000]]).is_err());
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn garbage_handshakes_close_without_harm() {
+    use tokio::io::AsyncWriteExt;
+    let env = Env::new();
+    let srv = env.start().await;
+    // Plain TCP junk instead of TLS.
+    let mut s = tokio::net::TcpStream::connect(srv.addr()).await.unwrap();
+    let _ = s.write_all(&random_vec(5000)).await;
+    drop(s);
+    // The 35-byte hello `00 0d ‖ 20 keyHash` is fine at v13 ...
+    let mut h = Hello::v(13);
+    h.send_key = false;
+    let mut short = RawClient::connect(srv.addr(), env.key_hash(), h)
+        .await
+        .unwrap();
+    assert!(short.cmd(b"", &Command::Ping, None).await.is_ok());
+    // ... but claiming v14 it lacks the proxy byte: closed silently (PARSE).
+    h.wire_version = Some(14);
+    assert!(
+        RawClient::connect(srv.addr(), env.key_hash(), h)
+            .await
+            .is_none()
+    );
+    let c = RawClient::connect(srv.addr(), env.key_hash(), Hello::v(18)).await;
+    assert!(c.is_some(), "the router still serves");
+    srv.stop().await;
+}
