@@ -19,14 +19,10 @@ fn random_vec(n: usize) -> Vec<u8> {
 async fn random_blocks_and_transmissions() {
     let env = Env::new();
     let srv = env.start().await;
-    let mut bystander = RawClient::connect(srv.addr(), env.key_hash(), Hello::v(18))
-        .await
-        .unwrap();
+    let mut bystander = env.client(&srv, 18).await;
     let q = bystander.new_queue().await;
     for v in [6u16, 7, 18] {
-        let mut c = RawClient::connect(srv.addr(), env.key_hash(), Hello::v(v))
-            .await
-            .unwrap();
+        let mut c = env.client(&srv, v).await;
         for i in 0..60 {
             // Whole random blocks (plain sessions) or a corrupted encrypted
             // block whose chain step both sides take (encrypted sessions).
@@ -58,10 +54,7 @@ async fn random_blocks_and_transmissions() {
         assert_eq!(c.cmd(b"", &Command::Ping, None).await, Ok(Response::Pong));
     }
     // The bystander never noticed.
-    assert_eq!(
-        bystander.cmd(&q.ids.snd_id, &send_cmd(b"ok"), None).await,
-        Ok(Response::Ok)
-    );
+    assert_eq!(bystander.snd(&q, b"ok").await, Ok(Response::Ok));
     srv.stop().await;
 }
 
@@ -69,9 +62,7 @@ async fn random_blocks_and_transmissions() {
 async fn bad_signatures_and_credentials() {
     let env = Env::new();
     let srv = env.start().await;
-    let mut c = RawClient::connect(srv.addr(), env.key_hash(), Hello::v(18))
-        .await
-        .unwrap();
+    let mut c = env.client(&srv, 18).await;
     let q = c.new_queue().await;
     // A signature over other bytes.
     let mut t = c.encode(&corr(), &q.ids.rcv_id, &Command::Sub, Some(&q.rcv_key));
@@ -111,10 +102,7 @@ async fn bad_signatures_and_credentials() {
     assert_eq!(r[0].response, Ok(Response::Err(ErrorType::Block)));
     // Oversized transmissions cannot be framed; an oversized SEND body is LARGE_MSG.
     let big = vec![0u8; 16049];
-    assert_eq!(
-        c.cmd(&q.ids.snd_id, &send_cmd(&big), None).await,
-        Err(ErrorType::LargeMsg)
-    );
+    assert_eq!(c.snd(&q, &big).await, Err(ErrorType::LargeMsg));
     assert!(encode_batch(&[vec![0u8; 70000]]).is_err());
     srv.stop().await;
 }

@@ -23,9 +23,7 @@ async fn restart_keeps_queues_messages_and_keys() {
     let srv = smp_server::app::start(env.persistent_settings())
         .await
         .unwrap();
-    let mut c = RawClient::connect(srv.addr(), env.key_hash(), Hello::v(18))
-        .await
-        .unwrap();
+    let mut c = env.client(&srv, 18).await;
     let q = c.new_queue().await;
     let sk = PrivateKey::generate(KeyAlgorithm::Ed25519);
     assert_eq!(
@@ -44,31 +42,18 @@ async fn restart_keeps_queues_messages_and_keys() {
         .await
         .unwrap();
     let (id, _) = open_msg(&q, &r);
-    assert_eq!(
-        c.cmd(&q.ids.rcv_id, &Command::Ack(id), Some(&q.rcv_key))
-            .await,
-        Ok(Response::Ok)
-    );
+    assert_eq!(c.rcv(&q, &Command::Ack(id)).await, Ok(Response::Ok));
     let gone = c.new_queue().await;
-    assert_eq!(
-        c.cmd(&gone.ids.rcv_id, &Command::Del, Some(&gone.rcv_key))
-            .await,
-        Ok(Response::Ok)
-    );
+    assert_eq!(c.rcv(&gone, &Command::Del).await, Ok(Response::Ok));
     drop(c);
     srv.stop().await;
 
     let srv = smp_server::app::start(env.persistent_settings())
         .await
         .unwrap();
-    let mut c = RawClient::connect(srv.addr(), env.key_hash(), Hello::v(18))
-        .await
-        .unwrap();
+    let mut c = env.client(&srv, 18).await;
     // Still secured: an unsigned SEND is refused.
-    assert_eq!(
-        c.cmd(&q.ids.snd_id, &send_cmd(b"x"), None).await,
-        Err(ErrorType::Auth)
-    );
+    assert_eq!(c.snd(&q, b"x").await, Err(ErrorType::Auth));
     let mut bodies = Vec::new();
     loop {
         let r = c
@@ -80,16 +65,10 @@ async fn restart_keeps_queues_messages_and_keys() {
         }
         let (id, m) = open_msg(&q, &r);
         bodies.push(body_of(&m).to_vec());
-        c.cmd(&q.ids.rcv_id, &Command::Ack(id), Some(&q.rcv_key))
-            .await
-            .unwrap();
+        c.rcv(&q, &Command::Ack(id)).await.unwrap();
     }
     assert_eq!(bodies, vec![b"m2".to_vec(), b"m3".to_vec()]);
-    assert_eq!(
-        c.cmd(&gone.ids.rcv_id, &Command::Get, Some(&gone.rcv_key))
-            .await,
-        Err(ErrorType::Auth)
-    );
+    assert_eq!(c.rcv(&gone, &Command::Get).await, Err(ErrorType::Auth));
     srv.stop().await;
 }
 
@@ -271,9 +250,7 @@ async fn sigkill_loop_loses_no_acknowledged_message() {
             assert!(!acked.contains(&body), "a message came back after its ACK");
             assert!(left.insert(body), "a message was delivered twice");
         }
-        c.cmd(&q.ids.rcv_id, &Command::Ack(id), Some(&q.rcv_key))
-            .await
-            .unwrap();
+        c.rcv(&q, &Command::Ack(id)).await.unwrap();
     }
     for b in &sent_ok {
         assert!(

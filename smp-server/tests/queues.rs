@@ -17,19 +17,11 @@ use support::*;
 async fn get_ack_and_the_wildcard_ack() {
     let env = Env::new();
     let srv = env.start().await;
-    let mut c = RawClient::connect(srv.addr(), env.key_hash(), Hello::v(18))
-        .await
-        .unwrap();
+    let mut c = env.client(&srv, 18).await;
     let q = c.new_queue().await;
-    assert_eq!(
-        c.cmd(&q.ids.rcv_id, &Command::Get, Some(&q.rcv_key)).await,
-        Ok(Response::Ok)
-    );
+    assert_eq!(c.rcv(&q, &Command::Get).await, Ok(Response::Ok));
     for b in [b"one", b"two"] {
-        assert_eq!(
-            c.cmd(&q.ids.snd_id, &send_cmd(b), None).await,
-            Ok(Response::Ok)
-        );
+        assert_eq!(c.snd(&q, b).await, Ok(Response::Ok));
     }
     let r = c
         .cmd(&q.ids.rcv_id, &Command::Get, Some(&q.rcv_key))
@@ -45,20 +37,15 @@ async fn get_ack_and_the_wildcard_ack() {
     assert_eq!(open_msg(&q, &r).0, id1);
     // SUB on a queue read with GET on this connection is refused.
     assert_eq!(
-        c.cmd(&q.ids.rcv_id, &Command::Sub, Some(&q.rcv_key)).await,
+        c.rcv(&q, &Command::Sub).await,
         Err(ErrorType::Cmd(CommandError::Prohibited))
     );
     // ACK with a wrong ID: NO_MSG; the right one: OK (GET mode).
     assert_eq!(
-        c.cmd(&q.ids.rcv_id, &Command::Ack(vec![1; 24]), Some(&q.rcv_key))
-            .await,
+        c.rcv(&q, &Command::Ack(vec![1; 24])).await,
         Err(ErrorType::NoMsg)
     );
-    assert_eq!(
-        c.cmd(&q.ids.rcv_id, &Command::Ack(id1), Some(&q.rcv_key))
-            .await,
-        Ok(Response::Ok)
-    );
+    assert_eq!(c.rcv(&q, &Command::Ack(id1)).await, Ok(Response::Ok));
     let r = c
         .cmd(&q.ids.rcv_id, &Command::Get, Some(&q.rcv_key))
         .await
@@ -68,9 +55,7 @@ async fn get_ack_and_the_wildcard_ack() {
 
     // SUB mode on another connection: an empty ACK clears the delivered
     // mark but deletes nothing, so the same message comes again.
-    let mut s = RawClient::connect(srv.addr(), env.key_hash(), Hello::v(7))
-        .await
-        .unwrap();
+    let mut s = env.client(&srv, 7).await;
     let t = s.encode(&corr(), &q.ids.rcv_id, &Command::Sub, Some(&q.rcv_key));
     s.send(&[t]).await;
     let rs = s.recv().await;
@@ -86,8 +71,7 @@ async fn get_ack_and_the_wildcard_ack() {
         .await;
     assert_eq!(done, Ok(Response::Ok));
     assert_eq!(
-        s.cmd(&q.ids.rcv_id, &Command::Ack(vec![]), Some(&q.rcv_key))
-            .await,
+        s.rcv(&q, &Command::Ack(vec![])).await,
         Err(ErrorType::NoMsg)
     );
     srv.stop().await;
@@ -97,9 +81,7 @@ async fn get_ack_and_the_wildcard_ack() {
 async fn quota_marker_then_reopens_when_drained() {
     let env = Env::new();
     let srv = env.start().await;
-    let mut c = RawClient::connect(srv.addr(), env.key_hash(), Hello::v(18))
-        .await
-        .unwrap();
+    let mut c = env.client(&srv, 18).await;
     let q = c.new_queue().await;
     for i in 0..128u32 {
         let r = c
@@ -107,14 +89,8 @@ async fn quota_marker_then_reopens_when_drained() {
             .await;
         assert_eq!(r, Ok(Response::Ok), "message {i}");
     }
-    assert_eq!(
-        c.cmd(&q.ids.snd_id, &send_cmd(b"full"), None).await,
-        Err(ErrorType::Quota)
-    );
-    assert_eq!(
-        c.cmd(&q.ids.snd_id, &send_cmd(b"full"), None).await,
-        Err(ErrorType::Quota)
-    );
+    assert_eq!(c.snd(&q, b"full").await, Err(ErrorType::Quota));
+    assert_eq!(c.snd(&q, b"full").await, Err(ErrorType::Quota));
     // Drain: 128 messages, then the QUOTA marker, then empty.
     let mut seen = 0;
     loop {
@@ -130,17 +106,10 @@ async fn quota_marker_then_reopens_when_drained() {
             assert_eq!(body_of(&m), (seen as u32).to_be_bytes());
             seen += 1;
         }
-        assert_eq!(
-            c.cmd(&q.ids.rcv_id, &Command::Ack(id), Some(&q.rcv_key))
-                .await,
-            Ok(Response::Ok)
-        );
+        assert_eq!(c.rcv(&q, &Command::Ack(id)).await, Ok(Response::Ok));
     }
     assert_eq!(seen, 128);
-    assert_eq!(
-        c.cmd(&q.ids.snd_id, &send_cmd(b"again"), None).await,
-        Ok(Response::Ok)
-    );
+    assert_eq!(c.snd(&q, b"again").await, Ok(Response::Ok));
     srv.stop().await;
 }
 
@@ -151,19 +120,11 @@ async fn messages_expire() {
     s.msg_ttl = Some(Duration::from_secs(1));
     s.expire_interval = Duration::from_millis(200);
     let srv = smp_server::app::start(s).await.unwrap();
-    let mut c = RawClient::connect(srv.addr(), env.key_hash(), Hello::v(18))
-        .await
-        .unwrap();
+    let mut c = env.client(&srv, 18).await;
     let q = c.new_queue().await;
-    assert_eq!(
-        c.cmd(&q.ids.snd_id, &send_cmd(b"old"), None).await,
-        Ok(Response::Ok)
-    );
+    assert_eq!(c.snd(&q, b"old").await, Ok(Response::Ok));
     tokio::time::sleep(Duration::from_millis(2600)).await;
-    assert_eq!(
-        c.cmd(&q.ids.rcv_id, &Command::Get, Some(&q.rcv_key)).await,
-        Ok(Response::Ok)
-    );
+    assert_eq!(c.rcv(&q, &Command::Get).await, Ok(Response::Ok));
     srv.stop().await;
 }
 
@@ -171,22 +132,11 @@ async fn messages_expire() {
 async fn off_stops_senders_but_not_the_recipient() {
     let env = Env::new();
     let srv = env.start().await;
-    let mut c = RawClient::connect(srv.addr(), env.key_hash(), Hello::v(18))
-        .await
-        .unwrap();
+    let mut c = env.client(&srv, 18).await;
     let q = c.new_queue().await;
-    assert_eq!(
-        c.cmd(&q.ids.snd_id, &send_cmd(b"before"), None).await,
-        Ok(Response::Ok)
-    );
-    assert_eq!(
-        c.cmd(&q.ids.rcv_id, &Command::Off, Some(&q.rcv_key)).await,
-        Ok(Response::Ok)
-    );
-    assert_eq!(
-        c.cmd(&q.ids.snd_id, &send_cmd(b"after"), None).await,
-        Err(ErrorType::Auth)
-    );
+    assert_eq!(c.snd(&q, b"before").await, Ok(Response::Ok));
+    assert_eq!(c.rcv(&q, &Command::Off).await, Ok(Response::Ok));
+    assert_eq!(c.snd(&q, b"after").await, Err(ErrorType::Auth));
     let r = c
         .cmd(&q.ids.rcv_id, &Command::Get, Some(&q.rcv_key))
         .await
@@ -201,9 +151,7 @@ async fn basic_auth_and_new_queues_off() {
     let mut s = env.settings();
     s.create_password = Some(zeroize::Zeroizing::new(b"pw".to_vec()));
     let srv = smp_server::app::start(s).await.unwrap();
-    let mut c = RawClient::connect(srv.addr(), env.key_hash(), Hello::v(18))
-        .await
-        .unwrap();
+    let mut c = env.client(&srv, 18).await;
     let req = || Some(QueueReqData::Messaging(None));
     assert_eq!(
         c.new_queue_with(SubscriptionMode::Subscribe, req(), None)
@@ -222,13 +170,8 @@ async fn basic_auth_and_new_queues_off() {
         .await
         .unwrap();
     // Sending never needs the password.
-    let mut other = RawClient::connect(srv.addr(), env.key_hash(), Hello::v(18))
-        .await
-        .unwrap();
-    assert_eq!(
-        other.cmd(&q.ids.snd_id, &send_cmd(b"hi"), None).await,
-        Ok(Response::Ok)
-    );
+    let mut other = env.client(&srv, 18).await;
+    assert_eq!(other.snd(&q, b"hi").await, Ok(Response::Ok));
     // NEW subscribed the creating connection: the message is pushed.
     let ev = c.recv().await;
     assert_eq!(
@@ -240,9 +183,7 @@ async fn basic_auth_and_new_queues_off() {
     let mut s = env.settings();
     s.allow_new_queues = false;
     let srv = smp_server::app::start(s).await.unwrap();
-    let mut c = RawClient::connect(srv.addr(), env.key_hash(), Hello::v(18))
-        .await
-        .unwrap();
+    let mut c = env.client(&srv, 18).await;
     assert_eq!(
         c.new_queue_with(SubscriptionMode::Subscribe, req(), None)
             .await
@@ -256,9 +197,7 @@ async fn basic_auth_and_new_queues_off() {
 async fn short_link_data_with_the_sender_id_rule() {
     let env = Env::new();
     let srv = env.start().await;
-    let mut c = RawClient::connect(srv.addr(), env.key_hash(), Hello::v(18))
-        .await
-        .unwrap();
+    let mut c = env.client(&srv, 18).await;
     let rk = PrivateKey::generate(KeyAlgorithm::Ed25519);
     let dh = PrivateKey::generate(KeyAlgorithm::X25519);
     let data = QueueLinkData {
@@ -324,9 +263,7 @@ async fn short_link_data_with_the_sender_id_rule() {
 async fn contact_queue_links_via_lset_and_lget() {
     let env = Env::new();
     let srv = env.start().await;
-    let mut c = RawClient::connect(srv.addr(), env.key_hash(), Hello::v(18))
-        .await
-        .unwrap();
+    let mut c = env.client(&srv, 18).await;
     let q = c
         .new_queue_with(
             SubscriptionMode::OnlyCreate,
@@ -367,10 +304,7 @@ async fn contact_queue_links_via_lset_and_lget() {
         c.cmd(&q.ids.rcv_id, &changed, Some(&q.rcv_key)).await,
         Err(ErrorType::Auth)
     );
-    assert_eq!(
-        c.cmd(&q.ids.rcv_id, &Command::Ldel, Some(&q.rcv_key)).await,
-        Ok(Response::Ok)
-    );
+    assert_eq!(c.rcv(&q, &Command::Ldel).await, Ok(Response::Ok));
     assert_eq!(
         c.cmd(&link_id, &Command::Lget, None).await,
         Err(ErrorType::Auth)
@@ -382,12 +316,10 @@ async fn contact_queue_links_via_lset_and_lget() {
 async fn notifier_commands_answer_a_clean_error() {
     let env = Env::new();
     let srv = env.start().await;
-    let mut c = RawClient::connect(srv.addr(), env.key_hash(), Hello::v(18))
-        .await
-        .unwrap();
+    let mut c = env.client(&srv, 18).await;
     let q = c.new_queue().await;
     assert_eq!(
-        c.cmd(&q.ids.rcv_id, &Command::Ndel, Some(&q.rcv_key)).await,
+        c.rcv(&q, &Command::Ndel).await,
         Err(ErrorType::Cmd(CommandError::Prohibited))
     );
     srv.stop().await;

@@ -73,7 +73,7 @@ async fn recorded_v7_blocks() {
 
     // SUB with a waiting message: OK (53 bytes) and MSG (16178) in one block.
     let q = c.new_queue().await;
-    assert!(c.cmd(&q.ids.snd_id, &send_cmd(b"hi"), None).await.is_ok());
+    assert!(c.snd(&q, b"hi").await.is_ok());
     let t = c.encode(&corr(), &q.ids.rcv_id, &Command::Sub, Some(&q.rcv_key));
     c.send(&[t]).await;
     let block = raw_block(&mut c).await;
@@ -105,16 +105,10 @@ async fn events_go_one_per_block_on_v7() {
     let q1 = rcv.new_queue().await;
     let q2 = rcv.new_queue().await;
     for q in [&q1, &q2] {
-        assert!(
-            rcv.cmd(&q.ids.rcv_id, &Command::Sub, Some(&q.rcv_key))
-                .await
-                .is_ok()
-        );
+        assert!(rcv.rcv(&q, &Command::Sub).await.is_ok());
     }
     // Two SENDs in one block from another connection.
-    let mut snd = RawClient::connect(srv.addr(), env.key_hash(), Hello::v(18))
-        .await
-        .unwrap();
+    let mut snd = env.client(&srv, 18).await;
     let t1 = snd.encode(&corr(), &q1.ids.snd_id, &send_cmd(b"a"), None);
     let t2 = snd.encode(&corr(), &q2.ids.snd_id, &send_cmd(b"b"), None);
     snd.send(&[t1, t2]).await;

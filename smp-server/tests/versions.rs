@@ -42,9 +42,7 @@ async fn no_alpn_offers_only_v6_without_a_key() {
 async fn alpn_offers_6_to_18_and_refuses_19_and_a_wrong_key_hash() {
     let env = Env::new();
     let srv = env.start().await;
-    let c = RawClient::connect(srv.addr(), env.key_hash(), Hello::v(18))
-        .await
-        .unwrap();
+    let c = env.client(&srv, 18).await;
     assert_eq!(
         (c.server_hello.versions.min(), c.server_hello.versions.max()),
         (6, 18)
@@ -76,12 +74,8 @@ async fn alpn_offers_6_to_18_and_refuses_19_and_a_wrong_key_hash() {
 async fn lifecycle(v: u16) {
     let env = Env::new();
     let srv = env.start().await;
-    let mut rcv = RawClient::connect(srv.addr(), env.key_hash(), Hello::v(v))
-        .await
-        .unwrap();
-    let mut snd = RawClient::connect(srv.addr(), env.key_hash(), Hello::v(v))
-        .await
-        .unwrap();
+    let mut rcv = env.client(&srv, v).await;
+    let mut snd = env.client(&srv, v).await;
     let q = rcv.new_queue().await;
     let expect_mode = if v >= 9 {
         Some(QueueMode::Messaging)
@@ -121,10 +115,7 @@ async fn lifecycle(v: u16) {
         assert_eq!(r, Ok(Response::Ok));
     }
     // Unsigned SEND to a secured queue is AUTH; signed is OK.
-    assert_eq!(
-        snd.cmd(&q.ids.snd_id, &send_cmd(b"x"), None).await,
-        Err(ErrorType::Auth)
-    );
+    assert_eq!(snd.snd(&q, b"x").await, Err(ErrorType::Auth));
     assert_eq!(
         snd.cmd(&q.ids.snd_id, &send_cmd(b"hello"), Some(&snd_key))
             .await,
@@ -152,11 +143,7 @@ async fn lifecycle(v: u16) {
             .await,
         Ok(Response::Ok)
     );
-    assert_eq!(
-        rcv.cmd(&q.ids.rcv_id, &Command::Ack(id), Some(&q.rcv_key))
-            .await,
-        Err(ErrorType::NoMsg)
-    );
+    assert_eq!(rcv.rcv(&q, &Command::Ack(id)).await, Err(ErrorType::NoMsg));
     // A new message is pushed as an event.
     assert_eq!(
         snd.cmd(&q.ids.snd_id, &send_cmd(b"second"), Some(&snd_key))
@@ -180,11 +167,7 @@ async fn lifecycle(v: u16) {
             .await,
         Ok(Response::Ok)
     );
-    assert_eq!(
-        rcv.cmd(&q.ids.rcv_id, &Command::Del, Some(&q.rcv_key))
-            .await,
-        Ok(Response::Ok)
-    );
+    assert_eq!(rcv.rcv(&q, &Command::Del).await, Ok(Response::Ok));
     assert_eq!(
         snd.cmd(&q.ids.snd_id, &send_cmd(b"gone"), Some(&snd_key))
             .await,
@@ -226,9 +209,7 @@ async fn lifecycle_v18() {
 async fn v6_carries_the_session_id_both_ways_and_a_wrong_one_is_refused() {
     let env = Env::new();
     let srv = env.start().await;
-    let mut c = RawClient::connect(srv.addr(), env.key_hash(), Hello::v(6))
-        .await
-        .unwrap();
+    let mut c = env.client(&srv, 6).await;
     let q = c.new_queue().await;
     // A response on the wire: auth 00, then 20 <sid>, then corrId.
     let cr = corr();
@@ -257,9 +238,7 @@ async fn v6_legacy_new_with_password_and_short_corr_ids() {
     let mut s = env.settings();
     s.create_password = Some(zeroize::Zeroizing::new(b"secret".to_vec()));
     let srv = smp_server::app::start(s).await.unwrap();
-    let mut c = RawClient::connect(srv.addr(), env.key_hash(), Hello::v(6))
-        .await
-        .unwrap();
+    let mut c = env.client(&srv, 6).await;
     let none = c
         .new_queue_with(SubscriptionMode::Subscribe, None, None)
         .await;
@@ -331,9 +310,7 @@ async fn v7_hello_without_a_key_and_x25519_authenticators() {
 async fn v9_contact_queue_refuses_skey() {
     let env = Env::new();
     let srv = env.start().await;
-    let mut c = RawClient::connect(srv.addr(), env.key_hash(), Hello::v(9))
-        .await
-        .unwrap();
+    let mut c = env.client(&srv, 9).await;
     let q = c
         .new_queue_with(
             SubscriptionMode::OnlyCreate,
@@ -356,23 +333,12 @@ async fn v9_contact_queue_refuses_skey() {
 async fn takeover_event(v: u16) -> Response {
     let env = Env::new();
     let srv = env.start().await;
-    let mut a = RawClient::connect(srv.addr(), env.key_hash(), Hello::v(v))
-        .await
-        .unwrap();
-    let mut b = RawClient::connect(srv.addr(), env.key_hash(), Hello::v(v))
-        .await
-        .unwrap();
+    let mut a = env.client(&srv, v).await;
+    let mut b = env.client(&srv, v).await;
     let q = a.new_queue().await;
-    assert!(
-        a.cmd(&q.ids.rcv_id, &Command::Sub, Some(&q.rcv_key))
-            .await
-            .is_ok()
-    );
+    assert!(a.rcv(&q, &Command::Sub).await.is_ok());
     // B deletes the queue (same recipient key): A, the subscriber, is told.
-    assert_eq!(
-        b.cmd(&q.ids.rcv_id, &Command::Del, Some(&q.rcv_key)).await,
-        Ok(Response::Ok)
-    );
+    assert_eq!(b.rcv(&q, &Command::Del).await, Ok(Response::Ok));
     let ev = a.recv().await;
     assert_eq!(ev[0].entity_id, q.ids.rcv_id);
     srv.stop().await;
@@ -389,22 +355,11 @@ async fn deletion_event_is_end_below_v10_and_deld_from_v10() {
 async fn second_subscriber_takes_over_and_the_first_gets_end() {
     let env = Env::new();
     let srv = env.start().await;
-    let mut a = RawClient::connect(srv.addr(), env.key_hash(), Hello::v(18))
-        .await
-        .unwrap();
-    let mut b = RawClient::connect(srv.addr(), env.key_hash(), Hello::v(18))
-        .await
-        .unwrap();
+    let mut a = env.client(&srv, 18).await;
+    let mut b = env.client(&srv, 18).await;
     let q = a.new_queue().await;
-    assert!(
-        a.cmd(&q.ids.rcv_id, &Command::Sub, Some(&q.rcv_key))
-            .await
-            .is_ok()
-    );
-    assert_eq!(
-        b.cmd(&q.ids.rcv_id, &Command::Sub, Some(&q.rcv_key)).await,
-        Ok(Response::Sok(None))
-    );
+    assert!(a.rcv(&q, &Command::Sub).await.is_ok());
+    assert_eq!(b.rcv(&q, &Command::Sub).await, Ok(Response::Sok(None)));
     let ev = a.recv().await;
     assert_eq!(ev[0].response, Ok(Response::End));
     srv.stop().await;
@@ -413,9 +368,7 @@ async fn second_subscriber_takes_over_and_the_first_gets_end() {
 async fn blocked_send(v: u16) -> ErrorType {
     let env = Env::new();
     let srv = env.start().await;
-    let mut c = RawClient::connect(srv.addr(), env.key_hash(), Hello::v(v))
-        .await
-        .unwrap();
+    let mut c = env.client(&srv, v).await;
     let q = c.new_queue().await;
     let info = BlockingInfo {
         reason: BlockingReason::Spam,
@@ -428,7 +381,7 @@ async fn blocked_send(v: u16) -> ErrorType {
         .unwrap()
         .rec
         .status = EntityStatus::Blocked(info);
-    let r = c.cmd(&q.ids.snd_id, &send_cmd(b"x"), None).await;
+    let r = c.snd(&q, b"x").await;
     srv.stop().await;
     r.unwrap_err()
 }
@@ -465,9 +418,7 @@ async fn v14_hello_needs_the_proxy_byte_and_a_proxy_gets_plain_blocks() {
         .unwrap();
     assert!(!c.block_encryption);
     assert!(c.cmd(b"", &Command::Ping, None).await.is_ok());
-    let c2 = RawClient::connect(srv.addr(), env.key_hash(), Hello::v(14))
-        .await
-        .unwrap();
+    let c2 = env.client(&srv, 14).await;
     assert!(c2.block_encryption);
     srv.stop().await;
 }
@@ -477,9 +428,7 @@ async fn bad_blocks_get_err_block_and_the_session_continues() {
     let env = Env::new();
     let srv = env.start().await;
     for v in [7u16, 18] {
-        let mut c = RawClient::connect(srv.addr(), env.key_hash(), Hello::v(v))
-            .await
-            .unwrap();
+        let mut c = env.client(&srv, v).await;
         // A batch with a count of 2 but one item.
         c.writer.write_content(&[2, 0, 1, b'x']).await.unwrap();
         let rs = c.recv().await;

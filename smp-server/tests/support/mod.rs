@@ -66,6 +66,13 @@ impl Env {
     pub fn key_hash(&self) -> [u8; 32] {
         self.identity.fingerprint()
     }
+
+    /// A raw client at version `v` with the default hello.
+    pub async fn client(&self, srv: &RunningServer, v: Version) -> RawClient {
+        RawClient::connect(srv.addr(), self.key_hash(), Hello::v(v))
+            .await
+            .expect("hello accepted")
+    }
 }
 
 /// How the raw client says hello.
@@ -253,6 +260,18 @@ impl RawClient {
             Ok(Response::Err(e)) => Err(e),
             other => other,
         }
+    }
+
+    /// A recipient command on `q`, signed with its key.
+    pub async fn rcv(&mut self, q: &TestQueue, cmd: &Command) -> Result<Response, ErrorType> {
+        let id = q.ids.rcv_id.clone();
+        self.cmd(&id, cmd, Some(&q.rcv_key)).await
+    }
+
+    /// An unsigned SEND to `q`.
+    pub async fn snd(&mut self, q: &TestQueue, body: &[u8]) -> Result<Response, ErrorType> {
+        let id = q.ids.snd_id.clone();
+        self.cmd(&id, &send_cmd(body), None).await
     }
 
     /// NEW with fresh Ed25519 + X25519 keys (and `req` from v15/v9 on).
