@@ -58,8 +58,7 @@ impl SmpClient {
                     if host.is_onion() {
                         return Err(SmpClientError::Address("onion hosts need a SOCKS proxy"));
                     }
-                    TcpStream::connect((host.to_string().as_str(), address.effective_port()))
-                        .await
+                    TcpStream::connect((host.to_string().as_str(), address.effective_port())).await
                 }
             }
             .map_err(SmpClientError::Connect)?;
@@ -222,7 +221,9 @@ fn dispatch(shared: &Shared, t: &[u8], v: Version, session_id: &SessionId) {
     let result = if same_entity {
         rt.response.map_err(SmpClientError::BadResponse)
     } else {
-        Err(SmpClientError::UnexpectedResponse("reply for another entity"))
+        Err(SmpClientError::UnexpectedResponse(
+            "reply for another entity",
+        ))
     };
     let _ = p.reply.send(result);
 }

@@ -15,6 +15,8 @@ mod connection;
 mod error;
 mod proxy;
 mod reconnect;
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -27,7 +29,9 @@ use zeroize::Zeroizing;
 
 use crate::crypto::keys::{KeyAlgorithm, PrivateKey, PublicKey};
 use crate::crypto::random_array;
-use crate::smp::command::{BasicAuth, Command, NewQueue, QueueMode, QueueReqData, SubscriptionMode};
+use crate::smp::command::{
+    BasicAuth, Command, NewQueue, QueueMode, QueueReqData, SubscriptionMode,
+};
 use crate::smp::error::{ErrorType, TransportError};
 use crate::smp::message::{RcvMsgBody, decrypt_rcv_msg};
 use crate::smp::response::Response;
@@ -95,7 +99,10 @@ pub enum SmpEvent {
         response: Response,
     },
     /// A transmission or block from the router that did not parse.
-    Invalid { entity_id: Vec<u8>, error: ErrorType },
+    Invalid {
+        entity_id: Vec<u8>,
+        error: ErrorType,
+    },
     /// A reply whose request had already given up (timed out).
     LateReply {
         entity_id: Vec<u8>,
@@ -105,7 +112,10 @@ pub enum SmpEvent {
     Disconnected,
     /// ([`ReconnectingSmpClient`]) the router refused to resubscribe a
     /// queue after reconnecting (e.g. `AUTH` for a deleted queue).
-    ResubscribeFailed { entity_id: Vec<u8>, error: ErrorType },
+    ResubscribeFailed {
+        entity_id: Vec<u8>,
+        error: ErrorType,
+    },
     /// ([`ReconnectingSmpClient`]) connected again and re-subscribed.
     Reconnected,
 }
@@ -176,7 +186,11 @@ impl std::fmt::Debug for RcvQueue {
 impl RcvQueue {
     /// Opens a `MSG` body received for this queue.
     pub fn decrypt(&self, msg: &RawMessage) -> Result<RcvMsgBody, SmpClientError> {
-        Ok(decrypt_rcv_msg(&self.rcv_dh_secret, &msg.msg_id, &msg.body)?)
+        Ok(decrypt_rcv_msg(
+            &self.rcv_dh_secret,
+            &msg.msg_id,
+            &msg.body,
+        )?)
     }
 
     /// Opens a `MSG` response or event: `(msg_id, body)`.
@@ -189,7 +203,9 @@ impl RcvQueue {
                 msg_id.clone(),
                 decrypt_rcv_msg(&self.rcv_dh_secret, msg_id, body)?,
             )),
-            r => Err(SmpClientError::UnexpectedResponse(r.tag(version::CURRENT_VERSION))),
+            r => Err(SmpClientError::UnexpectedResponse(
+                r.tag(version::CURRENT_VERSION),
+            )),
         }
     }
 }
@@ -314,7 +330,10 @@ impl SmpClient {
 
     /// The authorization for a command signed (Ed25519/Ed448) or
     /// authenticated (X25519, with the server's session key) by `key`.
-    pub fn client_auth<'a>(&'a self, key: &'a PrivateKey) -> Result<ClientAuth<'a>, SmpClientError> {
+    pub fn client_auth<'a>(
+        &'a self,
+        key: &'a PrivateKey,
+    ) -> Result<ClientAuth<'a>, SmpClientError> {
         let key = match key.algorithm() {
             KeyAlgorithm::X25519 => AuthKey::Authenticate {
                 own: key,
@@ -504,7 +523,10 @@ impl SmpClient {
         command: &Command,
     ) -> Result<Option<RawMessage>, SmpClientError> {
         let auth = self.client_auth(&queue.rcv_auth_key)?;
-        match self.request(None, &queue.rcv_id, command, Some(auth)).await? {
+        match self
+            .request(None, &queue.rcv_id, command, Some(auth))
+            .await?
+        {
             Response::Ok | Response::Sok(_) => Ok(None),
             Response::Msg { msg_id, body } => Ok(Some(RawMessage { msg_id, body })),
             r => Err(unexpected(&r, self.version())),

@@ -10,8 +10,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::{
-    Backoff, RawMessage, RcvQueue, SmpClient, SmpClientError, SmpClientOptions, SmpEvent,
-    SmpEvents,
+    Backoff, RawMessage, RcvQueue, SmpClient, SmpClientError, SmpClientOptions, SmpEvent, SmpEvents,
 };
 use crate::address::ServerAddress;
 use crate::smp::response::Response;
