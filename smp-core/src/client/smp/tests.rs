@@ -211,6 +211,11 @@ async fn serve(
                         Response::Err(ErrorType::Auth)
                     }
                 }
+                // Answered for another entity: the client must not accept it.
+                Command::Ldel => {
+                    out.push(resp(&corr, b"another", Response::Ok));
+                    continue;
+                }
                 // Never answered: the request must time out.
                 Command::Off => continue,
                 // The connection is dropped without an answer.
@@ -441,6 +446,20 @@ async fn errors_are_typed() {
             err,
             SmpClientError::Protocol(ErrorType::Cmd(CommandError::NoAuth))
         ),
+        "{err:?}"
+    );
+    // A reply with the right corrId but another entity is refused.
+    let q = c
+        .create_queue(&CreateQueueOptions::default())
+        .await
+        .unwrap();
+    let auth = c.client_auth(&q.rcv_auth_key).unwrap();
+    let err = c
+        .request(None, &q.rcv_id, &Command::Ldel, Some(auth))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, SmpClientError::UnexpectedResponse(_)),
         "{err:?}"
     );
     // A corrId that is still waiting cannot be reused.
