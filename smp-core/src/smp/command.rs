@@ -9,9 +9,10 @@
 
 use super::error::{CommandError, ErrorType};
 use super::version::{self, NewBand, Version};
+use crate::address::{AddressError, KeyHash, Scheme, ServerAddress, TransportHost};
 use crate::crypto::keys::{KeyAlgorithm, PublicKey};
 use crate::encoding::{DecodeError, EncodeError, Reader, Writer};
-use alloc::string::String;
+use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
 /// Splits `tag ‖ params` at the first space; `params` keeps that space so
@@ -262,6 +263,38 @@ impl RelayServer {
         w.non_empty(&self.hosts, |w, h| w.short(h.as_bytes()).map(|_| ()))?;
         w.short(self.port.as_bytes())?.short(&self.key_hash)?;
         Ok(())
+    }
+    /// The binary form of an address (hosts as text, port as text, empty
+    /// when the address has none).
+    pub fn from_address(a: &ServerAddress) -> Self {
+        Self {
+            hosts: a.hosts().iter().map(ToString::to_string).collect(),
+            port: a.port().map(|p| p.to_string()).unwrap_or_default(),
+            key_hash: a.key_hash().as_bytes().to_vec(),
+        }
+    }
+    /// Back to an `smp://` address; the key hash is kept as given.
+    pub fn to_address(&self) -> Result<ServerAddress, AddressError> {
+        let hosts = self
+            .hosts
+            .iter()
+            .map(|h| TransportHost::parse(h))
+            .collect::<Result<Vec<_>, _>>()?;
+        let port = if self.port.is_empty() {
+            None
+        } else {
+            Some(
+                self.port
+                    .parse::<u16>()
+                    .map_err(|_| AddressError::PortOutOfRange(self.port.clone()))?,
+            )
+        };
+        ServerAddress::new(
+            Scheme::Smp,
+            hosts,
+            port,
+            KeyHash::new(self.key_hash.clone()),
+        )
     }
     pub fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         let text = |b: &[u8]| {

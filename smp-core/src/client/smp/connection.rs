@@ -1,0 +1,229 @@
+//! Connecting: TCP, pinned TLS, the SMP hello exchange, block encryption,
+//! and the reader task that routes what the router sends.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex as StdMutex};
+
+use tokio::io::{ReadHalf, WriteHalf};
+use tokio::net::TcpStream;
+use tokio::sync::{Mutex, mpsc};
+use tokio::time::timeout;
+
+use super::{Inner, Shared, SmpClient, SmpClientError, SmpClientOptions, SmpEvent, SmpEvents};
+use crate::address::ServerAddress;
+use crate::crypto::keys::{KeyAlgorithm, PrivateKey};
+use crate::smp::block_crypto::BlockCipher;
+use crate::smp::error::{ErrorType, TransportError};
+use crate::smp::handshake::{ClientHello, HandshakeError, ServerHello, certificate_public_key};
+use crate::smp::response::Response;
+use crate::smp::transmission::{decode_response_transmission, parse_batch};
+use crate::smp::version::{self, Version, VersionRange};
+use crate::tls::{self, SessionId, TlsConnection};
+use crate::transport::{BlockReader, BlockWriter};
+
+type Stream = TlsConnection<TcpStream>;
+pub(super) type Reader = BlockReader<ReadHalf<Stream>>;
+pub(super) type Writer = BlockWriter<WriteHalf<Stream>>;
+
+/// A proxy talking to a relay older than v14 stays at ≤ 10, where the
+/// relay cannot know it is a proxy (`smpClientHandshake`).
+fn client_range(opts: &SmpClientOptions, server: &VersionRange) -> VersionRange {
+    let r = opts.versions;
+    if opts.proxy_server && server.max() < version::PROXY_SERVER_HANDSHAKE_VERSION {
+        let max = r.max().min(10).max(r.min());
+        VersionRange::new(r.min(), max).unwrap_or(r)
+    } else {
+        r
+    }
+}
+
+impl SmpClient {
+    /// Connects to the address's preferred host (or `opts.socket_addr`),
+    /// pins TLS to its key hash, and runs the SMP handshake. Returns the
+    /// client and the receiver of its events.
+    pub async fn connect(
+        address: &ServerAddress,
+        opts: &SmpClientOptions,
+    ) -> Result<(SmpClient, SmpEvents), SmpClientError> {
+        let key_hash: [u8; 32] = address
+            .key_hash()
+            .as_bytes()
+            .try_into()
+            .map_err(|_| SmpClientError::Address("key hash is not a SHA-256 fingerprint"))?;
+        let dial = async {
+            let tcp = match opts.socket_addr {
+                Some(sa) => TcpStream::connect(sa).await,
+                None => {
+                    let host = address.preferred_host();
+                    if host.is_onion() {
+                        return Err(SmpClientError::Address("onion hosts need a SOCKS proxy"));
+                    }
+                    TcpStream::connect((host.to_string().as_str(), address.effective_port())).await
+                }
+            }
+            .map_err(SmpClientError::Connect)?;
+            let _ = tcp.set_nodelay(true);
+            let mut cfg = tls::client_config(key_hash, opts.alpn.unwrap_or(tls::ALPN_SMP))?;
+            if opts.alpn.is_none() {
+                cfg.alpn_protocols.clear();
+            }
+            Ok(tls::connect_with_config(tcp, &cfg).await?)
+        };
+        let tls = timeout(opts.connect_timeout, dial)
+            .await
+            .map_err(|_| SmpClientError::Timeout(super::TimeoutKind::Connect))??;
+        timeout(opts.handshake_timeout, handshake(tls, &key_hash, opts))
+            .await
+            .map_err(|_| SmpClientError::Timeout(super::TimeoutKind::Handshake))?
+    }
+}
+
+async fn handshake(
+    tls: Stream,
+    key_hash: &[u8; 32],
+    opts: &SmpClientOptions,
+) -> Result<(SmpClient, SmpEvents), SmpClientError> {
+    let session_id = *tls.session_id();
+    let leaf = tls
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .ok_or(SmpClientError::Handshake(HandshakeError::Transport(
+            TransportError::Handshake(crate::smp::error::HandshakeErrorKind::BadAuth),
+        )))?;
+    let leaf_key = certificate_public_key(leaf).map_err(HandshakeError::Certificate)?;
+    let (r, w) = tokio::io::split(tls);
+    let mut reader = BlockReader::new(r);
+    let mut writer = BlockWriter::new(w);
+
+    let block = reader
+        .read_handshake()
+        .await
+        .map_err(SmpClientError::Io)?
+        .ok_or(SmpClientError::Closed)?;
+    let hello = ServerHello::decode_block(&block)?;
+    let range = client_range(opts, &hello.versions);
+    let (v, server_key) = hello.check(session_id.as_ref(), &range, key_hash, &leaf_key)?;
+
+    let own_key = opts
+        .send_session_key
+        .then(|| PrivateKey::generate(KeyAlgorithm::X25519));
+    let client_hello = ClientHello {
+        version: v,
+        key_hash: key_hash.to_vec(),
+        auth_pub_key: own_key.as_ref().map(PrivateKey::public_key),
+        proxy_server: opts.proxy_server,
+        client_service: None,
+    };
+    writer
+        .write_raw(&client_hello.encode_block()?)
+        .await
+        .map_err(|e| match e {
+            crate::transport::BlockWriteError::Io(e) => SmpClientError::Io(e),
+            _ => SmpClientError::Transport(TransportError::LargeMsg),
+        })?;
+
+    let block_encryption = client_hello.block_encryption();
+    if block_encryption {
+        // The router derives the same secret from our hello key and its
+        // session key; without its key there is nothing to agree on.
+        let (Some(own), Some(server)) = (&own_key, &server_key) else {
+            return Err(SmpClientError::Transport(TransportError::NoAuth));
+        };
+        let secret = own.dh(server)?;
+        let (sealer, opener) = BlockCipher::client(session_id.as_ref(), &secret).split();
+        writer.set_cipher(sealer);
+        reader.set_cipher(opener);
+    }
+
+    let (events_tx, events_rx) = mpsc::unbounded_channel();
+    let shared = Arc::new(Shared {
+        pending: StdMutex::new(Some(HashMap::new())),
+        events: events_tx,
+    });
+    let task = tokio::spawn(read_loop(reader, shared.clone(), v, session_id));
+    let client = SmpClient {
+        inner: Arc::new(Inner {
+            version: v,
+            session_id,
+            server_key,
+            block_encryption,
+            writer: Mutex::new(writer),
+            shared,
+            options: opts.clone(),
+            reader: task,
+        }),
+    };
+    Ok((client, events_rx))
+}
+
+/// Routes every received transmission until the stream ends.
+async fn read_loop(mut reader: Reader, shared: Arc<Shared>, v: Version, session_id: SessionId) {
+    loop {
+        match reader.read_content().await {
+            Ok(Some(Ok(content))) => match parse_batch(&content) {
+                Ok(items) => {
+                    for t in items {
+                        dispatch(&shared, t, v, &session_id);
+                    }
+                }
+                Err(error) => shared.event(SmpEvent::Invalid {
+                    entity_id: Vec::new(),
+                    error,
+                }),
+            },
+            // A block that does not decrypt or unpad; the stream goes on.
+            Ok(Some(Err(error))) => shared.event(SmpEvent::Invalid {
+                entity_id: Vec::new(),
+                error,
+            }),
+            Ok(None) | Err(_) => break,
+        }
+    }
+    shared.close();
+}
+
+fn dispatch(shared: &Shared, t: &[u8], v: Version, session_id: &SessionId) {
+    let rt = match decode_response_transmission(t, v, session_id.as_ref()) {
+        Ok(rt) => rt,
+        Err(error) => {
+            return shared.event(SmpEvent::Invalid {
+                entity_id: Vec::new(),
+                error,
+            });
+        }
+    };
+    if rt.is_event() {
+        return shared.event(match rt.response {
+            Ok(response) => SmpEvent::Server {
+                entity_id: rt.entity_id,
+                response,
+            },
+            Err(error) => SmpEvent::Invalid {
+                entity_id: rt.entity_id,
+                error,
+            },
+        });
+    }
+    let Some(p) = shared.take_pending(&rt.corr_id) else {
+        return shared.event(SmpEvent::LateReply {
+            entity_id: rt.entity_id,
+            response: rt.response,
+        });
+    };
+    // The entity must match, except for the errors a router sends with an
+    // empty entity (`BLOCK` for a bad authorization, `SESSION`).
+    let same_entity = p.entity_id == rt.entity_id
+        || (rt.entity_id.is_empty()
+            && matches!(
+                rt.response,
+                Ok(Response::Err(ErrorType::Block | ErrorType::Session))
+            ));
+    let result = if same_entity {
+        rt.response.map_err(SmpClientError::BadResponse)
+    } else {
+        Err(SmpClientError::UnexpectedResponse(
+            "reply for another entity",
+        ))
+    };
+    let _ = p.reply.send(result);
+}
