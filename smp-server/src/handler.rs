@@ -210,6 +210,11 @@ impl Router {
         }
     }
 
+    /// How many connections finished their handshake so far.
+    pub fn connections_seen(&self) -> u64 {
+        self.next_client.load(Ordering::Relaxed) - 1
+    }
+
     pub fn next_client_id(&self) -> u64 {
         self.next_client.fetch_add(1, Ordering::Relaxed)
     }

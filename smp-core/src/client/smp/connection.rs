@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex as StdMutex};
+use zeroize::Zeroizing;
 
 use tokio::io::{ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
@@ -122,6 +123,13 @@ async fn handshake(
             _ => SmpClientError::Transport(TransportError::LargeMsg),
         })?;
 
+    // The hello carries our key only from v7; the router then shares this.
+    let session_secret = match (&own_key, &server_key) {
+        (Some(own), Some(server)) if version::has_auth_keys(v) => {
+            Some(Zeroizing::new(*own.dh(server)?))
+        }
+        _ => None,
+    };
     let block_encryption = client_hello.block_encryption();
     if block_encryption {
         // The router derives the same secret from our hello key and its
@@ -145,6 +153,9 @@ async fn handshake(
         inner: Arc::new(Inner {
             version: v,
             session_id,
+            server_versions: hello.versions,
+            server_chain_key: hello.auth_pub_key.clone(),
+            session_secret,
             server_key,
             block_encryption,
             writer: Mutex::new(writer),

@@ -265,6 +265,11 @@ struct Inner {
     version: Version,
     session_id: SessionId,
     server_key: Option<PublicKey>,
+    /// The range the router offered and its signed chain (for a proxy's `PKEY`).
+    server_versions: VersionRange,
+    server_chain_key: Option<crate::smp::handshake::CertChainPubKey>,
+    /// X25519(router session key, our hello key), when both exist.
+    session_secret: Option<Zeroizing<[u8; 32]>>,
     block_encryption: bool,
     writer: Mutex<connection::Writer>,
     shared: Arc<Shared>,
@@ -307,6 +312,23 @@ impl SmpClient {
     /// The router's per-connection X25519 key (from v7).
     pub fn server_session_key(&self) -> Option<&PublicKey> {
         self.inner.server_key.as_ref()
+    }
+
+    /// The version range the router offered in its hello.
+    pub fn server_versions(&self) -> VersionRange {
+        self.inner.server_versions
+    }
+
+    /// The router's certificate chain and signed session key from its hello
+    /// (what a proxy passes on in `PKEY`).
+    pub fn server_cert_chain_key(&self) -> Option<&crate::smp::handshake::CertChainPubKey> {
+        self.inner.server_chain_key.as_ref()
+    }
+
+    /// The secret shared with the router from the hello keys: a proxy's
+    /// `RFWD`/`RRES` layer.
+    pub fn session_secret(&self) -> Option<Zeroizing<[u8; 32]>> {
+        self.inner.session_secret.clone()
     }
 
     /// Whether blocks are encrypted (v11+, own key sent, not a proxy).
