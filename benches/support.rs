@@ -74,3 +74,15 @@ pub fn peak_rss_kib(pid: Option<u32>) -> u64 {
         })
         .unwrap_or(0)
 }
+
+/// Current resident set (`VmRSS`) of a process, in KiB.
+pub fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
