@@ -73,8 +73,9 @@ fn client_error(e: &SmpClientError) -> Response {
     }
 }
 
-fn relay_address(s: &RelayServer) -> Result<ServerAddress, Response> {
-    s.to_address().map_err(|_| broker(BrokerError::Host))
+fn relay_address(s: &RelayServer) -> Result<ServerAddress, Box<Response>> {
+    s.to_address()
+        .map_err(|_| Box::new(broker(BrokerError::Host)))
 }
 
 impl ProxyAgent {
@@ -136,11 +137,11 @@ impl ProxyAgent {
         }
         let addr = match relay_address(server) {
             Ok(a) => a,
-            Err(r) => return r,
+            Err(r) => return *r,
         };
         let relay = match self.relay(&addr).await {
             Ok(r) => r,
-            Err(r) => return r,
+            Err(r) => return *r,
         };
         let c = &relay.client;
         if c.version() < SENDING_PROXY_VERSION {
@@ -165,7 +166,7 @@ impl ProxyAgent {
     }
 
     /// The shared session with `addr`, opened if needed.
-    async fn relay(&self, addr: &ServerAddress) -> Result<Arc<Relay>, Response> {
+    async fn relay(&self, addr: &ServerAddress) -> Result<Arc<Relay>, Box<Response>> {
         let name = addr.to_string();
         let mut relays = self.relays.lock().await;
         if let Some(r) = relays.get(&name)
@@ -190,7 +191,7 @@ impl ProxyAgent {
         tokio::spawn(async move { while events.recv().await.is_some() {} });
         let secret = client
             .session_secret()
-            .ok_or(broker(BrokerError::Transport(TransportError::NoAuth)))?;
+            .ok_or_else(|| Box::new(broker(BrokerError::Transport(TransportError::NoAuth))))?;
         let relay = Arc::new(Relay { client, secret });
         relays.insert(name, relay.clone());
         let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());

@@ -202,7 +202,7 @@ async fn sigkill_loop_loses_no_acknowledged_message() {
                 }
                 _ => break,
             }
-            if seq % 3 == 0 {
+            if seq.is_multiple_of(3) {
                 let g = rcv.encode(&corr(), &q.ids.rcv_id, &Command::Get, Some(&q.rcv_key));
                 rcv.send(&[g]).await;
                 let Ok(Ok(Some(Ok(content)))) =

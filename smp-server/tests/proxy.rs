@@ -62,15 +62,13 @@ async fn pair(a_password: Option<&[u8]>) -> Pair {
 }
 
 async fn next_msg(events: &mut SmpEvents) -> Response {
-    loop {
-        match tokio::time::timeout(PATIENCE, events.recv())
-            .await
-            .unwrap()
-            .unwrap()
-        {
-            SmpEvent::Server { response, .. } => return response,
-            other => panic!("unexpected event {other:?}"),
-        }
+    match tokio::time::timeout(PATIENCE, events.recv())
+        .await
+        .unwrap()
+        .unwrap()
+    {
+        SmpEvent::Server { response, .. } => response,
+        other => panic!("unexpected event {other:?}"),
     }
 }
 

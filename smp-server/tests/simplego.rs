@@ -105,7 +105,7 @@ async fn events_go_one_per_block_on_v7() {
     let q1 = rcv.new_queue().await;
     let q2 = rcv.new_queue().await;
     for q in [&q1, &q2] {
-        assert!(rcv.rcv(&q, &Command::Sub).await.is_ok());
+        assert!(rcv.rcv(q, &Command::Sub).await.is_ok());
     }
     // Two SENDs in one block from another connection.
     let mut snd = env.client(&srv, 18).await;
