@@ -7,7 +7,7 @@
 //! (FGET, re-encrypted per download), checks chunk digests, the file digest
 //! and size, decrypts, compares with the original, and acknowledges (FACK).
 //!
-//! `cargo run --release -p xftp-server --example loopback [FILE]`
+//! `cargo run --release -p xftp-server --example server_loopback [FILE]`
 //! (without FILE, 5 MiB of generated data are sent).
 
 use smp_core::address::ServerAddress;
