@@ -222,7 +222,7 @@ pub fn compacted(store: &QueueStore) -> Vec<Vec<u8>> {
         .filter_map(|(rid, q)| {
             StoreLogRecord::CreateQueue {
                 rid: rid.clone(),
-                queue: Box::new(q.rec.clone()),
+                queue: q.rec.clone(),
             }
             .encode()
             .ok()

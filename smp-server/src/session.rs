@@ -129,8 +129,19 @@ where
         session_id: session_id.clone(),
         outbox: tx,
     });
+    // From v8 everything waiting is packed together; v6/v7 sessions keep
+    // each group (a block's responses, or one event) in blocks of its own,
+    // because the SimpleGo firmware reads only the first transmission of
+    // most blocks.
+    let coalesce = v >= version::SENDING_PROXY_VERSION;
     let writer_task = tokio::spawn(async move {
-        while let Some(group) = rx.recv().await {
+        while let Some(mut group) = rx.recv().await {
+            while coalesce && group.len() < 1024 {
+                match rx.try_recv() {
+                    Ok(more) => group.extend(more),
+                    Err(_) => break,
+                }
+            }
             let Ok(contents) = batch_transmissions(&group) else {
                 continue;
             };

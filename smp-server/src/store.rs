@@ -13,10 +13,11 @@ pub const ID_SIZE: usize = 24;
 
 pub type Id = Vec<u8>;
 
-/// One queue: its record and its messages (head first).
+/// One queue: its record and its messages (head first). The record is
+/// boxed so that the map's slots stay small (idle queues are most queues).
 #[derive(Debug)]
 pub struct Queue {
-    pub rec: QueueRec,
+    pub rec: Box<QueueRec>,
     pub msgs: VecDeque<StoredMessage>,
     /// Closed for writes after a quota marker until fully drained.
     pub can_write: bool,
@@ -25,7 +26,7 @@ pub struct Queue {
 impl Queue {
     pub fn new(rec: QueueRec) -> Self {
         Self {
-            rec,
+            rec: Box::new(rec),
             msgs: VecDeque::new(),
             can_write: true,
         }

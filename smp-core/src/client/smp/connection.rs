@@ -7,7 +7,7 @@ use zeroize::Zeroizing;
 
 use tokio::io::{ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
-use tokio::sync::{Mutex, mpsc};
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::timeout;
 
 use super::{Inner, Shared, SmpClient, SmpClientError, SmpClientOptions, SmpEvent, SmpEvents};
@@ -17,10 +17,10 @@ use crate::smp::block_crypto::BlockCipher;
 use crate::smp::error::{ErrorType, TransportError};
 use crate::smp::handshake::{ClientHello, HandshakeError, ServerHello, certificate_public_key};
 use crate::smp::response::Response;
-use crate::smp::transmission::{decode_response_transmission, parse_batch};
+use crate::smp::transmission::{batch_transmissions, decode_response_transmission, parse_batch};
 use crate::smp::version::{self, Version, VersionRange};
 use crate::tls::{self, SessionId, TlsConnection};
-use crate::transport::{BlockReader, BlockWriter};
+use crate::transport::{BlockReader, BlockWriteError, BlockWriter};
 
 type Stream = TlsConnection<TcpStream>;
 pub(super) type Reader = BlockReader<ReadHalf<Stream>>;
@@ -149,6 +149,8 @@ async fn handshake(
         events: events_tx,
     });
     let task = tokio::spawn(read_loop(reader, shared.clone(), v, session_id));
+    let (outbox, out_rx) = mpsc::unbounded_channel();
+    let writer_task = tokio::spawn(write_loop(writer, out_rx));
     let client = SmpClient {
         inner: Arc::new(Inner {
             version: v,
@@ -158,13 +160,60 @@ async fn handshake(
             session_secret,
             server_key,
             block_encryption,
-            writer: Mutex::new(writer),
+            outbox,
             shared,
             options: opts.clone(),
             reader: task,
+            writer: writer_task,
         }),
     };
     Ok((client, events_rx))
+}
+
+/// A transmission waiting for the writer, and who to tell once it is sent.
+pub(super) struct Outgoing {
+    pub transmission: Vec<u8>,
+    pub written: oneshot::Sender<Result<(), WriteFailure>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(super) enum WriteFailure {
+    TooLarge,
+    Io(std::io::ErrorKind),
+}
+
+/// Sends queued transmissions, packing whatever is waiting into as few
+/// blocks as fit (the reference client batches queued commands the same
+/// way), so concurrent requests share blocks and their encryption.
+async fn write_loop(mut writer: Writer, mut rx: mpsc::UnboundedReceiver<Outgoing>) {
+    while let Some(first) = rx.recv().await {
+        let mut queued = vec![first];
+        while queued.len() < 255 {
+            match rx.try_recv() {
+                Ok(o) => queued.push(o),
+                Err(_) => break,
+            }
+        }
+        let ts: Vec<&[u8]> = queued.iter().map(|o| o.transmission.as_slice()).collect();
+        let result = write_batches(&mut writer, &ts).await;
+        for o in queued {
+            let _ = o.written.send(result);
+        }
+        if let Err(WriteFailure::Io(_)) = result {
+            return;
+        }
+    }
+}
+
+async fn write_batches(writer: &mut Writer, ts: &[&[u8]]) -> Result<(), WriteFailure> {
+    let contents = batch_transmissions(ts).map_err(|_| WriteFailure::TooLarge)?;
+    for c in contents {
+        writer.write_content(&c).await.map_err(|e| match e {
+            BlockWriteError::TooLarge(_) => WriteFailure::TooLarge,
+            BlockWriteError::Io(e) => WriteFailure::Io(e.kind()),
+        })?;
+    }
+    Ok(())
 }
 
 /// Routes every received transmission until the stream ends.

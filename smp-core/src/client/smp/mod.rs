@@ -1,7 +1,8 @@
 //! Async SMP client (tokio): one TLS connection to a router multiplexes
 //! every request and the router's events.
 //!
-//! A writer lock sends each command in its own block; a reader task routes
+//! A writer task sends commands, packing those queued together into shared
+//! blocks; a reader task routes
 //! each received transmission: a non-empty corrId goes to the request that
 //! sent it (same corrId and the same entity, as the reference's
 //! `processMsg`), an empty corrId is an event (`MSG`, `END`, `DELD`, `ERR`)
@@ -23,7 +24,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
-use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use zeroize::Zeroizing;
 
@@ -36,11 +37,10 @@ use crate::smp::error::{ErrorType, TransportError};
 use crate::smp::message::{RcvMsgBody, decrypt_rcv_msg};
 use crate::smp::response::Response;
 use crate::smp::transmission::{
-    AuthKey, ClientAuth, MAX_TRANSMISSION_IN_BATCH, encode_batch, encode_command_transmission,
+    AuthKey, ClientAuth, MAX_TRANSMISSION_IN_BATCH, encode_command_transmission,
 };
 use crate::smp::version::{self, Version, VersionRange};
 use crate::tls::{ALPN_SMP, SessionId};
-use crate::transport::BlockWriteError;
 
 pub use crate::client::xftp::Backoff;
 pub use error::{SmpClientError, TimeoutKind};
@@ -271,15 +271,17 @@ struct Inner {
     /// X25519(router session key, our hello key), when both exist.
     session_secret: Option<Zeroizing<[u8; 32]>>,
     block_encryption: bool,
-    writer: Mutex<connection::Writer>,
+    outbox: mpsc::UnboundedSender<connection::Outgoing>,
     shared: Arc<Shared>,
     options: SmpClientOptions,
     reader: JoinHandle<()>,
+    writer: JoinHandle<()>,
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
         self.reader.abort();
+        self.writer.abort();
     }
 }
 
@@ -405,7 +407,6 @@ impl SmpClient {
         if transmission.len() > MAX_TRANSMISSION_IN_BATCH {
             return Err(SmpClientError::Transport(TransportError::LargeMsg));
         }
-        let batch = encode_batch(&[transmission])?;
         let shared = &self.inner.shared;
         let (tx, rx) = oneshot::channel();
         {
@@ -424,18 +425,23 @@ impl SmpClient {
         }
         let _guard = PendingGuard { shared, corr_id };
         let exchange = async {
+            let (written, done) = oneshot::channel();
             self.inner
-                .writer
-                .lock()
-                .await
-                .write_content(&batch)
-                .await
-                .map_err(|e| match e {
-                    BlockWriteError::TooLarge(_) => {
-                        SmpClientError::Transport(TransportError::LargeMsg)
-                    }
-                    BlockWriteError::Io(e) => SmpClientError::Io(e),
-                })?;
+                .outbox
+                .send(connection::Outgoing {
+                    transmission: transmission.to_vec(),
+                    written,
+                })
+                .map_err(|_| SmpClientError::Closed)?;
+            match done.await.map_err(|_| SmpClientError::Closed)? {
+                Ok(()) => {}
+                Err(connection::WriteFailure::TooLarge) => {
+                    return Err(SmpClientError::Transport(TransportError::LargeMsg));
+                }
+                Err(connection::WriteFailure::Io(kind)) => {
+                    return Err(SmpClientError::Io(kind.into()));
+                }
+            }
             rx.await.map_err(|_| SmpClientError::Closed)?
         };
         tokio::time::timeout(self.inner.options.request_timeout, exchange)

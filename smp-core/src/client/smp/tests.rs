@@ -18,6 +18,7 @@ use crate::smp::handshake::{CertChainPubKey, ClientHello, ServerHello, sign_sess
 use crate::smp::message::encrypt_rcv_msg;
 use crate::smp::proxy::{decrypt_command, encrypt_response};
 use crate::smp::response::QueueIds;
+use crate::smp::transmission::encode_batch;
 use crate::smp::transmission::{
     decode_command_transmission, encode_response_transmission, parse_batch, verify_auth,
 };
