@@ -267,6 +267,13 @@ fn prepare_start(paths: &ServerPaths) -> Result<StartConfig, String> {
             (true, None) => "is allowed to everyone",
         }
     ));
+    if config.log_stats {
+        let _ = writeln!(
+            io::stderr().lock(),
+            "Warning: log_stats is on, but daily CSV statistics are not written by this router; \
+             counters are in smp-server-stats.log and the metrics."
+        );
+    }
     if config.control_port.is_some() {
         let _ = writeln!(
             io::stderr().lock(),
