@@ -32,10 +32,30 @@ use crate::persist::Persistence;
 use crate::stats::Stats;
 use crate::store::{self, ID_SIZE, Id, Party, QueueStore, WriteOutcome};
 
-/// Groups of transmissions for one connection's writer. A group is packed
-/// into as few blocks as fit and never merged with another group, so
-/// unrelated events reach old clients one per block.
-pub type Outbox = mpsc::UnboundedSender<Vec<Vec<u8>>>;
+/// A group of transmissions for one connection's writer. A group is packed
+/// into as few blocks as fit; on v6/v7 sessions it is never merged with
+/// another group, so unrelated events reach old clients one per block.
+pub struct Outgoing {
+    pub transmissions: Vec<Vec<u8>>,
+    /// Held until written: a client that sends commands without reading the
+    /// answers runs out of permits and is no longer read (backpressure, as
+    /// the reference's bounded send queue).
+    pub permit: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl Outgoing {
+    pub fn event(transmissions: Vec<Vec<u8>>) -> Self {
+        Self {
+            transmissions,
+            permit: None,
+        }
+    }
+}
+
+pub type Outbox = mpsc::UnboundedSender<Outgoing>;
+
+/// Response groups a connection may have waiting for its writer (`tbqSize`).
+pub const REPLY_QUEUE: usize = 128;
 
 /// What other connections need to reach a client.
 #[derive(Debug)]
@@ -54,7 +74,7 @@ impl ClientRef {
     /// Queues one event in a block of its own.
     pub fn send_event(&self, entity: &[u8], r: &Response) {
         if let Some(t) = self.encode(b"", entity, r) {
-            let _ = self.outbox.send(vec![t]);
+            let _ = self.outbox.send(Outgoing::event(vec![t]));
         }
     }
 }

@@ -97,7 +97,7 @@ impl ProxyAgent {
             entity,
             r,
         ) {
-            let _ = me.outbox.send(vec![t]);
+            let _ = me.outbox.send(crate::handler::Outgoing::event(vec![t]));
         }
     }
 

@@ -21,11 +21,11 @@ use smp_core::smp::{Command, ErrorType, Response};
 use smp_core::tls::{ServerIdentity, TlsConnection};
 use smp_core::transport::{BlockReader, BlockWriter};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use tokio::time::timeout;
 use zeroize::Zeroizing;
 
-use crate::handler::{ClientRef, Conn, Out, PendingMsg, Router};
+use crate::handler::{ClientRef, Conn, Out, Outgoing, PendingMsg, REPLY_QUEUE, Router};
 use crate::proxy::ProxyAgent;
 
 /// `smpHandshakeTimeout`.
@@ -122,7 +122,8 @@ where
         writer.set_cipher(sealer);
     }
 
-    let (tx, mut rx) = mpsc::unbounded_channel::<Vec<Vec<u8>>>();
+    let (tx, mut rx) = mpsc::unbounded_channel::<Outgoing>();
+    let reply_slots = Arc::new(tokio::sync::Semaphore::new(REPLY_QUEUE));
     let me = Arc::new(ClientRef {
         id: ctx.router.next_client_id(),
         version: v,
@@ -135,10 +136,15 @@ where
     // most blocks.
     let coalesce = v >= version::SENDING_PROXY_VERSION;
     let writer_task = tokio::spawn(async move {
-        while let Some(mut group) = rx.recv().await {
+        while let Some(first) = rx.recv().await {
+            let mut group = first.transmissions;
+            let mut permits = vec![first.permit];
             while coalesce && group.len() < 1024 {
                 match rx.try_recv() {
-                    Ok(more) => group.extend(more),
+                    Ok(more) => {
+                        group.extend(more.transmissions);
+                        permits.push(more.permit);
+                    }
                     Err(_) => break,
                 }
             }
@@ -150,6 +156,7 @@ where
                     return;
                 }
             }
+            drop(permits);
         }
         let _ = writer.shutdown().await;
     });
@@ -162,6 +169,10 @@ where
     };
     let idle = ctx.inactive_ttl.unwrap_or(Duration::MAX);
     loop {
+        // Read the next block only when its answers have room to wait.
+        let Ok(permit) = reply_slots.clone().acquire_owned().await else {
+            break;
+        };
         let content = match timeout(idle, reader.read_content()).await {
             Ok(Ok(Some(c))) => c,
             Ok(_) => break,
@@ -173,7 +184,7 @@ where
                 continue;
             }
         };
-        handle_block(&ctx, &mut conn, content);
+        handle_block(&ctx, &mut conn, content, permit);
     }
     ctx.router.client_gone(me.id);
     drop(conn);
@@ -187,19 +198,28 @@ fn encode(me: &ClientRef, corr: &[u8], entity: &[u8], r: &Response) -> Option<Ve
 
 /// Runs one block's transmissions in order and queues their responses as
 /// one group, then follow-up messages and events.
-fn handle_block(ctx: &Arc<ServerCtx>, conn: &mut Conn, content: Result<Vec<u8>, ErrorType>) {
+fn handle_block(
+    ctx: &Arc<ServerCtx>,
+    conn: &mut Conn,
+    content: Result<Vec<u8>, ErrorType>,
+    permit: OwnedSemaphorePermit,
+) {
     let me = conn.me.clone();
     let v = me.version;
-    let block_err = || {
+    let reply = |transmissions, permit| Outgoing {
+        transmissions,
+        permit: Some(permit),
+    };
+    let block_err = |permit| {
         if let Some(t) = encode(&me, b"", b"", &Response::Err(ErrorType::Block)) {
-            let _ = me.outbox.send(vec![t]);
+            let _ = me.outbox.send(reply(vec![t], permit));
         }
     };
     let Ok(content) = content else {
-        return block_err();
+        return block_err(permit);
     };
     let Ok(items) = parse_batch(&content) else {
-        return block_err();
+        return block_err(permit);
     };
     let mut replies: Vec<Vec<u8>> = Vec::new();
     let mut follows: Vec<(Vec<u8>, PendingMsg)> = Vec::new();
@@ -266,10 +286,10 @@ fn handle_block(ctx: &Arc<ServerCtx>, conn: &mut Conn, content: Result<Vec<u8>, 
         }
     }
     if !replies.is_empty() {
-        let _ = me.outbox.send(replies);
+        let _ = me.outbox.send(reply(replies, permit));
     }
     for t in separate {
-        let _ = me.outbox.send(vec![t]);
+        let _ = me.outbox.send(Outgoing::event(vec![t]));
     }
     // Events for others (and for this connection) go after the responses.
     for (client, entity, out) in events {

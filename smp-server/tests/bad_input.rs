@@ -134,3 +134,38 @@ async fn garbage_handshakes_close_without_harm() {
     assert!(c.is_some(), "the router still serves");
     srv.stop().await;
 }
+
+#[tokio::test]
+async fn a_client_that_never_reads_is_held_back_and_others_are_served() {
+    let env = Env::new();
+    let srv = env.start().await;
+    let mut flood = env.client(&srv, 18).await;
+    // Every GET is answered with a 16 KiB MSG that the client never reads.
+    let q = flood.new_queue().await;
+    assert_eq!(flood.snd(&q, &[1; 16000]).await, Ok(Response::Ok));
+    let get = flood.encode(&corr(), &q.ids.rcv_id, &Command::Get, Some(&q.rcv_key));
+    let batch = encode_batch(&[get]).unwrap();
+    let written = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let w = written.clone();
+    let task = tokio::spawn(async move {
+        for _ in 0..5000 {
+            if flood.writer.write_content(&batch).await.is_err() {
+                return;
+            }
+            w.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    });
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let n = written.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        n < 5000,
+        "the router kept reading a client that reads nothing ({n} blocks)"
+    );
+    let mut other = env.client(&srv, 18).await;
+    assert_eq!(
+        other.cmd(b"", &Command::Ping, None).await,
+        Ok(Response::Pong)
+    );
+    task.abort();
+    srv.stop().await;
+}
