@@ -224,6 +224,43 @@ async fn throughput(relay: &Router, proxy: Option<&Router>) -> f64 {
     rate
 }
 
+/// Median microseconds of a SUB answered `AUTH` for an unknown queue and
+/// for a known queue with a wrong key: the router must not tell them apart.
+async fn auth_timing(r: &Router) -> (f64, f64) {
+    let (c, _) = r.connect().await;
+    let q = c
+        .create_queue(&CreateQueueOptions::default())
+        .await
+        .unwrap();
+    let wrong = smp_core::crypto::keys::PrivateKey::generate(KeyAlgorithm::Ed25519);
+    let mut unknown = Vec::new();
+    let mut bad_sig = Vec::new();
+    for i in 0..4000 {
+        let id = if i % 2 == 0 {
+            vec![9u8; 24]
+        } else {
+            q.rcv_id.clone()
+        };
+        let auth = c.client_auth(&wrong).unwrap();
+        let t = Instant::now();
+        let e = c
+            .request(None, &id, &smp_core::smp::Command::Sub, Some(auth))
+            .await;
+        let us = t.elapsed().as_secs_f64() * 1e6;
+        assert!(e.is_err());
+        if i % 2 == 0 {
+            unknown.push(us)
+        } else {
+            bad_sig.push(us)
+        }
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(|a, b| a.total_cmp(b));
+        v[v.len() / 2]
+    };
+    (median(&mut unknown), median(&mut bad_sig))
+}
+
 /// Bytes of router RSS per idle queue.
 async fn idle_queue_bytes(n: usize) -> f64 {
     let r = Router::spawn(None);
@@ -275,6 +312,11 @@ fn main() {
         println!(
             "through a proxy pair: {proxied:.0} msg/s ({:.2} of direct)",
             proxied / direct
+        );
+        let (unknown, bad) = auth_timing(&relay).await;
+        println!(
+            "AUTH timing (median SUB round trip): unknown queue {unknown:.0} µs, wrong key {bad:.0} µs (ratio {:.2})",
+            unknown / bad
         );
         let n = std::env::var("BENCH_QUEUES")
             .ok()
