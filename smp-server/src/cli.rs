@@ -267,6 +267,16 @@ fn prepare_start(paths: &ServerPaths) -> Result<StartConfig, String> {
             (true, None) => "is allowed to everyone",
         }
     ));
+    for c in identity.chain() {
+        if !(256..=65535).contains(&c.len()) {
+            let _ = writeln!(
+                io::stderr().lock(),
+                "Warning: a certificate of {} bytes: SimpleGo devices find certificates by their \
+                 2-byte DER length and need 256..65535 bytes.",
+                c.len()
+            );
+        }
+    }
     if config.log_stats {
         let _ = writeln!(
             io::stderr().lock(),
