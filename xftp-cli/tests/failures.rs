@@ -267,3 +267,62 @@ async fn fingerprint_mismatch_is_refused() {
     assert_eq!(std::fs::read_dir(&dl).unwrap().count(), 0, "no output file");
     servers.stop_all().await;
 }
+
+/// Runs `xftp` inside a private mount namespace where `dir` is a fresh
+/// tmpfs of `size` (no global mount, nothing left behind). `None` when
+/// this machine does not allow user namespaces.
+async fn xftp_on_small_disk(dir: &std::path::Path, size: &str, args: &[&str]) -> Option<Run> {
+    let script =
+        format!("mount -t tmpfs -o size={size} tmpfs \"$1\" || exit 99; shift; exec \"$@\"");
+    let mut cmd = tokio::process::Command::new("unshare");
+    cmd.args([
+        "-rm",
+        "sh",
+        "-c",
+        &script,
+        "sh",
+        p(dir),
+        env!("CARGO_BIN_EXE_xftp"),
+    ])
+    .args(args)
+    .env_remove("XFTP_SERVERS")
+    .env_remove("XFTP_CONFIG")
+    .stdin(std::process::Stdio::null());
+    let out = cmd.output().await.ok()?;
+    let status = out.status.code().unwrap_or(-1);
+    if status == 99 || (status == 1 && out.stdout.is_empty() && out.stderr.starts_with(b"unshare"))
+    {
+        return None;
+    }
+    Some(Run {
+        status,
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_space_left_has_its_own_exit_code_and_leaves_nothing() {
+    let servers = Servers::start(1).await;
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("big.bin");
+    write_file(&src, 3 << 20, 21);
+    let run = xftp(&["send", p(&src), p(work.path()), "-s", &servers.list()]).await;
+    check_send_output(&run, work.path(), "big.bin", 1);
+    let rcv1 = work.path().join("big.bin.xftp/rcv1.xftp");
+    // The output directory is a 1 MiB disk: the 3 MiB file cannot fit.
+    let out = work.path().join("small");
+    std::fs::create_dir(&out).unwrap();
+    let args = ["recv", p(&rcv1), p(&out), "-y"];
+    let Some(r) = xftp_on_small_disk(&out, "1m", &args).await else {
+        eprintln!("skipped: this machine allows no user namespaces (unshare -rm)");
+        servers.stop_all().await;
+        return;
+    };
+    assert_eq!(r.status, exit::NO_SPACE, "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stderr.to_lowercase().contains("space"), "{}", r.stderr);
+    assert!(rcv1.exists(), "the description is kept");
+    // The namespace's tmpfs is gone with it; the real directory stays empty.
+    assert_eq!(std::fs::read_dir(&out).unwrap().count(), 0);
+    servers.stop_all().await;
+}
