@@ -13,9 +13,8 @@
 #[path = "support.rs"]
 mod support;
 
-use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -49,18 +48,14 @@ fn router_child(relay: Option<&str>) {
             s.proxy.resolve.insert(host.to_string(), addr);
         }
         let server = smp_server::app::start(s).await.unwrap();
-        println!(
-            "READY {} {}",
+        support::announce_ready(&format!(
+            "{} {}",
             server.addr().port(),
             identity.fingerprint_b64()
-        );
-        std::io::stdout().flush().unwrap();
-        tokio::task::spawn_blocking(|| {
-            let mut sink = String::new();
-            let _ = std::io::stdin().read_line(&mut sink);
-        })
-        .await
-        .unwrap();
+        ));
+        tokio::task::spawn_blocking(support::wait_for_stdin_eof)
+            .await
+            .unwrap();
         server.stop().await;
     });
 }
@@ -73,27 +68,13 @@ struct Router {
 
 impl Router {
     fn spawn(relay: Option<String>) -> Self {
-        let mut cmd = Command::new(std::env::current_exe().unwrap());
-        cmd.arg("--router");
-        if let Some(r) = relay {
-            cmd.arg(r);
-        }
-        let mut child = cmd
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let mut it = line.split_whitespace().skip(1);
-        let port = it.next().expect("router did not start").parse().unwrap();
-        let fingerprint = it.next().unwrap().to_string();
+        let mut args = vec!["--router".to_string()];
+        args.extend(relay);
+        let (child, fields) = support::spawn_ready(&args);
         Self {
             child,
-            port,
-            fingerprint,
+            port: fields[0].parse().unwrap(),
+            fingerprint: fields[1].clone(),
         }
     }
 

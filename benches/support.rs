@@ -59,8 +59,8 @@ impl Write for Count {
     }
 }
 
-/// Peak resident memory (VmHWM) of a process, in KiB; `None` = this one.
-pub fn peak_rss_kib(pid: Option<u32>) -> u64 {
+/// A `kB` line of `/proc/<pid>/status` (`None` = this process).
+fn status_kib(pid: Option<u32>, field: &str) -> u64 {
     let path = match pid {
         Some(p) => format!("/proc/{p}/status"),
         None => "/proc/self/status".to_string(),
@@ -69,20 +69,49 @@ pub fn peak_rss_kib(pid: Option<u32>) -> u64 {
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
+                .find(|l| l.starts_with(field))
                 .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
         })
         .unwrap_or(0)
 }
 
+/// Peak resident memory (VmHWM) of a process, in KiB; `None` = this one.
+pub fn peak_rss_kib(pid: Option<u32>) -> u64 {
+    status_kib(pid, "VmHWM:")
+}
+
 /// Current resident set (`VmRSS`) of a process, in KiB.
 pub fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
+    status_kib(Some(pid), "VmRSS:")
+}
+
+/// A benchmark's server process: prints `READY <fields…>` once serving and
+/// serves until its stdin closes. `spawn_ready` starts one (this bench
+/// binary again, with `args`) and returns it with those fields.
+pub fn announce_ready(fields: &str) {
+    println!("READY {fields}");
+    let _ = std::io::stdout().flush();
+}
+
+/// Blocks until stdin closes (the parent bench is done with this process).
+pub fn wait_for_stdin_eof() {
+    let mut sink = String::new();
+    let _ = std::io::stdin().read_line(&mut sink);
+}
+
+pub fn spawn_ready(args: &[String]) -> (std::process::Child, Vec<String>) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let fields: Vec<String> = line.split_whitespace().skip(1).map(String::from).collect();
+    assert!(!fields.is_empty(), "server process did not start");
+    (child, fields)
 }

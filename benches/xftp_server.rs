@@ -18,8 +18,7 @@ use smp_core::crypto::digest::sha256;
 use smp_core::crypto::keys::{KeyAlgorithm, PrivateKey};
 use smp_core::tls::{self, ServerIdentity};
 use smp_core::xftp::command::FileInfo;
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::peak_rss_kib;
@@ -58,18 +57,14 @@ fn server_child(dir: &str) {
         );
         s.store_log = Some(dir.join("file-server-store.log"));
         let server = xftp_server::app::start(s).await.unwrap();
-        println!(
-            "READY {} {}",
+        support::announce_ready(&format!(
+            "{} {}",
             server.addr.port(),
             identity.fingerprint_b64()
-        );
-        std::io::stdout().flush().unwrap();
-        tokio::task::spawn_blocking(|| {
-            let mut sink = String::new();
-            let _ = std::io::stdin().read_line(&mut sink);
-        })
-        .await
-        .unwrap();
+        ));
+        tokio::task::spawn_blocking(support::wait_for_stdin_eof)
+            .await
+            .unwrap();
         server.stop().await;
     });
 }
@@ -81,20 +76,11 @@ struct Server {
 
 impl Server {
     fn spawn(dir: &std::path::Path) -> Self {
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .args(["--server", dir.to_str().unwrap()])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
+        let args = ["--server".to_string(), dir.to_str().unwrap().to_string()];
+        let (child, fields) = support::spawn_ready(&args);
+        let addr = format!("xftp://{}@127.0.0.1:{}", fields[1], fields[0])
+            .parse()
             .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let mut it = line.split_whitespace().skip(1);
-        let port = it.next().expect("server did not start");
-        let fp = it.next().unwrap();
-        let addr = format!("xftp://{fp}@127.0.0.1:{port}").parse().unwrap();
         Self { child, addr }
     }
 }
