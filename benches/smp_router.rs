@@ -20,10 +20,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use smp_core::address::ServerAddress;
-use smp_core::client::smp::{CreateQueueOptions, SmpClient, SmpClientOptions, SmpEvent};
+use smp_core::client::smp::{
+    CreateQueueOptions, RawMessage, SmpClient, SmpClientError, SmpClientOptions, SmpEvent,
+};
 use smp_core::crypto::keys::KeyAlgorithm;
 use smp_core::crypto::secretbox::{CbNonce, cb_encrypt};
+use smp_core::smp::ErrorType;
 use smp_core::smp::Response;
+use smp_core::smp::message::RcvMsgBody;
 use smp_core::tls::ServerIdentity;
 use support::rss_kib;
 
@@ -151,19 +155,22 @@ async fn throughput(relay: &Router, proxy: Option<&Router>) -> f64 {
             while received.load(Ordering::Relaxed) < per_queue * QUEUES {
                 let Some(SmpEvent::Server {
                     entity_id,
-                    response: Response::Msg { msg_id, .. },
+                    response: Response::Msg { msg_id, body },
                 }) = events.recv().await
                 else {
                     continue;
                 };
-                received.fetch_add(1, Ordering::Relaxed);
                 let q = by_id[&entity_id].clone();
                 let (rcv, received) = (rcv.clone(), received.clone());
                 tokio::spawn(async move {
-                    // The ACK's reply may be the next message.
-                    let mut next = rcv.ack(&q, &msg_id).await.unwrap();
+                    // Messages are opened as a client would; quota markers
+                    // are acknowledged but not counted. The ACK's reply may
+                    // be the next message.
+                    let mut next = Some(RawMessage { msg_id, body });
                     while let Some(m) = next {
-                        received.fetch_add(1, Ordering::Relaxed);
+                        if let Ok(RcvMsgBody::Message { .. }) = q.decrypt(&m) {
+                            received.fetch_add(1, Ordering::Relaxed);
+                        }
                         next = rcv.ack(&q, &m.msg_id).await.unwrap();
                     }
                 });
@@ -176,12 +183,21 @@ async fn throughput(relay: &Router, proxy: Option<&Router>) -> f64 {
         senders.push(tokio::spawn(async move {
             let body = vec![0x42u8; 100];
             for _ in 0..per_queue {
-                match &session {
-                    Some(s) => snd
-                        .proxy_send(s, &q.snd_id, None, false, &body)
-                        .await
-                        .unwrap(),
-                    None => snd.send(&q.snd_id, None, false, &body).await.unwrap(),
+                loop {
+                    let r = match &session {
+                        Some(s) => snd.proxy_send(s, &q.snd_id, None, false, &body).await,
+                        None => snd.send(&q.snd_id, None, false, &body).await,
+                    };
+                    match r {
+                        Ok(()) => break,
+                        // A full queue (128): wait for the recipient, as an
+                        // agent waits for QCONT.
+                        Err(SmpClientError::Protocol(ErrorType::Quota))
+                        | Err(SmpClientError::Relay(ErrorType::Quota)) => {
+                            tokio::time::sleep(Duration::from_millis(5)).await
+                        }
+                        Err(e) => panic!("send: {e}"),
+                    }
                 }
             }
         }));
