@@ -452,6 +452,13 @@ impl Router {
         if let Err(e) = verified {
             return err(e);
         }
+        if !matches!(
+            t.command,
+            Command::Send { .. } | Command::Off | Command::Del
+        ) && let Err(e) = self.touch(st, &rid)
+        {
+            return err(e);
+        }
         let r = match &t.command {
             Command::Send { notification, body } => self.send(st, &rid, v, *notification, body, o),
             Command::Sub => self.subscribe(st, conn, &rid, o),
@@ -472,6 +479,22 @@ impl Router {
             _ => Err(ErrorType::Cmd(CommandError::Prohibited)),
         };
         r.unwrap_or_else(err)
+    }
+
+    /// `withQueue_`: records the day a queue was last used, at most once a
+    /// day (`TIME`), as the reference does for its inactive-queue statistics.
+    fn touch(&self, st: &mut State, rid: &Id) -> Result<(), ErrorType> {
+        let today = day_start(now_secs());
+        let q = st.store.get_mut(rid).ok_or(auth_err())?;
+        if q.rec.updated_at.is_some_and(|d| d >= today) {
+            return Ok(());
+        }
+        self.persist.log(&StoreLogRecord::UpdateTime {
+            rid: rid.clone(),
+            date: today,
+        })?;
+        q.rec.updated_at = Some(today);
+        Ok(())
     }
 
     fn send(

@@ -266,3 +266,35 @@ async fn sigkill_loop_loses_no_acknowledged_message() {
     assert!(log_dir_has(bin.dir.path(), "smp-server-store.log"));
     kill9(&mut child);
 }
+
+#[tokio::test]
+async fn a_used_queue_records_its_day_once() {
+    let env = Env::new();
+    let srv = smp_server::app::start(env.persistent_settings())
+        .await
+        .unwrap();
+    let mut c = env.client(&srv, 18).await;
+    let q = c.new_queue().await;
+    let rid_b64 = smp_core::encoding::string::b64_encode(&q.ids.rcv_id);
+    // Pretend the queue was last used long ago.
+    srv.router
+        .lock()
+        .store
+        .get_mut(&q.ids.rcv_id)
+        .unwrap()
+        .rec
+        .updated_at = Some(86400);
+    for _ in 0..3 {
+        assert!(c.rcv(&q, &Command::Get).await.is_ok());
+    }
+    srv.stop().await;
+    let log = std::fs::read_to_string(env.store_log()).unwrap();
+    let times: Vec<&str> = log
+        .lines()
+        .filter(|l| l.starts_with(&format!("TIME {rid_b64} ")))
+        .collect();
+    assert_eq!(times.len(), 1, "{log}");
+    let day: i64 = times[0].rsplit(' ').next().unwrap().parse().unwrap();
+    assert_eq!(day % 86400, 0);
+    assert!(day > 86400);
+}
