@@ -18,7 +18,9 @@ use smp_core::crypto::random_array;
 use smp_core::crypto::secretbox::CbNonce;
 use smp_core::smp::command::{BasicAuth, RelayServer};
 use smp_core::smp::error::{BrokerError, NetworkError, ProxyError, TransportError};
-use smp_core::smp::proxy::{FwdTransmission, pkey_range, unwrap_response, wrap_forward};
+use smp_core::smp::proxy::{
+    FwdTransmission, ProxyLayerError, pkey_range, unwrap_response, wrap_forward,
+};
 use smp_core::smp::version::{SENDING_PROXY_VERSION, SUPPORTED_RANGE, Version};
 use smp_core::smp::{Command, ErrorType, Response};
 use tokio::sync::Semaphore;
@@ -68,7 +70,13 @@ fn client_error(e: &SmpClientError) -> Response {
         SmpClientError::Address(_) => broker(BrokerError::Host),
         SmpClientError::Transport(t) => broker(BrokerError::Transport(*t)),
         SmpClientError::Handshake(h) => broker(BrokerError::Transport(h.transport_error())),
-        SmpClientError::Tls(_) => broker(BrokerError::Network(NetworkError::Failed)),
+        SmpClientError::BadResponse(e) => {
+            broker(BrokerError::Response(e.encode().unwrap_or_default()))
+        }
+        SmpClientError::UnexpectedResponse(what) => {
+            broker(BrokerError::Unexpected(what.as_bytes().to_vec()))
+        }
+        SmpClientError::Io(_) => Response::Err(ErrorType::Internal),
         _ => broker(BrokerError::Network(NetworkError::Failed)),
     }
 }
@@ -254,11 +262,16 @@ impl ProxyAgent {
             .request(Some(m.0.to_vec()), b"", &Command::Rfwd(data), None)
             .await
         {
+            // As the reference's `forwardSMPTransmission`: a layer that does
+            // not open is `CRYPTO`, one that does not parse `RESPONSE BLOCK`.
             Ok(Response::Rres(b)) => match unwrap_response(&relay.secret, &m, &b) {
                 Ok(fr) => Response::Pres(fr.encrypted),
-                Err(_) => broker(BrokerError::Unexpected(b"RRES".to_vec())),
+                Err(ProxyLayerError::Crypto) => Response::Err(ErrorType::Crypto),
+                Err(_) => broker(BrokerError::Response(b"BLOCK".to_vec())),
             },
-            Ok(_) => broker(BrokerError::Unexpected(b"not RRES".to_vec())),
+            Ok(r) => broker(BrokerError::Unexpected(
+                r.tag(relay.client.version()).as_bytes().to_vec(),
+            )),
             Err(e) => client_error(&e),
         }
     }
