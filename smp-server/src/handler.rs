@@ -515,7 +515,13 @@ impl Router {
             EntityStatus::Blocked(info) => return Err(ErrorType::Blocked(info)),
             EntityStatus::Active => {}
         }
-        let drop_link = q.rec.link.is_some() && store::is_secured_msg_queue(&q.rec);
+        // A secured one-time queue's link data goes with the first SEND, as
+        // in the reference (before the write, whatever its outcome).
+        if q.rec.link.is_some() && store::is_secured_msg_queue(&q.rec) {
+            self.persist
+                .log(&StoreLogRecord::DeleteLink { rid: rid.clone() })?;
+            st.store.set_link(rid, None);
+        }
         let msg = StoredMessage::Message {
             msg_id: random_array::<ID_SIZE>().to_vec(),
             msg_ts: now_secs(),
@@ -536,11 +542,6 @@ impl Router {
                     return Err(e);
                 }
                 self.stats.msg_sent();
-                if drop_link {
-                    st.store.set_link(rid, None);
-                    self.persist
-                        .log(&StoreLogRecord::DeleteLink { rid: rid.clone() })?;
-                }
                 if was_empty
                     && let Some(sub) = st.subs.get_mut(rid)
                     && sub.delivered.is_none()
