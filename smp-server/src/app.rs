@@ -58,6 +58,8 @@ pub struct Settings {
     pub proxy: crate::proxy::ProxySettings,
     /// `[INACTIVE_CLIENTS]`: idle connections without subscriptions close.
     pub inactive_ttl: Option<Duration>,
+    /// Journal growth that triggers its rewrite with the live messages.
+    pub journal_compact_bytes: u64,
 }
 
 impl Settings {
@@ -76,6 +78,7 @@ impl Settings {
             metrics_listen: None,
             proxy: Default::default(),
             inactive_ttl: Some(Duration::from_secs(21600)),
+            journal_compact_bytes: persist::JOURNAL_COMPACT_BYTES,
         }
     }
 }
@@ -151,7 +154,9 @@ pub async fn start(settings: Settings) -> Result<RunningServer, StartError> {
         allow_new_queues: settings.allow_new_queues,
         create_password: settings.create_password.clone(),
     };
-    let router = Arc::new(Router::new(state, policy, persistence, stats));
+    let mut router = Router::new(state, policy, persistence, stats);
+    router.journal_compact_bytes = settings.journal_compact_bytes;
+    let router = Arc::new(router);
     if let Some(ttl) = settings.msg_ttl {
         // `expire_messages_on_start`.
         let n = router.expire_messages(ttl.as_secs() as i64);

@@ -196,6 +196,8 @@ pub struct Outcome {
 pub struct Router {
     pub state: Mutex<State>,
     pub policy: Policy,
+    /// Journal size that triggers its rewrite ([`crate::persist::JOURNAL_COMPACT_BYTES`]).
+    pub journal_compact_bytes: u64,
     pub persist: Persistence,
     pub stats: Stats,
     next_client: AtomicU64,
@@ -224,6 +226,7 @@ impl Router {
         Self {
             state: Mutex::new(state),
             policy,
+            journal_compact_bytes: crate::persist::JOURNAL_COMPACT_BYTES,
             persist,
             stats,
             next_client: AtomicU64::new(1),
@@ -542,6 +545,8 @@ impl Router {
                     return Err(e);
                 }
                 self.stats.msg_sent();
+                self.persist
+                    .maybe_compact_journal(&st.store, self.journal_compact_bytes);
                 if was_empty
                     && let Some(sub) = st.subs.get_mut(rid)
                     && sub.delivered.is_none()

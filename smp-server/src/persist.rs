@@ -28,7 +28,13 @@ pub struct Persistence {
     log: Option<Mutex<AppendLog>>,
     /// Messages are additionally journaled per change (crash safety).
     journal: Option<Mutex<AppendLog>>,
+    /// Bytes appended to the journal since it was last rewritten.
+    journal_growth: std::sync::atomic::AtomicU64,
 }
+
+/// The journal is rewritten with only the live messages once this much was
+/// appended to it, so a long-running router's file does not grow forever.
+pub const JOURNAL_COMPACT_BYTES: u64 = 256 << 20;
 
 fn store_err(e: io::Error) -> ErrorType {
     tracing::error!("store log write failed: {}", e.kind());
@@ -44,7 +50,7 @@ impl Persistence {
     pub fn with_log(log: AppendLog) -> Self {
         Self {
             log: Some(Mutex::new(log)),
-            journal: None,
+            ..Self::default()
         }
     }
 
@@ -68,7 +74,33 @@ impl Persistence {
             return Ok(());
         };
         let mut j = j.lock().unwrap_or_else(|p| p.into_inner());
-        j.write_line(line).map_err(store_err)
+        j.write_line(line).map_err(store_err)?;
+        self.journal_growth
+            .fetch_add(line.len() as u64 + 1, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Rewrites the journal with the live messages when it has grown past
+    /// `limit` bytes. Called with the state locked, so nothing is appended
+    /// meanwhile; a crash during the rewrite leaves the old file (the new
+    /// one replaces it by rename).
+    pub fn maybe_compact_journal(&self, store: &QueueStore, limit: u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let Some(j) = &self.journal else {
+            return;
+        };
+        if self.journal_growth.load(Relaxed) < limit {
+            return;
+        }
+        let mut j = j.lock().unwrap_or_else(|p| p.into_inner());
+        let path = j.path().to_path_buf();
+        match write_messages(&path, store).and_then(|()| log_file::open_append(&path)) {
+            Ok(fresh) => {
+                *j = fresh;
+                self.journal_growth.store(0, Relaxed);
+            }
+            Err(e) => tracing::error!("message journal compaction failed: {}", e.kind()),
+        }
     }
 
     /// A message was stored.
