@@ -160,7 +160,24 @@ pub struct Sub {
 pub struct State {
     pub store: QueueStore,
     pub subs: HashMap<Id, Sub>,
+    /// Notifier ID → the connection subscribed with NSUB (a push server).
+    pub ntf_subs: HashMap<Id, Arc<ClientRef>>,
+    /// Notifications for notifiers nobody subscribes yet (newest kept).
+    pub ntf_pending: HashMap<Id, std::collections::VecDeque<PendingNtf>>,
 }
+
+/// A sealed `NMSG` waiting for its notifier to subscribe.
+#[derive(Debug, Clone)]
+pub struct PendingNtf {
+    pub ts: i64,
+    pub nonce: [u8; 24],
+    pub enc_meta: Vec<u8>,
+}
+
+/// Notifications kept per notifier while nobody subscribes.
+pub const MAX_PENDING_NTFS: usize = 128;
+/// Undelivered notifications expire after `expire_ntfs_hours` (24).
+pub const NTF_TTL_SECS: i64 = 24 * 3600;
 
 /// Router-wide settings the command handler needs.
 #[derive(Debug, Clone)]
@@ -252,6 +269,7 @@ impl Router {
     pub fn client_gone(&self, client_id: u64) {
         let mut st = self.lock();
         st.subs.retain(|_, s| s.client.id != client_id);
+        st.ntf_subs.retain(|_, c| c.id != client_id);
     }
 
     /// Verifies and runs one decoded command transmission at version `v`
@@ -274,9 +292,9 @@ impl Router {
         o.out = match &t.command {
             Command::Ping => Out::Resp(Response::Pong),
             Command::New(n) => self.new_queue(conn, t, n, &mut o),
-            Command::Nkey(_) | Command::Ndel | Command::Nsub | Command::Nsubs | Command::Subs => {
-                err(ErrorType::Cmd(CommandError::Prohibited))
-            }
+            // Service subscriptions need service certificates, which are
+            // never requested here.
+            Command::Nsubs | Command::Subs => err(ErrorType::Cmd(CommandError::Prohibited)),
             Command::Rfwd(_) | Command::Prxy { .. } | Command::Pfwd { .. } => {
                 // Handled by the connection (async proxy work, relay layer).
                 err(ErrorType::Cmd(CommandError::Prohibited))
@@ -394,6 +412,16 @@ impl Router {
                 return err(e);
             }
             self.stats.queue_created();
+            let ntf_creds = match &n.ntf_creds {
+                Some(c) => match self.add_notifier(&mut st, &rid, c, o) {
+                    Ok((notifier_id, dh_key)) => Some(smp_core::smp::response::ServerNtfCreds {
+                        notifier_id,
+                        dh_key,
+                    }),
+                    Err(e) => return err(e),
+                },
+                None => None,
+            };
             if n.sub_mode == smp_core::smp::SubscriptionMode::Subscribe {
                 st.subs.insert(
                     rid.clone(),
@@ -411,7 +439,7 @@ impl Router {
                 queue_mode,
                 link_id: link.map(|l| l.link_id),
                 service_id: None,
-                ntf_creds: None,
+                ntf_creds,
             }));
         }
         err(ErrorType::Internal)
@@ -428,6 +456,7 @@ impl Router {
         let party = match &t.command {
             Command::Send { .. } | Command::Skey(_) => Party::Sender,
             Command::Lkey(_) | Command::Lget => Party::Link,
+            Command::Nsub => Party::Notifier,
             _ => Party::Recipient,
         };
         let mut guard = self.lock();
@@ -447,6 +476,10 @@ impl Router {
             },
             Command::Skey(k) | Command::Lkey(k) => Self::verify_with(conn, t, &[k]),
             Command::Lget => Ok(()),
+            Command::Nsub => match &rec.notifier {
+                Some(n) => Self::verify_with(conn, t, &[&n.notifier_key]),
+                None => Err(Self::dummy(conn, t)),
+            },
             _ => {
                 let keys: Vec<&PublicKey> = rec.recipient_keys.iter().collect();
                 Self::verify_with(conn, t, &keys)
@@ -477,6 +510,14 @@ impl Router {
             Command::Ldel => self.delete_link(st, &rid),
             Command::Rkey(keys) => self.set_recipient_keys(st, &rid, keys),
             Command::Off => self.suspend(st, &rid),
+            Command::Nkey(creds) => self.add_notifier(st, &rid, creds, o).map(|(nid, key)| {
+                Out::Resp(Response::Nid {
+                    notifier_id: nid,
+                    server_ntf_dh_key: key,
+                })
+            }),
+            Command::Ndel => self.delete_notifier(st, &rid, o),
+            Command::Nsub => self.subscribe_notifier(st, conn, &rid, o),
             Command::Del => self.delete(st, conn, &rid, o),
             Command::Que => Ok(Out::Resp(Response::Info(queue_info(st, &rid)))),
             _ => Err(ErrorType::Cmd(CommandError::Prohibited)),
@@ -547,6 +588,9 @@ impl Router {
                 self.stats.msg_sent();
                 self.persist
                     .maybe_compact_journal(&st.store, self.journal_compact_bytes);
+                if notification {
+                    self.notify(st, rid, &msg, o);
+                }
                 if was_empty
                     && let Some(sub) = st.subs.get_mut(rid)
                     && sub.delivered.is_none()
@@ -682,6 +726,141 @@ impl Router {
         }
     }
 
+    /// `NKEY` (and notifier credentials in `NEW`): new notifier ID and
+    /// server DH key each time; a previous notifier's subscriber is told.
+    fn add_notifier(
+        &self,
+        st: &mut State,
+        rid: &Id,
+        creds: &smp_core::smp::command::NewNtfCreds,
+        o: &mut Outcome,
+    ) -> Result<(Id, PublicKey), ErrorType> {
+        not_blocked(&st.store.get(rid).ok_or(auth_err())?.rec)?;
+        let server_dh = PrivateKey::generate(KeyAlgorithm::X25519);
+        let secret = server_dh
+            .dh(&creds.dh_key)
+            .map_err(|_| ErrorType::Internal)?;
+        for _ in 0..3 {
+            let nid = random_array::<ID_SIZE>().to_vec();
+            if st.store.id_used(&nid) {
+                continue;
+            }
+            let ntf = smp_core::smp::store_log::NtfCreds {
+                notifier_id: nid.clone(),
+                notifier_key: creds.auth_key.clone(),
+                rcv_ntf_dh_secret: *secret,
+                ntf_service_id: None,
+            };
+            self.persist.log(&StoreLogRecord::AddNotifier {
+                rid: rid.clone(),
+                creds: ntf.clone(),
+            })?;
+            self.drop_notifier_sub(st, rid, o);
+            st.store.set_notifier(rid, Some(ntf));
+            return Ok((nid, server_dh.public_key()));
+        }
+        Err(ErrorType::Internal)
+    }
+
+    /// Forgets the queue's current notifier subscription and pending
+    /// notifications; the push server is told the notifier is gone.
+    fn drop_notifier_sub(&self, st: &mut State, rid: &Id, o: &mut Outcome) {
+        let Some(n) = st.store.get(rid).and_then(|q| q.rec.notifier.as_ref()) else {
+            return;
+        };
+        let nid = n.notifier_id.clone();
+        st.ntf_pending.remove(&nid);
+        if let Some(c) = st.ntf_subs.remove(&nid) {
+            o.events.push((c, nid, Out::Resp(Response::Deld)));
+        }
+    }
+
+    fn delete_notifier(&self, st: &mut State, rid: &Id, o: &mut Outcome) -> Result<Out, ErrorType> {
+        let q = st.store.get(rid).ok_or(auth_err())?;
+        not_blocked(&q.rec)?;
+        if q.rec.notifier.is_some() {
+            self.persist
+                .log(&StoreLogRecord::DeleteNotifier { rid: rid.clone() })?;
+            self.drop_notifier_sub(st, rid, o);
+            st.store.set_notifier(rid, None);
+        }
+        Ok(Out::Resp(Response::Ok))
+    }
+
+    /// `NSUB`: one subscriber per notifier (the previous gets `END`);
+    /// notifications that waited are sent now.
+    fn subscribe_notifier(
+        &self,
+        st: &mut State,
+        conn: &Conn,
+        rid: &Id,
+        o: &mut Outcome,
+    ) -> Result<Out, ErrorType> {
+        let q = st.store.get(rid).ok_or(auth_err())?;
+        let nid = q
+            .rec
+            .notifier
+            .as_ref()
+            .ok_or(auth_err())?
+            .notifier_id
+            .clone();
+        if let Some(prev) = st.ntf_subs.insert(nid.clone(), conn.me.clone())
+            && prev.id != conn.me.id
+        {
+            o.events.push((prev, nid.clone(), Out::Resp(Response::End)));
+        }
+        let cutoff = now_secs() - NTF_TTL_SECS;
+        for n in st.ntf_pending.remove(&nid).unwrap_or_default() {
+            if n.ts >= cutoff {
+                o.events.push((
+                    conn.me.clone(),
+                    nid.clone(),
+                    Out::Resp(Response::Nmsg {
+                        nonce: n.nonce,
+                        enc_meta: n.enc_meta,
+                    }),
+                ));
+            }
+        }
+        Ok(Out::Resp(Response::Sok(None)))
+    }
+
+    /// A message with the notification flag: `NMSG` to the push server
+    /// (its ID and time sealed for the recipient's notification key).
+    fn notify(&self, st: &mut State, rid: &Id, msg: &StoredMessage, o: &mut Outcome) {
+        let Some(n) = st.store.get(rid).and_then(|q| q.rec.notifier.as_ref()) else {
+            return;
+        };
+        let nonce = random_array::<24>();
+        let Ok(enc_meta) = smp_core::smp::message::encrypt_ntf_meta(
+            &n.rcv_ntf_dh_secret,
+            &CbNonce(nonce),
+            store::msg_id(msg),
+            store::msg_ts(msg),
+        ) else {
+            return;
+        };
+        let nid = n.notifier_id.clone();
+        match st.ntf_subs.get(&nid) {
+            Some(c) => o.events.push((
+                c.clone(),
+                nid,
+                Out::Resp(Response::Nmsg { nonce, enc_meta }),
+            )),
+            None => {
+                let pending = st.ntf_pending.entry(nid).or_default();
+                if pending.len() >= MAX_PENDING_NTFS {
+                    pending.pop_front();
+                }
+                pending.push_back(PendingNtf {
+                    ts: store::msg_ts(msg),
+                    nonce,
+                    enc_meta,
+                });
+            }
+        }
+    }
+
     fn set_link(
         &self,
         st: &mut State,
@@ -766,7 +945,15 @@ impl Router {
     ) -> Result<Out, ErrorType> {
         self.persist
             .log(&StoreLogRecord::DeleteQueue { rid: rid.clone() })?;
-        st.store.delete(rid);
+        if let Some(q) = st.store.delete(rid)
+            && let Some(n) = &q.rec.notifier
+        {
+            st.ntf_pending.remove(&n.notifier_id);
+            if let Some(c) = st.ntf_subs.remove(&n.notifier_id) {
+                o.events
+                    .push((c, n.notifier_id.clone(), Out::Resp(Response::Deld)));
+            }
+        }
         self.persist.delete_queue(rid);
         self.stats.queue_deleted();
         conn.gets.remove(rid);

@@ -210,13 +210,16 @@ pub fn apply(store: &mut QueueStore, r: StoreLogRecord) -> Result<(), &'static s
             Ok(())
         }
         StoreLogRecord::AddNotifier { rid, creds } => {
-            let qu = store.get_mut(&rid).ok_or("no queue")?;
-            qu.rec.notifier = Some(creds);
-            Ok(())
+            store.get(&rid).ok_or("no queue")?;
+            if store.set_notifier(&rid, Some(creds)) {
+                Ok(())
+            } else {
+                Err("duplicate notifier id")
+            }
         }
         StoreLogRecord::DeleteNotifier { rid } => {
-            let qu = store.get_mut(&rid).ok_or("no queue")?;
-            qu.rec.notifier = None;
+            store.get(&rid).ok_or("no queue")?;
+            store.set_notifier(&rid, None);
             Ok(())
         }
         StoreLogRecord::SuspendQueue { rid } => {

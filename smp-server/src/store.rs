@@ -169,6 +169,31 @@ impl QueueStore {
         }
     }
 
+    /// Sets or removes a queue's notifier credentials (index kept in step);
+    /// `false` if the new notifier ID is taken.
+    pub fn set_notifier(
+        &mut self,
+        rid: &[u8],
+        creds: Option<smp_core::smp::store_log::NtfCreds>,
+    ) -> bool {
+        if let Some(c) = &creds
+            && self.id_used(&c.notifier_id)
+        {
+            return false;
+        }
+        let Some(q) = self.queues.get_mut(rid) else {
+            return false;
+        };
+        if let Some(old) = q.rec.notifier.take() {
+            self.notifiers.remove(&old.notifier_id);
+        }
+        if let Some(c) = creds {
+            self.notifiers.insert(c.notifier_id.clone(), rid.to_vec());
+            q.rec.notifier = Some(c);
+        }
+        true
+    }
+
     /// Appends a message unless the queue is full (`writeMsg`): the
     /// 129th message is refused and a quota marker carrying its ID and time
     /// is queued instead; the queue stays closed until it is empty.

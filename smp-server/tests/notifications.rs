@@ -1,0 +1,166 @@
+//! Push notifications as the official notification server uses them:
+//! NKEY/NID, NSUB by the notifier key, NMSG for messages sent with the
+//! notification flag (sealed for the recipient), NDEL, and notifier
+//! credentials in a v17 NEW.
+
+mod support;
+
+use smp_core::crypto::keys::{KeyAlgorithm, PrivateKey};
+use smp_core::crypto::secretbox::CbNonce;
+use smp_core::smp::command::{NewNtfCreds, NewQueue, SubscriptionMode};
+use smp_core::smp::message::decrypt_ntf_meta;
+use smp_core::smp::{Command, ErrorType, QueueReqData, Response};
+use support::*;
+
+struct NtfKeys {
+    auth: PrivateKey,
+    dh: PrivateKey,
+}
+
+impl NtfKeys {
+    fn new() -> Self {
+        Self {
+            auth: PrivateKey::generate(KeyAlgorithm::Ed25519),
+            dh: PrivateKey::generate(KeyAlgorithm::X25519),
+        }
+    }
+    fn creds(&self) -> NewNtfCreds {
+        NewNtfCreds {
+            auth_key: self.auth.public_key(),
+            dh_key: self.dh.public_key(),
+        }
+    }
+}
+
+fn send_flagged(body: &[u8]) -> Command {
+    Command::Send {
+        notification: true,
+        body: body.to_vec(),
+    }
+}
+
+#[tokio::test]
+async fn nkey_nsub_nmsg_ndel() {
+    let env = Env::new();
+    let srv = env.start().await;
+    let mut rcv = env.client(&srv, 18).await;
+    let q = rcv.new_queue().await;
+    let keys = NtfKeys::new();
+    let Ok(Response::Nid {
+        notifier_id,
+        server_ntf_dh_key,
+    }) = rcv.rcv(&q, &Command::Nkey(keys.creds())).await
+    else {
+        panic!("NKEY answers NID")
+    };
+    let secret = keys.dh.dh(&server_ntf_dh_key).unwrap();
+    // The push server subscribes with the notifier key (a wrong key is AUTH).
+    let mut push = env.client(&srv, 18).await;
+    let wrong = PrivateKey::generate(KeyAlgorithm::Ed25519);
+    assert_eq!(
+        push.cmd(&notifier_id, &Command::Nsub, Some(&wrong)).await,
+        Err(ErrorType::Auth)
+    );
+    assert_eq!(
+        push.cmd(&notifier_id, &Command::Nsub, Some(&keys.auth))
+            .await,
+        Ok(Response::Sok(None))
+    );
+    // A message with the flag: NMSG with its ID and time; without: nothing.
+    let mut snd = env.client(&srv, 18).await;
+    assert_eq!(
+        snd.cmd(&q.ids.snd_id, &send_flagged(b"ping me"), None)
+            .await,
+        Ok(Response::Ok)
+    );
+    let ev = push.recv().await;
+    assert_eq!(ev[0].entity_id, notifier_id);
+    let Ok(Response::Nmsg { nonce, enc_meta }) = &ev[0].response else {
+        panic!("{:?}", ev[0].response)
+    };
+    let (msg_id, ts) = decrypt_ntf_meta(&secret, &CbNonce(*nonce), enc_meta).unwrap();
+    let r = rcv.rcv(&q, &Command::Get).await.unwrap();
+    let (id, m) = open_msg(&q, &r);
+    assert_eq!(msg_id, id);
+    let smp_core::smp::message::RcvMsgBody::Message { ts: msg_ts, .. } = m else {
+        panic!()
+    };
+    assert_eq!(ts, msg_ts);
+    assert_eq!(rcv.rcv(&q, &Command::Ack(id)).await, Ok(Response::Ok));
+    assert_eq!(snd.snd(&q, b"quiet").await, Ok(Response::Ok));
+    assert_eq!(
+        push.cmd(b"", &Command::Ping, None).await,
+        Ok(Response::Pong),
+        "no NMSG came"
+    );
+    // NDEL: the push server hears the notifier is gone; NSUB is then AUTH.
+    assert_eq!(rcv.rcv(&q, &Command::Ndel).await, Ok(Response::Ok));
+    let ev = push.recv().await;
+    assert_eq!(ev[0].response, Ok(Response::Deld));
+    assert_eq!(
+        push.cmd(&notifier_id, &Command::Nsub, Some(&keys.auth))
+            .await,
+        Err(ErrorType::Auth)
+    );
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn notifications_wait_for_the_subscriber_and_notifiers_survive_a_restart() {
+    let env = Env::new();
+    let srv = smp_server::app::start(env.persistent_settings())
+        .await
+        .unwrap();
+    let mut c = env.client(&srv, 17).await;
+    // Notifier credentials right in NEW (v17).
+    let rk = PrivateKey::generate(KeyAlgorithm::Ed25519);
+    let dh = PrivateKey::generate(KeyAlgorithm::X25519);
+    let keys = NtfKeys::new();
+    let new = Command::New(NewQueue {
+        rcv_auth_key: rk.public_key(),
+        rcv_dh_key: dh.public_key(),
+        basic_auth: None,
+        sub_mode: SubscriptionMode::OnlyCreate,
+        queue_req_data: Some(QueueReqData::Messaging(None)),
+        ntf_creds: Some(keys.creds()),
+    });
+    let Ok(Response::Ids(ids)) = c.cmd(b"", &new, Some(&rk)).await else {
+        panic!("IDS")
+    };
+    let ntf = ids.ntf_creds.expect("IDS carries the notifier");
+    // Sent before anyone subscribes: delivered right after NSUB.
+    assert_eq!(
+        c.cmd(&ids.snd_id, &send_flagged(b"early"), None).await,
+        Ok(Response::Ok)
+    );
+    let mut first = env.client(&srv, 18).await;
+    let t = first.encode(&corr(), &ntf.notifier_id, &Command::Nsub, Some(&keys.auth));
+    first.send(&[t]).await;
+    // SOK, then the waiting NMSG (possibly packed into the same block).
+    let mut got = Vec::new();
+    while got.len() < 2 {
+        got.extend(first.recv().await.into_iter().map(|r| r.response.unwrap()));
+    }
+    assert_eq!(got[0], Response::Sok(None));
+    assert!(matches!(got[1], Response::Nmsg { .. }), "{:?}", got[1]);
+    drop((c, first));
+    srv.stop().await;
+    // The notifier survives a restart (store log).
+    let srv = smp_server::app::start(env.persistent_settings())
+        .await
+        .unwrap();
+    let mut push = env.client(&srv, 18).await;
+    assert_eq!(
+        push.cmd(&ntf.notifier_id, &Command::Nsub, Some(&keys.auth))
+            .await,
+        Ok(Response::Sok(None))
+    );
+    let mut c = env.client(&srv, 18).await;
+    assert_eq!(
+        c.cmd(&ids.snd_id, &send_flagged(b"late"), None).await,
+        Ok(Response::Ok)
+    );
+    let ev = push.recv().await;
+    assert!(matches!(ev[0].response, Ok(Response::Nmsg { .. })));
+    srv.stop().await;
+}
