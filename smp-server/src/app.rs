@@ -44,6 +44,8 @@ pub struct Settings {
     pub store_log: Option<PathBuf>,
     /// Message journal (`smp-server-messages.log`); `None`: memory only.
     pub messages: Option<PathBuf>,
+    /// Undelivered notifications saved at stop (`smp-server-ntfs.log`).
+    pub ntfs: Option<PathBuf>,
     pub allow_new_queues: bool,
     pub create_password: Option<Zeroizing<Vec<u8>>>,
     pub msg_ttl: Option<Duration>,
@@ -69,6 +71,7 @@ impl Settings {
             listen: vec![listen],
             store_log: None,
             messages: None,
+            ntfs: None,
             allow_new_queues: true,
             create_password: None,
             msg_ttl: Some(DEFAULT_MSG_TTL),
@@ -92,6 +95,7 @@ pub struct RunningServer {
     shutdown: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
     messages: Option<PathBuf>,
+    ntfs: Option<PathBuf>,
     stats_file: Option<PathBuf>,
 }
 
@@ -111,6 +115,11 @@ impl RunningServer {
             && let Err(e) = persist::write_messages(path, &st.store)
         {
             tracing::error!("could not save messages: {}", e.kind());
+        }
+        if let Some(path) = &self.ntfs
+            && let Err(e) = persist::write_ntfs(path, &st.ntf_pending)
+        {
+            tracing::error!("could not save notifications: {}", e.kind());
         }
         drop(st);
         self.router.persist.sync();
@@ -143,6 +152,11 @@ pub async fn start(settings: Settings) -> Result<RunningServer, StartError> {
         let (journal, n) = MessageJournal::open(path, &mut state.store)?;
         tracing::info!("restored {n} messages");
         persistence.set_journal(journal);
+    }
+    if let Some(path) = &settings.ntfs {
+        let cutoff = crate::handler::now_secs() - crate::handler::NTF_TTL_SECS;
+        let n = persist::read_ntfs(path, &state.store, cutoff, &mut state.ntf_pending)?;
+        tracing::info!("restored {n} notifications");
     }
     let stats = Stats::default();
     if let Some(path) = &settings.stats_file
@@ -229,6 +243,7 @@ pub async fn start(settings: Settings) -> Result<RunningServer, StartError> {
         shutdown,
         tasks,
         messages: settings.messages.clone(),
+        ntfs: settings.ntfs.clone(),
         stats_file: settings.stats_file.clone(),
     })
 }
@@ -285,6 +300,9 @@ impl Settings {
         s.messages = c
             .restore_messages
             .then(|| cfg.paths.log(persist::MESSAGES_FILE));
+        s.ntfs = c
+            .restore_messages
+            .then(|| cfg.paths.log(persist::NTFS_FILE));
         s.allow_new_queues = c.new_queues;
         s.create_password = c.create_password.clone();
         s.msg_ttl = Some(Duration::from_secs(

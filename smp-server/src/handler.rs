@@ -169,6 +169,7 @@ pub struct State {
 /// A sealed `NMSG` waiting for its notifier to subscribe.
 #[derive(Debug, Clone)]
 pub struct PendingNtf {
+    pub msg_id: Vec<u8>,
     pub ts: i64,
     pub nonce: [u8; 24],
     pub enc_meta: Vec<u8>,
@@ -853,6 +854,7 @@ impl Router {
                     pending.pop_front();
                 }
                 pending.push_back(PendingNtf {
+                    msg_id: store::msg_id(msg).to_vec(),
                     ts: store::msg_ts(msg),
                     nonce,
                     enc_meta,

@@ -22,6 +22,8 @@ use crate::store::{Id, Queue, QueueStore};
 pub const STORE_LOG_FILE: &str = "smp-server-store.log";
 /// The memory message store's export, written at shutdown.
 pub const MESSAGES_FILE: &str = "smp-server-messages.log";
+/// Notifications not yet delivered, written at shutdown.
+pub const NTFS_FILE: &str = "smp-server-ntfs.log";
 
 #[derive(Debug, Default)]
 pub struct Persistence {
@@ -380,4 +382,104 @@ pub fn write_messages(path: &Path, store: &QueueStore) -> io::Result<()> {
     drop(f);
     fs::rename(&tmp, path)?;
     log_file::sync_parent(path)
+}
+
+/// Notifications waiting for their push server, by notifier ID.
+pub type PendingNtfs =
+    std::collections::HashMap<Id, std::collections::VecDeque<crate::handler::PendingNtf>>;
+
+/// `v1 <notifierId> <msgId> <ts> <nonce> <encMeta>` (the reference's
+/// `NLRv1`), base64url fields, oldest first.
+fn ntf_line(nid: &[u8], n: &crate::handler::PendingNtf) -> String {
+    use smp_core::encoding::string::b64_encode;
+    format!(
+        "v1 {} {} {} {} {}",
+        b64_encode(nid),
+        b64_encode(&n.msg_id),
+        n.ts,
+        b64_encode(&n.nonce),
+        b64_encode(&n.enc_meta)
+    )
+}
+
+fn parse_ntf_line(line: &str) -> Option<(Id, crate::handler::PendingNtf)> {
+    use smp_core::encoding::string::b64_decode;
+    let mut w = line.split(' ');
+    if w.next()? != "v1" {
+        return None;
+    }
+    let nid = b64_decode(w.next()?).ok()?;
+    let msg_id = b64_decode(w.next()?).ok()?;
+    let ts = w.next()?.parse().ok()?;
+    let nonce = <[u8; 24]>::try_from(b64_decode(w.next()?).ok()?.as_slice()).ok()?;
+    let enc_meta = b64_decode(w.next()?).ok()?;
+    if w.next().is_some() {
+        return None;
+    }
+    Some((
+        nid,
+        crate::handler::PendingNtf {
+            msg_id,
+            ts,
+            nonce,
+            enc_meta,
+        },
+    ))
+}
+
+/// Saves undelivered notifications (clean stop), atomically.
+pub fn write_ntfs(path: &Path, ntfs: &PendingNtfs) -> io::Result<()> {
+    let mut text = String::new();
+    let mut ids: Vec<&Id> = ntfs.keys().collect();
+    ids.sort();
+    for nid in ids {
+        for n in &ntfs[nid] {
+            text.push_str(&ntf_line(nid, n));
+            text.push('\n');
+        }
+    }
+    let tmp: PathBuf = {
+        let mut s = path.as_os_str().to_owned();
+        s.push(".tmp");
+        s.into()
+    };
+    let mut f = File::create(&tmp)?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()?;
+    drop(f);
+    fs::rename(&tmp, path)?;
+    log_file::sync_parent(path)
+}
+
+/// Restores saved notifications for notifiers that still exist, dropping
+/// those older than `cutoff`; the file is kept as `.bak`, as the reference
+/// does. Returns how many were restored.
+pub fn read_ntfs(
+    path: &Path,
+    store: &QueueStore,
+    cutoff: i64,
+    into: &mut PendingNtfs,
+) -> io::Result<usize> {
+    if !path.exists() {
+        return Ok(0);
+    }
+    let mut n = 0;
+    for line in BufReader::new(File::open(path)?).lines() {
+        let line = line?;
+        match parse_ntf_line(&line) {
+            Some((nid, ntf))
+                if ntf.ts >= cutoff
+                    && store.resolve(crate::store::Party::Notifier, &nid).is_some() =>
+            {
+                into.entry(nid).or_default().push_back(ntf);
+                n += 1;
+            }
+            Some(_) => {}
+            None => tracing::warn!("notifications file: a line did not parse"),
+        }
+    }
+    let mut bak = path.as_os_str().to_owned();
+    bak.push(".bak");
+    fs::rename(path, PathBuf::from(bak))?;
+    Ok(n)
 }

@@ -143,18 +143,32 @@ async fn notifications_wait_for_the_subscriber_and_notifiers_survive_a_restart()
     }
     assert_eq!(got[0], Response::Sok(None));
     assert!(matches!(got[1], Response::Nmsg { .. }), "{:?}", got[1]);
-    drop((c, first));
+    drop(first);
+    // One more waits while nobody subscribes: saved at stop in the
+    // reference's `smp-server-ntfs.log` format and sent after the restart.
+    assert_eq!(
+        c.cmd(&ids.snd_id, &send_flagged(b"saved"), None).await,
+        Ok(Response::Ok)
+    );
+    drop(c);
     srv.stop().await;
-    // The notifier survives a restart (store log).
+    let saved = std::fs::read_to_string(env.dir.path().join("smp-server-ntfs.log")).unwrap();
+    assert_eq!(saved.lines().count(), 1);
+    let nid_b64 = smp_core::encoding::string::b64_encode(&ntf.notifier_id);
+    assert!(saved.starts_with(&format!("v1 {nid_b64} ")), "{saved}");
+    // The notifier survives a restart (store log), and so does the waiting NMSG.
     let srv = smp_server::app::start(env.persistent_settings())
         .await
         .unwrap();
     let mut push = env.client(&srv, 18).await;
-    assert_eq!(
-        push.cmd(&ntf.notifier_id, &Command::Nsub, Some(&keys.auth))
-            .await,
-        Ok(Response::Sok(None))
-    );
+    let t = push.encode(&corr(), &ntf.notifier_id, &Command::Nsub, Some(&keys.auth));
+    push.send(&[t]).await;
+    let mut got = Vec::new();
+    while got.len() < 2 {
+        got.extend(push.recv().await.into_iter().map(|r| r.response.unwrap()));
+    }
+    assert_eq!(got[0], Response::Sok(None));
+    assert!(matches!(got[1], Response::Nmsg { .. }), "{:?}", got[1]);
     let mut c = env.client(&srv, 18).await;
     assert_eq!(
         c.cmd(&ids.snd_id, &send_flagged(b"late"), None).await,

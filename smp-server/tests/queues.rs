@@ -313,14 +313,17 @@ async fn contact_queue_links_via_lset_and_lget() {
 }
 
 #[tokio::test]
-async fn notifier_commands_answer_a_clean_error() {
+async fn service_subscriptions_answer_a_clean_error() {
     let env = Env::new();
     let srv = env.start().await;
     let mut c = env.client(&srv, 18).await;
     let q = c.new_queue().await;
-    assert_eq!(
-        c.rcv(&q, &Command::Ndel).await,
-        Err(ErrorType::Cmd(CommandError::Prohibited))
-    );
+    // No service certificates here: SUBS/NSUBS cannot be served.
+    for cmd in [Command::Subs, Command::Nsubs] {
+        assert_eq!(
+            c.rcv(&q, &cmd).await,
+            Err(ErrorType::Cmd(CommandError::Prohibited))
+        );
+    }
     srv.stop().await;
 }

@@ -56,6 +56,7 @@ impl Env {
         let mut s = self.settings();
         s.store_log = Some(self.store_log());
         s.messages = Some(self.messages());
+        s.ntfs = Some(self.dir.path().join("smp-server-ntfs.log"));
         s
     }
 
