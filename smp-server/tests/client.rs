@@ -179,3 +179,73 @@ async fn reconnects_and_resubscribes_after_a_restart() {
     );
     srv.stop().await;
 }
+
+#[tokio::test]
+async fn one_pooled_connection_per_router() {
+    use smp_core::client::smp::SmpClientPool;
+    let (e1, e2) = (Env::new(), Env::new());
+    let (r1, r2) = (e1.start().await, e2.start().await);
+    let at = |env: &Env, srv: &smp_server::app::RunningServer| {
+        let fp = smp_core::encoding::string::b64_encode(&env.key_hash());
+        ServerAddress::parse(&format!("smp://{fp}@127.0.0.1:{}", srv.addr().port())).unwrap()
+    };
+    let (a1, a2) = (at(&e1, &r1), at(&e2, &r2));
+    let (pool, mut events) = SmpClientPool::new(SmpClientOptions::default());
+    let c1 = pool.client(&a1).await.unwrap();
+    let q1 = c1
+        .create_queue(&CreateQueueOptions::default())
+        .await
+        .unwrap();
+    let q2 = pool
+        .client(&a1)
+        .await
+        .unwrap()
+        .create_queue(&CreateQueueOptions::default())
+        .await
+        .unwrap();
+    assert!(pool.client(&a1).await.unwrap().same_connection(&c1));
+    let c2 = pool.client(&a2).await.unwrap();
+    assert!(!c2.same_connection(&c1));
+    assert_eq!(pool.open_connections().await, 2);
+    assert_eq!(
+        r1.router.connections_seen(),
+        1,
+        "both queues on one connection"
+    );
+    // Events carry their router.
+    c2.send(&q1.snd_id, None, false, b"x").await.unwrap_err();
+    pool.client(&a1)
+        .await
+        .unwrap()
+        .send(&q2.snd_id, None, false, b"to q2")
+        .await
+        .unwrap();
+    let (from, ev) = tokio::time::timeout(PATIENCE, events.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(from, a1);
+    let SmpEvent::Server { entity_id, .. } = ev else {
+        panic!("{ev:?}")
+    };
+    assert_eq!(entity_id, q2.rcv_id);
+    // A router that went away is dialled again on the next use.
+    r1.stop().await;
+    let mut s = e1.settings();
+    s.listen = vec![a1_socket(&a1)];
+    let r1 = smp_server::app::start(s).await.unwrap();
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while !c1.is_closed() {
+        assert!(std::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let again = pool.client(&a1).await.unwrap();
+    assert!(!again.same_connection(&c1));
+    again.ping().await.unwrap();
+    r1.stop().await;
+    r2.stop().await;
+}
+
+fn a1_socket(a: &ServerAddress) -> std::net::SocketAddr {
+    std::net::SocketAddr::from(([127, 0, 0, 1], a.effective_port()))
+}

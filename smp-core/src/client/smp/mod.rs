@@ -14,6 +14,7 @@
 
 mod connection;
 mod error;
+mod pool;
 mod proxy;
 mod reconnect;
 #[cfg(test)]
@@ -44,6 +45,7 @@ use crate::tls::{ALPN_SMP, SessionId};
 
 pub use crate::client::xftp::Backoff;
 pub use error::{SmpClientError, TimeoutKind};
+pub use pool::{PoolEvents, SmpClientPool};
 pub use proxy::ProxiedRelay;
 pub use reconnect::ReconnectingSmpClient;
 
