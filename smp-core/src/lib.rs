@@ -20,6 +20,8 @@ pub mod file;
 pub mod ini;
 #[cfg(feature = "std")]
 pub mod log_file;
+#[cfg(feature = "std")]
+pub mod metrics_http;
 pub mod smp;
 #[cfg(feature = "std")]
 pub mod tls;

@@ -230,11 +230,15 @@ pub async fn start(settings: Settings) -> Result<RunningServer, StartError> {
     if let Some(l) = settings.metrics_listen {
         let listener = TcpListener::bind(l).await?;
         metrics_addr = Some(listener.local_addr()?);
-        tasks.push(tokio::spawn(crate::metrics::serve(
-            listener,
-            router.clone(),
-            shutdown.clone(),
-        )));
+        let (r, s) = (router.clone(), shutdown.clone());
+        tasks.push(tokio::spawn(async move {
+            smp_core::metrics_http::serve(
+                listener,
+                move || r.stats.prometheus(),
+                s.cancelled_owned(),
+            )
+            .await
+        }));
     }
     Ok(RunningServer {
         addrs,

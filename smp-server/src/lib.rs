@@ -6,7 +6,6 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod handler;
-pub mod metrics;
 pub mod persist;
 pub mod proxy;
 pub mod session;

@@ -206,7 +206,7 @@ async fn metrics_endpoint_serves_the_counters() {
         .await
         .unwrap();
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    sock.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+    sock.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         .await
         .unwrap();
     let mut body = String::new();

@@ -261,11 +261,11 @@ pub async fn start(settings: Settings) -> Result<RunningServer, StartError> {
     if let Some(listen) = settings.metrics_listen {
         let listener = TcpListener::bind(listen).await?;
         metrics_addr = Some(listener.local_addr()?);
-        tasks.push(tokio::spawn(metrics_endpoint(
-            listener,
-            handler.clone(),
-            shutdown.clone(),
-        )));
+        let (h, s) = (handler.clone(), shutdown.clone());
+        tasks.push(tokio::spawn(async move {
+            smp_core::metrics_http::serve(listener, move || metrics_text(&h), s.cancelled_owned())
+                .await
+        }));
     }
     let mut control_addr = None;
     if let Some(cp) = settings.control.clone() {
@@ -337,49 +337,6 @@ fn metrics_text(handler: &Handler) -> String {
         env!("CARGO_PKG_VERSION"),
         rts.as_deref(),
     )
-}
-
-/// Plain HTTP/1.1 `GET /metrics` with the Prometheus text, for scrapers.
-async fn metrics_endpoint(
-    listener: TcpListener,
-    handler: Arc<Handler>,
-    shutdown: CancellationToken,
-) {
-    use http_body_util::Full;
-    use hyper::body::Bytes;
-    loop {
-        let tcp = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            r = listener.accept() => match r {
-                Ok((tcp, _)) => tcp,
-                Err(_) => continue,
-            },
-        };
-        let handler = handler.clone();
-        tokio::spawn(async move {
-            let service =
-                hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                    let handler = handler.clone();
-                    async move {
-                        let found =
-                            req.method() == http::Method::GET && req.uri().path() == "/metrics";
-                        let (status, body) = if found {
-                            (http::StatusCode::OK, metrics_text(&handler))
-                        } else {
-                            (http::StatusCode::NOT_FOUND, "not found\n".to_string())
-                        };
-                        http::Response::builder()
-                            .status(status)
-                            .header("content-type", "text/plain; version=0.0.4")
-                            .body(Full::new(Bytes::from(body)))
-                    }
-                });
-            let io = hyper_util::rt::TokioIo::new(tcp);
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(io, service)
-                .await;
-        });
-    }
 }
 
 /// `xftp-server start`: serves until SIGTERM or SIGINT, then stops in order.

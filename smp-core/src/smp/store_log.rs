@@ -56,6 +56,13 @@ pub enum StoreLogError {
 
 type Result<T> = core::result::Result<T, StoreLogError>;
 
+/// A text line as written to a file: the line and its `\n`.
+fn terminated(line: String) -> Vec<u8> {
+    let mut v = line.into_bytes();
+    v.push(b'\n');
+    v
+}
+
 /// A queue's status (`ServerEntityStatus`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EntityStatus {
@@ -397,9 +404,7 @@ impl StoreLogRecord {
 
     /// The line with its `\n`, as appended to the file.
     pub fn encode_line(&self) -> Result<Vec<u8>> {
-        let mut v = self.encode()?.into_bytes();
-        v.push(b'\n');
-        Ok(v)
+        self.encode().map(terminated)
     }
 
     /// Parses one line (without its newline); the whole line must be used.
@@ -916,9 +921,7 @@ impl StoredMessage {
     /// The line with its `\n`, as appended to a journal file; its length is
     /// what the journal byte positions count.
     pub fn encode_line(&self) -> Result<Vec<u8>> {
-        let mut v = self.encode()?.into_bytes();
-        v.push(b'\n');
-        Ok(v)
+        self.encode().map(terminated)
     }
     /// Parses a journal line (without its newline). A missing `flags=` is
     /// read as no notification, as the reference does for old lines.
@@ -947,9 +950,7 @@ impl MsgLogRecord {
         Ok(s)
     }
     pub fn encode_line(&self) -> Result<Vec<u8>> {
-        let mut v = self.encode()?.into_bytes();
-        v.push(b'\n');
-        Ok(v)
+        self.encode().map(terminated)
     }
     pub fn parse(line: &[u8]) -> Result<Self> {
         let mut p = Parser::new(line);
