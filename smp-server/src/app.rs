@@ -183,6 +183,12 @@ pub async fn start(settings: Settings) -> Result<RunningServer, StartError> {
     let ctx = Arc::new(ServerCtx {
         router: router.clone(),
         identity: settings.identity.clone(),
+        cert_chain: settings
+            .identity
+            .chain()
+            .iter()
+            .map(|c| c.to_vec())
+            .collect(),
         proxy: Arc::new(ProxyAgent::new(settings.proxy.clone(), router.clone())),
         inactive_ttl: settings.inactive_ttl,
     });

@@ -4,7 +4,7 @@
 //! subscriptions change atomically. Message encryption for `MSG` happens
 //! after the lock is released.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -64,6 +64,9 @@ pub struct ClientRef {
     pub version: Version,
     pub session_id: Vec<u8>,
     pub outbox: Outbox,
+    /// Proxied commands (PRXY/PFWD) this client may have in flight
+    /// (`client_concurrency`).
+    pub proxy_slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl ClientRef {
@@ -956,7 +959,6 @@ impl Router {
                     .push((c, n.notifier_id.clone(), Out::Resp(Response::Deld)));
             }
         }
-        self.persist.delete_queue(rid);
         self.stats.queue_deleted();
         conn.gets.remove(rid);
         if let Some(s) = st.subs.remove(rid)
@@ -1054,14 +1056,10 @@ impl Router {
         n
     }
 
-    /// Queue IDs this client subscribes (for tests and the control port).
-    pub fn subscribed_by(&self, client_id: u64) -> HashSet<Id> {
-        self.lock()
-            .subs
-            .iter()
-            .filter(|(_, s)| s.client.id == client_id)
-            .map(|(k, _)| k.clone())
-            .collect()
+    /// Whether this client subscribes any queue (an idle connection
+    /// without subscriptions may be closed).
+    pub fn has_subscriptions(&self, client_id: u64) -> bool {
+        self.lock().subs.values().any(|s| s.client.id == client_id)
     }
 }
 

@@ -127,10 +127,6 @@ impl Persistence {
         self.journal(ack_line(rid, id).as_bytes())
     }
 
-    /// The queue is gone; its journaled messages are dropped by the
-    /// `DELETE` record at replay.
-    pub fn delete_queue(&self, _rid: &[u8]) {}
-
     /// After expiry: records the queue's remaining head.
     pub fn rewrite_queue(&self, rid: &[u8], q: &Queue) {
         if self.journal.is_none() {

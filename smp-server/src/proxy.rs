@@ -23,7 +23,6 @@ use smp_core::smp::proxy::{
 };
 use smp_core::smp::version::{SENDING_PROXY_VERSION, SUPPORTED_RANGE, Version};
 use smp_core::smp::{Command, ErrorType, Response};
-use tokio::sync::Semaphore;
 
 use crate::handler::{ClientRef, Router};
 
@@ -51,7 +50,6 @@ pub struct ProxyAgent {
     relays: tokio::sync::Mutex<HashMap<String, Arc<Relay>>>,
     /// By proxy–relay session ID (the `PFWD` entity).
     sessions: Mutex<HashMap<Vec<u8>, Arc<Relay>>>,
-    slots: Mutex<HashMap<u64, Arc<Semaphore>>>,
 }
 
 fn proxy_err(e: ProxyError) -> Response {
@@ -93,7 +91,6 @@ impl ProxyAgent {
             router,
             relays: Default::default(),
             sessions: Default::default(),
-            slots: Default::default(),
         }
     }
 
@@ -109,16 +106,6 @@ impl ProxyAgent {
         }
     }
 
-    fn slots(&self, client: u64) -> Arc<Semaphore> {
-        let mut m = self.slots.lock().unwrap_or_else(|p| p.into_inner());
-        m.retain(|_, s| {
-            Arc::strong_count(s) > 1 || s.available_permits() < DEFAULT_CLIENT_CONCURRENCY
-        });
-        m.entry(client)
-            .or_insert_with(|| Arc::new(Semaphore::new(DEFAULT_CLIENT_CONCURRENCY)))
-            .clone()
-    }
-
     /// `PRXY`: answered with `PKEY` once the relay session exists.
     pub fn spawn_prxy(
         self: Arc<Self>,
@@ -127,9 +114,8 @@ impl ProxyAgent {
         server: RelayServer,
         auth: Option<BasicAuth>,
     ) {
-        let slots = self.slots(me.id);
         tokio::spawn(async move {
-            let Ok(_permit) = slots.acquire().await else {
+            let Ok(_permit) = me.proxy_slots.clone().acquire_owned().await else {
                 return;
             };
             let r = self.prxy(&server, auth.as_ref()).await;
@@ -218,9 +204,8 @@ impl ProxyAgent {
         key: PublicKey,
         et: Vec<u8>,
     ) {
-        let slots = self.slots(me.id);
         tokio::spawn(async move {
-            let Ok(_permit) = slots.acquire().await else {
+            let Ok(_permit) = me.proxy_slots.clone().acquire_owned().await else {
                 return;
             };
             let r = self.pfwd(&corr, &entity, v, key, et).await;

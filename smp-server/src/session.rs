@@ -35,15 +35,11 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(120);
 pub struct ServerCtx {
     pub router: Arc<Router>,
     pub identity: ServerIdentity,
+    /// The identity's chain as DER, for every server hello.
+    pub cert_chain: Vec<Vec<u8>>,
     pub proxy: Arc<ProxyAgent>,
     /// Close connections idle this long that subscribe nothing.
     pub inactive_ttl: Option<Duration>,
-}
-
-impl ServerCtx {
-    fn chain(&self) -> Vec<Vec<u8>> {
-        self.identity.chain().iter().map(|c| c.to_vec()).collect()
-    }
 }
 
 /// Runs a connection whose TLS handshake is done, until it closes.
@@ -65,7 +61,7 @@ where
     let auth_pub_key = if version::has_auth_keys(offered.max()) {
         match sign_session_key(&server_key.public_key(), ctx.identity.leaf_key()) {
             Ok(signed) => Some(CertChainPubKey {
-                cert_chain: ctx.chain(),
+                cert_chain: ctx.cert_chain.clone(),
                 signed_pub_key: signed,
             }),
             Err(_) => return,
@@ -129,6 +125,9 @@ where
         version: v,
         session_id: session_id.clone(),
         outbox: tx,
+        proxy_slots: Arc::new(tokio::sync::Semaphore::new(
+            crate::proxy::DEFAULT_CLIENT_CONCURRENCY,
+        )),
     });
     // From v8 everything waiting is packed together; v6/v7 sessions keep
     // each group (a block's responses, or one event) in blocks of its own,
@@ -178,7 +177,7 @@ where
             Ok(_) => break,
             Err(_) => {
                 // `[INACTIVE_CLIENTS]`: only connections without subscriptions.
-                if ctx.router.subscribed_by(me.id).is_empty() {
+                if !ctx.router.has_subscriptions(me.id) {
                     break;
                 }
                 continue;
