@@ -1056,10 +1056,13 @@ impl Router {
         n
     }
 
-    /// Whether this client subscribes any queue (an idle connection
-    /// without subscriptions may be closed).
+    /// Whether this client subscribes any queue or notifier (an idle
+    /// connection without subscriptions may be closed; a push server's
+    /// connection holds only notifier subscriptions).
     pub fn has_subscriptions(&self, client_id: u64) -> bool {
-        self.lock().subs.values().any(|s| s.client.id == client_id)
+        let st = self.lock();
+        st.subs.values().any(|s| s.client.id == client_id)
+            || st.ntf_subs.values().any(|c| c.id == client_id)
     }
 }
 

@@ -178,3 +178,46 @@ async fn notifications_wait_for_the_subscriber_and_notifiers_survive_a_restart()
     assert!(matches!(ev[0].response, Ok(Response::Nmsg { .. })));
     srv.stop().await;
 }
+
+#[tokio::test]
+async fn idle_connections_close_unless_they_subscribe_something() {
+    let env = Env::new();
+    let mut s = env.settings();
+    s.inactive_ttl = Some(std::time::Duration::from_millis(300));
+    let srv = smp_server::app::start(s).await.unwrap();
+    let mut rcv = env.client(&srv, 18).await;
+    let q = rcv.new_queue().await;
+    let keys = NtfKeys::new();
+    let Ok(Response::Nid { notifier_id, .. }) = rcv.rcv(&q, &Command::Nkey(keys.creds())).await
+    else {
+        panic!("NID")
+    };
+    assert_eq!(rcv.rcv(&q, &Command::Sub).await, Ok(Response::Sok(None)));
+    let mut push = env.client(&srv, 18).await;
+    assert_eq!(
+        push.cmd(&notifier_id, &Command::Nsub, Some(&keys.auth))
+            .await,
+        Ok(Response::Sok(None))
+    );
+    let mut idle = env.client(&srv, 18).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
+    // Nothing subscribed: closed. A queue or a notifier subscription: kept.
+    let t = idle.encode(&corr(), b"", &Command::Ping, None);
+    let _ = idle
+        .writer
+        .write_content(&smp_core::smp::transmission::encode_batch(&[t]).unwrap())
+        .await;
+    let closed = tokio::time::timeout(PATIENCE, idle.reader.read_content())
+        .await
+        .unwrap();
+    assert!(
+        !matches!(closed, Ok(Some(Ok(_)))),
+        "an idle connection stayed open"
+    );
+    assert_eq!(rcv.cmd(b"", &Command::Ping, None).await, Ok(Response::Pong));
+    assert_eq!(
+        push.cmd(b"", &Command::Ping, None).await,
+        Ok(Response::Pong)
+    );
+    srv.stop().await;
+}
