@@ -49,6 +49,23 @@ pub fn sync_parent(path: &Path) -> io::Result<()> {
     sync_dir(&parent_dir(path))
 }
 
+/// Replaces `path` with what `write` produces, crash-safely: written to
+/// `<path>.tmp`, made durable, renamed over `path`, directory synced. A
+/// crash leaves either the old file or the new one.
+pub fn write_atomically(
+    path: &Path,
+    write: impl FnOnce(&mut io::BufWriter<File>) -> io::Result<()>,
+) -> io::Result<()> {
+    let tmp = with_suffix(path, ".tmp");
+    let mut f = io::BufWriter::new(File::create(&tmp)?);
+    write(&mut f)?;
+    let f = f.into_inner().map_err(|e| e.into_error())?;
+    f.sync_all()?;
+    drop(f);
+    fs::rename(&tmp, path)?;
+    sync_parent(path)
+}
+
 /// A store a log replays into and compacts from.
 pub trait LogStore {
     /// Applies one line (without `\n`).

@@ -6,7 +6,7 @@
 //! acknowledged; `fsync` is left to shutdown and compaction, as in the
 //! reference (`hFlush` per record).
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -348,36 +348,22 @@ fn replay_msg_line(store: &mut QueueStore, line: &[u8]) -> usize {
 /// Writes every stored message in the reference's export format,
 /// atomically (temporary file, fsync, rename).
 pub fn write_messages(path: &Path, store: &QueueStore) -> io::Result<()> {
-    let tmp: PathBuf = {
-        let mut s = path.as_os_str().to_owned();
-        s.push(".tmp");
-        s.into()
-    };
-    let mut f = io::BufWriter::new(
-        OpenOptions::new()
-            .create(true)
-            .write(true)
-            .truncate(true)
-            .open(&tmp)?,
-    );
     let mut v: Vec<(&Id, &Queue)> = store.queues().collect();
     v.sort_by(|a, b| a.0.cmp(b.0));
-    for (rid, q) in v {
-        for m in &q.msgs {
-            let rec = MsgLogRecord {
-                rid: rid.clone(),
-                message: m.clone(),
-            };
-            if let Ok(line) = rec.encode_line() {
-                f.write_all(&line)?;
+    log_file::write_atomically(path, |f| {
+        for (rid, q) in v {
+            for m in &q.msgs {
+                let rec = MsgLogRecord {
+                    rid: rid.clone(),
+                    message: m.clone(),
+                };
+                if let Ok(line) = rec.encode_line() {
+                    f.write_all(&line)?;
+                }
             }
         }
-    }
-    let f = f.into_inner().map_err(|e| e.into_error())?;
-    f.sync_all()?;
-    drop(f);
-    fs::rename(&tmp, path)?;
-    log_file::sync_parent(path)
+        Ok(())
+    })
 }
 
 /// Notifications waiting for their push server, by notifier ID.
@@ -425,26 +411,17 @@ fn parse_ntf_line(line: &str) -> Option<(Id, crate::handler::PendingNtf)> {
 
 /// Saves undelivered notifications (clean stop), atomically.
 pub fn write_ntfs(path: &Path, ntfs: &PendingNtfs) -> io::Result<()> {
-    let mut text = String::new();
     let mut ids: Vec<&Id> = ntfs.keys().collect();
     ids.sort();
-    for nid in ids {
-        for n in &ntfs[nid] {
-            text.push_str(&ntf_line(nid, n));
-            text.push('\n');
+    log_file::write_atomically(path, |f| {
+        for nid in ids {
+            for n in &ntfs[nid] {
+                f.write_all(ntf_line(nid, n).as_bytes())?;
+                f.write_all(b"\n")?;
+            }
         }
-    }
-    let tmp: PathBuf = {
-        let mut s = path.as_os_str().to_owned();
-        s.push(".tmp");
-        s.into()
-    };
-    let mut f = File::create(&tmp)?;
-    f.write_all(text.as_bytes())?;
-    f.sync_all()?;
-    drop(f);
-    fs::rename(&tmp, path)?;
-    log_file::sync_parent(path)
+        Ok(())
+    })
 }
 
 /// Restores saved notifications for notifiers that still exist, dropping
