@@ -11,7 +11,6 @@ use smp_core::client::smp::{
     Backoff, CreateQueueOptions, ReconnectingSmpClient, SmpClient, SmpClientError,
     SmpClientOptions, SmpEvent, SmpEvents,
 };
-use smp_core::crypto::keys::{KeyAlgorithm, PrivateKey};
 use smp_core::smp::message::RcvMsgBody;
 use smp_core::smp::{ErrorType, Response};
 use support::*;
@@ -69,7 +68,7 @@ async fn queue_life_with_our_client() {
     let (bob, _) = SmpClient::connect(&address(&env), &options(srv.addr()))
         .await
         .unwrap();
-    let bob_key = PrivateKey::generate(KeyAlgorithm::Ed25519);
+    let bob_key = ed25519();
     bob.secure_queue_sender(&q.snd_id, &bob_key).await.unwrap();
     for i in 0..3u8 {
         bob.send(&q.snd_id, Some(&bob_key), false, &[i; 100])

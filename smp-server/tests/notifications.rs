@@ -20,7 +20,7 @@ struct NtfKeys {
 impl NtfKeys {
     fn new() -> Self {
         Self {
-            auth: PrivateKey::generate(KeyAlgorithm::Ed25519),
+            auth: ed25519(),
             dh: PrivateKey::generate(KeyAlgorithm::X25519),
         }
     }
@@ -56,7 +56,7 @@ async fn nkey_nsub_nmsg_ndel() {
     let secret = keys.dh.dh(&server_ntf_dh_key).unwrap();
     // The push server subscribes with the notifier key (a wrong key is AUTH).
     let mut push = env.client(&srv, 18).await;
-    let wrong = PrivateKey::generate(KeyAlgorithm::Ed25519);
+    let wrong = ed25519();
     assert_eq!(
         push.cmd(&notifier_id, &Command::Nsub, Some(&wrong)).await,
         Err(ErrorType::Auth)
@@ -113,7 +113,7 @@ async fn notifications_wait_for_the_subscriber_and_notifiers_survive_a_restart()
         .unwrap();
     let mut c = env.client(&srv, 17).await;
     // Notifier credentials right in NEW (v17).
-    let rk = PrivateKey::generate(KeyAlgorithm::Ed25519);
+    let rk = ed25519();
     let dh = PrivateKey::generate(KeyAlgorithm::X25519);
     let keys = NtfKeys::new();
     let new = Command::New(NewQueue {

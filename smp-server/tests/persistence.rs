@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::{Child, Command as Proc, Stdio};
 use std::time::{Duration, Instant};
 
-use smp_core::crypto::keys::{KeyAlgorithm, PrivateKey};
+use smp_core::crypto::keys::KeyAlgorithm;
 use smp_core::smp::message::RcvMsgBody;
 use smp_core::smp::{Command, ErrorType, Response};
 use smp_core::tls::ServerIdentity;
@@ -25,7 +25,7 @@ async fn restart_keeps_queues_messages_and_keys() {
         .unwrap();
     let mut c = env.client(&srv, 18).await;
     let q = c.new_queue().await;
-    let sk = PrivateKey::generate(KeyAlgorithm::Ed25519);
+    let sk = ed25519();
     assert_eq!(
         c.cmd(&q.ids.snd_id, &Command::Skey(sk.public_key()), Some(&sk))
             .await,

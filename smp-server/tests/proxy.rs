@@ -72,10 +72,21 @@ async fn next_msg(events: &mut SmpEvents) -> Response {
     }
 }
 
-#[tokio::test]
-async fn a_message_through_the_proxy_arrives_intact() {
+/// Two routers, a queue on B (its recipient connected to B) and a sender
+/// connected to A with a proxy session to B.
+struct Routed {
+    p: Pair,
+    /// Kept open: its events are the recipient's.
+    _rcv: SmpClient,
+    events: SmpEvents,
+    q: smp_core::client::smp::RcvQueue,
+    snd: SmpClient,
+    relay: smp_core::client::smp::ProxiedRelay,
+}
+
+async fn routed() -> Routed {
     let p = pair(None).await;
-    let (rcv, mut events) = connect(&p.b_env, &p.b, VersionRange::new(6, 18).unwrap()).await;
+    let (rcv, events) = connect(&p.b_env, &p.b, VersionRange::new(6, 18).unwrap()).await;
     let q = rcv
         .create_queue(&CreateQueueOptions::default())
         .await
@@ -85,9 +96,29 @@ async fn a_message_through_the_proxy_arrives_intact() {
         .proxy_session(&address(&p.b_env, RELAY_HOST), None)
         .await
         .unwrap();
+    Routed {
+        p,
+        _rcv: rcv,
+        events,
+        q,
+        snd,
+        relay,
+    }
+}
+
+#[tokio::test]
+async fn a_message_through_the_proxy_arrives_intact() {
+    let Routed {
+        p,
+        _rcv,
+        mut events,
+        q,
+        snd,
+        relay,
+    } = routed().await;
     assert_eq!(relay.version, 17, "forwarded at min(18, 17)");
     // The sender secures the queue and sends, both through the proxy.
-    let sk = PrivateKey::generate(KeyAlgorithm::Ed25519);
+    let sk = ed25519();
     snd.proxy_skey(&relay, &q.snd_id, &sk).await.unwrap();
     let body = vec![0x5a; 15000];
     snd.proxy_send(&relay, &q.snd_id, Some(&sk), false, &body)
@@ -117,17 +148,14 @@ async fn a_message_through_the_proxy_arrives_intact() {
 
 #[tokio::test]
 async fn the_proxy_sees_only_ciphertext() {
-    let p = pair(None).await;
-    let (rcv, mut events) = connect(&p.b_env, &p.b, VersionRange::new(6, 18).unwrap()).await;
-    let q = rcv
-        .create_queue(&CreateQueueOptions::default())
-        .await
-        .unwrap();
-    let (snd, _) = connect(&p.a_env, &p.a, VersionRange::new(6, 18).unwrap()).await;
-    let relay = snd
-        .proxy_session(&address(&p.b_env, RELAY_HOST), None)
-        .await
-        .unwrap();
+    let Routed {
+        p,
+        _rcv,
+        mut events,
+        q,
+        snd,
+        relay,
+    } = routed().await;
     // Build the PFWD by hand to look at exactly what the proxy receives.
     let n: [u8; 24] = random_array();
     let secret_body = b"the proxy must not read this".to_vec();
@@ -215,7 +243,7 @@ async fn proxy_errors() {
         "{e:?}"
     );
     // A recipient command is not proxiable.
-    let k = PrivateKey::generate(KeyAlgorithm::Ed25519);
+    let k = ed25519();
     let e = snd
         .proxy_command(&relay, &[3; 24], &Command::Sub, Some(&k))
         .await;

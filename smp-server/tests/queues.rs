@@ -198,7 +198,7 @@ async fn short_link_data_with_the_sender_id_rule() {
     let env = Env::new();
     let srv = env.start().await;
     let mut c = env.client(&srv, 18).await;
-    let rk = PrivateKey::generate(KeyAlgorithm::Ed25519);
+    let rk = ed25519();
     let dh = PrivateKey::generate(KeyAlgorithm::X25519);
     let data = QueueLinkData {
         fixed: vec![1; 40],
@@ -230,7 +230,7 @@ async fn short_link_data_with_the_sender_id_rule() {
     assert_eq!(ids.snd_id, sid);
     let link_id = ids.link_id.clone().expect("a link ID for link data");
     // LKEY by the sender: secures and returns the data.
-    let sk = PrivateKey::generate(KeyAlgorithm::Ed25519);
+    let sk = ed25519();
     let r = c
         .cmd(&link_id, &Command::Lkey(sk.public_key()), Some(&sk))
         .await;
@@ -264,14 +264,7 @@ async fn contact_queue_links_via_lset_and_lget() {
     let env = Env::new();
     let srv = env.start().await;
     let mut c = env.client(&srv, 18).await;
-    let q = c
-        .new_queue_with(
-            SubscriptionMode::OnlyCreate,
-            Some(QueueReqData::Contact(None)),
-            None,
-        )
-        .await
-        .unwrap();
+    let q = c.new_contact_queue().await;
     let link_id = vec![3u8; 24];
     let data = QueueLinkData {
         fixed: vec![4; 10],

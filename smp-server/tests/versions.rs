@@ -9,7 +9,7 @@ use smp_core::smp::command::SubscriptionMode;
 use smp_core::smp::error::{BlockingInfo, BlockingReason, ClientNotice, CommandError};
 use smp_core::smp::store_log::EntityStatus;
 use smp_core::smp::version::max_message_length;
-use smp_core::smp::{Command, ErrorType, QueueMode, QueueReqData, Response};
+use smp_core::smp::{Command, ErrorType, QueueMode, Response};
 use support::*;
 
 #[tokio::test]
@@ -83,8 +83,7 @@ async fn lifecycle(v: u16) {
         None
     };
     assert_eq!(q.ids.queue_mode, expect_mode, "IDS tail at v{v}");
-    let snd_key =
-        smp_core::crypto::keys::PrivateKey::generate(smp_core::crypto::keys::KeyAlgorithm::Ed25519);
+    let snd_key = ed25519();
     if v >= 9 {
         // The sender secures the queue itself.
         let r = snd
@@ -293,8 +292,7 @@ async fn v7_hello_without_a_key_and_x25519_authenticators() {
         Ok(Response::Ok)
     );
     // A signature by another key is AUTH, like an unknown queue.
-    let other =
-        smp_core::crypto::keys::PrivateKey::generate(smp_core::crypto::keys::KeyAlgorithm::Ed25519);
+    let other = ed25519();
     assert_eq!(
         c.cmd(&ids.rcv_id, &Command::Get, Some(&other)).await,
         Err(ErrorType::Auth)
@@ -311,17 +309,9 @@ async fn v9_contact_queue_refuses_skey() {
     let env = Env::new();
     let srv = env.start().await;
     let mut c = env.client(&srv, 9).await;
-    let q = c
-        .new_queue_with(
-            SubscriptionMode::OnlyCreate,
-            Some(QueueReqData::Contact(None)),
-            None,
-        )
-        .await
-        .unwrap();
+    let q = c.new_contact_queue().await;
     assert_eq!(q.ids.queue_mode, Some(QueueMode::Contact));
-    let k =
-        smp_core::crypto::keys::PrivateKey::generate(smp_core::crypto::keys::KeyAlgorithm::Ed25519);
+    let k = ed25519();
     assert_eq!(
         c.cmd(&q.ids.snd_id, &Command::Skey(k.public_key()), Some(&k))
             .await,

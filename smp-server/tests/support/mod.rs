@@ -125,6 +125,10 @@ pub struct TestQueue {
     pub rcv_dh: [u8; 32],
 }
 
+pub fn ed25519() -> PrivateKey {
+    PrivateKey::generate(KeyAlgorithm::Ed25519)
+}
+
 pub fn corr() -> Vec<u8> {
     random_array::<24>().to_vec()
 }
@@ -303,6 +307,17 @@ impl RawClient {
             }
             other => panic!("expected IDS, got {other:?}"),
         }
+    }
+
+    /// A contact-address queue (v9+), create-only.
+    pub async fn new_contact_queue(&mut self) -> TestQueue {
+        self.new_queue_with(
+            SubscriptionMode::OnlyCreate,
+            Some(QueueReqData::Contact(None)),
+            None,
+        )
+        .await
+        .unwrap()
     }
 
     /// A messaging queue (mode where the version has one), create-only.
