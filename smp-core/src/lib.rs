@@ -11,6 +11,7 @@
 extern crate alloc;
 
 pub mod address;
+pub mod agent;
 #[cfg(feature = "std")]
 pub mod client;
 pub mod crypto;

@@ -197,15 +197,7 @@ impl Eq for PrivateKey {}
 impl PrivateKey {
     /// A private key from its raw bytes (the RFC 8032 seed for Ed25519/Ed448,
     /// the scalar for X25519/X448, stored unclamped as the reference does).
-    ///
-    /// X448 private keys are refused: no SimpleX party we serve creates them
-    /// (X448 public keys from peers are still accepted).
     pub fn from_raw(alg: KeyAlgorithm, raw: &[u8]) -> Result<Self, CryptoError> {
-        if alg == KeyAlgorithm::X448 {
-            return Err(CryptoError::WrongAlgorithm {
-                expected: "Ed25519, Ed448 or X25519",
-            });
-        }
         if raw.len() != alg.private_len() {
             return Err(CryptoError::BadKey(alg.name()));
         }
@@ -214,15 +206,18 @@ impl PrivateKey {
             raw: raw.to_vec(),
         })
     }
-    /// A new random key (not X448, see [`PrivateKey::from_raw`]).
+    /// A new random key from the OS generator.
     #[cfg(feature = "std")]
     pub fn generate(alg: KeyAlgorithm) -> Self {
-        assert!(
-            alg != KeyAlgorithm::X448,
-            "X448 private keys are not supported"
-        );
         let mut raw = alloc::vec![0u8; alg.private_len()];
         super::random_bytes(&mut raw);
+        Self { alg, raw }
+    }
+    /// A new random key from the caller's generator (no_std callers, and the
+    /// sans-IO state machines, which never reach for OS randomness).
+    pub fn generate_with(alg: KeyAlgorithm, rng: &mut impl rand_core::CryptoRng) -> Self {
+        let mut raw = alloc::vec![0u8; alg.private_len()];
+        rng.fill_bytes(&mut raw);
         Self { alg, raw }
     }
     pub fn algorithm(&self) -> KeyAlgorithm {
@@ -248,7 +243,9 @@ impl PrivateKey {
                 x25519_dalek::x25519(self.x25519_scalar(), x25519_dalek::X25519_BASEPOINT_BYTES)
                     .to_vec()
             }
-            KeyAlgorithm::X448 => unreachable!("X448 private keys are refused at construction"),
+            KeyAlgorithm::X448 => {
+                x448::x448_unchecked(self.x448_scalar(), x448::X448_BASEPOINT_BYTES).to_vec()
+            }
         };
         PublicKey { alg: self.alg, raw }
     }
@@ -263,6 +260,12 @@ impl PrivateKey {
         // Length is checked at construction, so this conversion cannot fail.
         ed448_goldilocks::SigningKey::try_from(&self.raw[..])
             .expect("Ed448 private key length checked at construction")
+    }
+
+    fn x448_scalar(&self) -> [u8; 56] {
+        let mut a = [0u8; 56];
+        a.copy_from_slice(&self.raw);
+        a
     }
 
     fn x25519_scalar(&self) -> [u8; 32] {
@@ -297,5 +300,18 @@ impl PrivateKey {
         }
         let k = Zeroizing::new(self.x25519_scalar());
         Ok(Zeroizing::new(x25519_dalek::x25519(*k, peer.x25519()?)))
+    }
+
+    /// Raw X448 DH (no hashing), as the reference's `dh'`. A peer key of low
+    /// order (an all-zero result) is refused.
+    pub fn dh_x448(&self, peer: &PublicKey) -> Result<Zeroizing<[u8; 56]>, CryptoError> {
+        if self.alg != KeyAlgorithm::X448 || peer.alg != KeyAlgorithm::X448 {
+            return Err(CryptoError::WrongAlgorithm { expected: "X448" });
+        }
+        let mut point = [0u8; 56];
+        point.copy_from_slice(&peer.raw);
+        x448::x448(self.x448_scalar(), point)
+            .map(Zeroizing::new)
+            .ok_or(CryptoError::BadKey("X448"))
     }
 }

@@ -1,10 +1,13 @@
 //! Keys and crypto exactly as simplexmq uses them: Ed25519/Ed448 signatures,
 //! X25519 DH, the DER forms the reference writes, its XSalsa20-Poly1305
-//! constructions and digests. All primitives come from RustCrypto crates.
+//! constructions and digests, and the double ratchet's X448, AES-256-GCM and
+//! sntrup761. All primitives come from maintained crates.
 
+pub mod aead;
 pub mod cert;
 pub mod der;
 pub mod digest;
+pub mod kem;
 pub mod keys;
 pub mod secretbox;
 
@@ -24,6 +27,8 @@ pub enum CryptoError {
     WrongAlgorithm { expected: &'static str },
     #[error("invalid signature length {0}")]
     BadSignatureLength(usize),
+    #[error("{0} is not available in this build")]
+    Unsupported(&'static str),
     #[error(transparent)]
     Pad(#[from] crate::encoding::pad::PadError),
 }

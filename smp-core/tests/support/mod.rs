@@ -61,3 +61,61 @@ pub fn seed(label: &str, n: usize) -> Vec<u8> {
     use sha2::Digest;
     sha2::Sha256::digest(format!("xftp-vectors/{label}").as_bytes())[..n].to_vec()
 }
+
+pub fn agent(file: &str) -> Value {
+    load("agent", file)
+}
+
+/// A byte string of the agent vectors: plain hex, or `{length, sha256, hex}`
+/// for large values (the digest and length are checked here).
+pub fn bytes(v: &Value) -> Vec<u8> {
+    use sha2::Digest;
+    if v.is_object() {
+        let b = hex(&v["hex"]);
+        assert_eq!(
+            b.len() as u64,
+            u64_of(&v["length"]),
+            "length of a large value"
+        );
+        assert_eq!(
+            hex::encode(sha2::Sha256::digest(&b)),
+            str_of(&v["sha256"]),
+            "sha256 of a large value"
+        );
+        b
+    } else {
+        hex(v)
+    }
+}
+
+/// A private key from an agent-vector key object (`alg`, `private_raw` or
+/// `seed`); checks that it derives the recorded public key and DER.
+pub fn agent_private_key(k: &Value) -> smp_core::crypto::PrivateKey {
+    use smp_core::crypto::{KeyAlgorithm, PrivateKey};
+    let alg = match str_of(&k["alg"]) {
+        "X25519" => KeyAlgorithm::X25519,
+        "X448" => KeyAlgorithm::X448,
+        "Ed25519" => KeyAlgorithm::Ed25519,
+        a => panic!("unknown key algorithm {a}"),
+    };
+    let raw = if k["seed"].is_string() {
+        hex(&k["seed"])
+    } else {
+        hex(&k["private_raw"])
+    };
+    let sk = PrivateKey::from_raw(alg, &raw).expect("vector private key");
+    let pk = sk.public_key();
+    assert_eq!(
+        pk.raw(),
+        hex(&k["public_raw"]),
+        "public key of {}",
+        k["label"]
+    );
+    assert_eq!(
+        pk.to_der(),
+        hex(&k["public_der_spki"]),
+        "DER of {}",
+        k["label"]
+    );
+    sk
+}
