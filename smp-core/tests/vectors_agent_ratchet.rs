@@ -664,3 +664,29 @@ fn corrupted_and_replayed_messages_keep_state() {
     assert_eq!(d.plaintext, Err(RatchetError::Body));
     assert_eq!(d.ratchet.counters().1, 1);
 }
+
+#[test]
+fn state_survives_encoding_mid_conversation() {
+    let v = agent("pq.json");
+    let keys = &v["x448_keys"];
+    let run = &v["compact_run"];
+    let (a, b) = pq_parties(&v, &run["kem_material"]);
+    let mut p = start(&run["x3dh"], a, b, true, true);
+    let msgs = cases(run, "messages");
+    for (i, (m, r)) in msgs.iter().zip(cases(run, "receptions")).enumerate() {
+        exchange(&mut p, keys, m, Some(r));
+        // Save and reload both sides between messages, as the agent does.
+        p.alice = Ratchet::decode(&p.alice.encode().unwrap()).unwrap();
+        p.bob = Ratchet::decode(&p.bob.encode().unwrap()).unwrap();
+        let sk = smp_core::agent::ratchet::encode_skipped(&p.alice_skipped);
+        assert_eq!(
+            smp_core::agent::ratchet::decode_skipped(&sk).unwrap(),
+            p.alice_skipped
+        );
+        let enc = p.bob.encode().unwrap();
+        assert!(
+            Ratchet::decode(&enc[..enc.len() - 1]).is_err(),
+            "truncated state {i}"
+        );
+    }
+}

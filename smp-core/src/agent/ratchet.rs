@@ -843,3 +843,153 @@ fn merge(into: &mut SkippedKeys, from: SkippedKeys) {
         into.entry(hk).or_default().extend(mks);
     }
 }
+
+/// Version of our own storage format for ratchet state (the reference
+/// stores JSON in its database; this is not a wire format).
+const STATE_FORMAT: u8 = 1;
+
+fn read_key(r: &mut Reader<'_>) -> Result<Key, DecodeError> {
+    r.array()
+}
+
+fn read_kem_pair(r: &mut Reader<'_>) -> Result<KemKeyPair, DecodeError> {
+    let public = r.large()?.to_vec();
+    let secret = r.large()?.to_vec();
+    KemKeyPair::from_parts(public, secret).map_err(|_| DecodeError::Invalid("stored KEM key pair"))
+}
+
+impl Ratchet {
+    /// The whole state, to be stored before the message that changed it is
+    /// acknowledged. Contains secrets: keep it encrypted or in a 0600 file.
+    pub fn encode(&self) -> Result<Zeroizing<Vec<u8>>, EncodeError> {
+        let mut w = Writer::with_capacity(256);
+        w.u8(STATE_FORMAT).u16(self.current).u16(self.max_supported);
+        w.large(&self.ad)?.short(self.dhrs.raw())?;
+        w.maybe(self.kem.as_ref(), |w, k| {
+            w.large(&k.own.public)?.large(&k.own.secret)?;
+            w.maybe(k.accepted.as_ref(), |w, a| {
+                w.large(&a.peer_public)?
+                    .raw(&a.shared[..])
+                    .large(&a.ciphertext)?;
+                Ok(())
+            })?;
+            Ok(())
+        })?;
+        let flags = u8::from(self.support_kem)
+            | (u8::from(self.enable_kem) << 1)
+            | (u8::from(self.snd_kem) << 2)
+            | (u8::from(self.rcv_kem) << 3);
+        w.u8(flags).raw(&self.rk);
+        w.maybe(self.snd.as_ref(), |w, s| {
+            w.short(s.dhrr.raw())?.raw(&s.ck).raw(&s.hk);
+            Ok(())
+        })?;
+        w.maybe(self.rcv.as_ref(), |w, c| {
+            w.raw(&c.ck).raw(&c.hk);
+            Ok(())
+        })?;
+        w.u32(self.ns)
+            .u32(self.nr)
+            .u32(self.pn)
+            .raw(&self.nhks)
+            .raw(&self.nhkr);
+        Ok(Zeroizing::new(w.into_vec()))
+    }
+
+    /// Reads a state written by [`Ratchet::encode`].
+    pub fn decode(b: &[u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(b);
+        if r.u8()? != STATE_FORMAT {
+            return Err(DecodeError::Invalid("unknown ratchet state format"));
+        }
+        let current = r.u16()?;
+        let max_supported = r.u16()?;
+        let ad = r.large()?.to_vec();
+        let dhrs = PrivateKey::from_raw(KeyAlgorithm::X448, r.short()?)
+            .map_err(|_| DecodeError::Invalid("stored ratchet key"))?;
+        let kem = r.maybe(|r| {
+            let own = read_kem_pair(r)?;
+            let accepted = r.maybe(|r| {
+                let peer_public = r.large()?.to_vec();
+                let shared = Zeroizing::new(r.array()?);
+                let ciphertext = r.large()?.to_vec();
+                Ok(KemAccepted {
+                    peer_public,
+                    shared,
+                    ciphertext,
+                })
+            })?;
+            Ok(RatchetKem { own, accepted })
+        })?;
+        let flags = r.u8()?;
+        let rk = read_key(&mut r)?;
+        let snd = r.maybe(|r| {
+            let dhrr = PublicKey::from_raw(KeyAlgorithm::X448, r.short()?)
+                .map_err(|_| DecodeError::Invalid("stored peer ratchet key"))?;
+            Ok(SndChain {
+                dhrr,
+                ck: read_key(r)?,
+                hk: read_key(r)?,
+            })
+        })?;
+        let rcv = r.maybe(|r| {
+            Ok(RcvChain {
+                ck: read_key(r)?,
+                hk: read_key(r)?,
+            })
+        })?;
+        let rc = Self {
+            current,
+            max_supported,
+            ad,
+            dhrs,
+            kem,
+            support_kem: flags & 1 != 0,
+            enable_kem: flags & 2 != 0,
+            snd_kem: flags & 4 != 0,
+            rcv_kem: flags & 8 != 0,
+            rk,
+            snd,
+            rcv,
+            ns: r.u32()?,
+            nr: r.u32()?,
+            pn: r.u32()?,
+            nhks: read_key(&mut r)?,
+            nhkr: read_key(&mut r)?,
+        };
+        r.end()?;
+        Ok(rc)
+    }
+}
+
+/// Encodes skipped keys for storage: count, then header key, number,
+/// message key and IV per entry.
+pub fn encode_skipped(keys: &SkippedKeys) -> Zeroizing<Vec<u8>> {
+    let mut w = Writer::new();
+    let n: usize = keys.values().map(BTreeMap::len).sum();
+    w.u32(n as u32);
+    for (hk, mks) in keys {
+        for (n, mk) in mks {
+            w.raw(hk).u32(*n).raw(&mk.key).raw(&mk.iv);
+        }
+    }
+    Zeroizing::new(w.into_vec())
+}
+
+/// Reads what [`encode_skipped`] wrote.
+pub fn decode_skipped(b: &[u8]) -> Result<SkippedKeys, DecodeError> {
+    let mut r = Reader::new(b);
+    let n = r.u32()?;
+    let mut keys = SkippedKeys::new();
+    for _ in 0..n {
+        let hk = read_key(&mut r)?;
+        let msg_n = r.u32()?;
+        let mk = MessageKey {
+            key: read_key(&mut r)?,
+            iv: r.array()?,
+        };
+        keys.entry(hk).or_default().insert(msg_n, mk);
+    }
+    r.end()?;
+    Ok(keys)
+}
