@@ -198,6 +198,8 @@ pub struct Ratchet {
     max_supported: u16,
     ad: Vec<u8>,
     dhrs: PrivateKey,
+    /// Cached: an X448 base multiplication per message would dominate.
+    dhrs_pub: PublicKey,
     kem: Option<RatchetKem>,
     /// Large headers; once on, never off (`rcSupportKEM`).
     support_kem: bool,
@@ -405,6 +407,7 @@ impl Ratchet {
             current: e2e_version,
             max_supported: E2E_VERSIONS.max().max(e2e_version),
             ad: assoc_data,
+            dhrs_pub: own_key2.public_key(),
             dhrs: own_key2,
             kem: kem_keys.map(|own| RatchetKem {
                 own,
@@ -452,6 +455,7 @@ impl Ratchet {
             current: e2e_version,
             max_supported: E2E_VERSIONS.max().max(e2e_version),
             ad: assoc_data,
+            dhrs_pub: own_ratchet_key.public_key(),
             dhrs: own_ratchet_key,
             snd_kem: kem_accepted.is_some(),
             kem: kem_keys.map(|own| RatchetKem {
@@ -531,7 +535,7 @@ impl Ratchet {
         });
         let header = MsgHeader {
             max_version,
-            dh: self.dhrs.public_key(),
+            dh: self.dhrs_pub.clone(),
             kem: self.kem.as_ref().map(|k| match &k.accepted {
                 None => KemParams::Proposed {
                     public: k.own.public.clone(),
@@ -818,6 +822,7 @@ impl Ratchet {
         self.snd_kem = ss_snd.is_some();
         self.rcv_kem = ss_rcv.is_some();
         self.kem = kem2;
+        self.dhrs_pub = new_dhrs.public_key();
         self.dhrs = new_dhrs;
         self.rk = rk2;
         self.snd = Some(SndChain {
@@ -942,6 +947,7 @@ impl Ratchet {
             current,
             max_supported,
             ad,
+            dhrs_pub: dhrs.public_key(),
             dhrs,
             kem,
             support_kem: flags & 1 != 0,
