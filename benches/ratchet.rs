@@ -45,7 +45,7 @@ fn ratchet_rate(pq: bool, n: usize, turn: usize) -> f64 {
     alice.decrypt_in_place(&mut sa, &first, &mut ent).unwrap();
     let start = Instant::now();
     for i in 0..n {
-        let bob_sends = (i / turn) % 2 == 0;
+        let bob_sends = (i / turn).is_multiple_of(2);
         let (s, r, sk) = if bob_sends {
             (&mut bob, &mut alice, &mut sa)
         } else {
