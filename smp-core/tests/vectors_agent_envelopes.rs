@@ -638,3 +638,53 @@ fn integrity_chain_over_vector_messages() {
         Some(MsgIntegrity::Skipped { from: 43, to: 44 })
     );
 }
+
+/// The §8 sizes against the full-size runs of `flow.json` (no PQ) and
+/// `pq.json` (PQ on, agent version 7): every step that carries a ratchet
+/// body and an e2e envelope has the padded and envelope lengths named here.
+#[test]
+fn sizes_agree_with_the_full_size_flows() {
+    use smp_core::agent::envelope::{
+        AGENT_MSG_ENVELOPE_OVERHEAD, MESSAGE_ENVELOPE_LENGTH, agent_msg_padded_length,
+        conn_info_padded_length,
+    };
+    for (file, pq) in [("flow.json", false), ("pq.json", true)] {
+        let f = agent(file);
+        let steps = f["flow"].as_object().expect("flow steps");
+        let (mut confs, mut msgs) = (0, 0);
+        for step in steps.values() {
+            let items = match step.as_array() {
+                Some(list) => list.iter().collect::<Vec<_>>(),
+                None => vec![step],
+            };
+            for s in items {
+                let body = &s["ratchet"]["body_ciphertext"]["length"];
+                if body.is_null() || s["envelope"]["length"].is_null() {
+                    continue;
+                }
+                let (body, env) = (u64_of(body) as usize, u64_of(&s["envelope"]["length"]));
+                if !s["enc_conn_info"].is_null() {
+                    assert_eq!(body, conn_info_padded_length(7, pq), "{file}");
+                    assert_eq!(env as usize, CONFIRMATION_ENVELOPE_LENGTH, "{file}");
+                    confs += 1;
+                } else if !s["enc_agent_message"].is_null() {
+                    assert_eq!(body, agent_msg_padded_length(7, pq), "{file}");
+                    assert_eq!(env as usize, MESSAGE_ENVELOPE_LENGTH, "{file}");
+                    if !s["agent_msg_envelope"].is_null() {
+                        assert_eq!(
+                            u64_of(&s["agent_msg_envelope"]["length"]) as usize,
+                            u64_of(&s["enc_agent_message"]["length"]) as usize
+                                + AGENT_MSG_ENVELOPE_OVERHEAD,
+                            "{file}"
+                        );
+                    }
+                    msgs += 1;
+                }
+            }
+        }
+        assert!(
+            confs >= 2 && msgs >= 4,
+            "{file}: {confs} confirmations, {msgs} messages"
+        );
+    }
+}
