@@ -4,6 +4,9 @@
 //! agent messages. Everything here is IO-free; randomness comes from the
 //! caller so that state machines stay testable and firmware can use them.
 
+pub mod envelope;
+pub mod message;
+pub mod queue_info;
 pub mod ratchet;
 pub mod version;
 pub mod x3dh;

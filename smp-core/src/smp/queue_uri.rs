@@ -77,8 +77,45 @@ pub struct QueueUri {
 }
 
 /// `senderCanSecure`: only messaging queues may be secured by the sender.
-fn sender_can_secure(m: Option<QueueMode>) -> bool {
+pub fn sender_can_secure(m: Option<QueueMode>) -> bool {
     m == Some(QueueMode::Messaging)
+}
+
+/// The part every binary queue address shares (`SMPQueueUri`, `SMPQueueInfo`,
+/// and with the key left out `SndQAddr`): `server ‖ short(senderId) ‖ short(dh DER)`.
+pub(crate) fn write_address(
+    w: &mut Writer,
+    server: &ServerAddress,
+    sender_id: &[u8],
+    dh_key: &PublicKey,
+) -> Result<(), EncodeError> {
+    RelayServer::from_address(server).write(w)?;
+    w.short(sender_id)?.short(&dh_key.to_der())?;
+    Ok(())
+}
+
+/// Reads `short(senderId) ‖ short(X25519 DER)` after a server.
+pub(crate) fn read_sender_and_key(
+    r: &mut Reader<'_>,
+) -> Result<(Vec<u8>, PublicKey), QueueUriError> {
+    let sender_id = r.short()?.to_vec();
+    let dh_key = PublicKey::from_der_as(KeyAlgorithm::X25519, r.short()?)
+        .map_err(|_| QueueUriError::DhKey)?;
+    Ok((sender_id, dh_key))
+}
+
+/// `queueModeP`: a mode byte if present, else an optional `T`/`F` flag
+/// (older encoders), else unknown. Never fails, as in the reference.
+pub(crate) fn read_queue_mode(r: &mut Reader<'_>) -> Option<QueueMode> {
+    let mode = match r.peek()? {
+        b @ (b'M' | b'C') => QueueMode::from_byte(b),
+        b'T' => Some(QueueMode::Messaging),
+        b'F' => Some(QueueMode::Contact),
+        _ => return None,
+    };
+    // The byte was seen by `peek`, so taking it cannot fail.
+    let _ = r.u8();
+    mode
 }
 
 /// `VersionRange` string form: `"3"` when min = max, else `"1-4"`.
@@ -307,8 +344,7 @@ impl QueueUri {
     pub fn write(&self, w: &mut Writer) -> Result<(), EncodeError> {
         let vr = &self.client_versions;
         vr.write(w);
-        RelayServer::from_address(&self.server).write(w)?;
-        w.short(&self.sender_id)?.short(&self.dh_key.to_der())?;
+        write_address(w, &self.server, &self.sender_id, &self.dh_key)?;
         let snd_secure = sender_can_secure(self.queue_mode);
         if vr.min() >= SHORT_LINKS_CLIENT_VERSION {
             if let Some(m) = self.queue_mode {
@@ -336,24 +372,8 @@ impl QueueUri {
         let client_versions =
             VersionRange::new(min, max).ok_or(DecodeError::Invalid("version range"))?;
         let server = RelayServer::read(r)?.to_address()?;
-        let sender_id = r.short()?.to_vec();
-        let dh_key = PublicKey::from_der_as(KeyAlgorithm::X25519, r.short()?)
-            .map_err(|_| QueueUriError::DhKey)?;
-        let queue_mode = match r.peek() {
-            Some(b @ (b'M' | b'C')) => {
-                r.u8()?;
-                QueueMode::from_byte(b)
-            }
-            Some(b'T') => {
-                r.u8()?;
-                Some(QueueMode::Messaging)
-            }
-            Some(b'F') => {
-                r.u8()?;
-                Some(QueueMode::Contact)
-            }
-            _ => None,
-        };
+        let (sender_id, dh_key) = read_sender_and_key(r)?;
+        let queue_mode = read_queue_mode(r);
         Ok(Self {
             client_versions,
             server,
