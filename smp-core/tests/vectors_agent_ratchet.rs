@@ -5,8 +5,6 @@
 
 mod support;
 
-use std::collections::{BTreeMap, VecDeque};
-
 use serde_json::Value;
 use smp_core::agent::ratchet::{
     DecryptPath, EncMessageHeader, EncRatchetMessage, MsgHeader, Ratchet, RatchetError,
@@ -16,66 +14,9 @@ use smp_core::agent::x3dh::{
     E2eKeys, E2eParams, KemParams, RatchetEntropy, UseKem, generate_e2e_params, x3dh_creator,
     x3dh_joiner,
 };
-use smp_core::crypto::kem::{KemKeyPair, KemSecret};
-use smp_core::crypto::{CryptoError, PrivateKey};
-use support::{agent, bytes, cases, hex, str_of};
+use smp_core::crypto::kem::KemKeyPair;
+use support::{Scripted, agent, bytes, cases, hex, key, party, str_of};
 use zeroize::Zeroizing;
-
-/// Replays the keys a vector run recorded: X448 keys by label in the order a
-/// party asks for them, KEM key pairs in order, encapsulations by public key.
-struct Scripted {
-    x448: VecDeque<PrivateKey>,
-    kem_pairs: VecDeque<KemKeyPair>,
-    enc: BTreeMap<Vec<u8>, (Vec<u8>, Vec<u8>)>,
-}
-
-impl RatchetEntropy for Scripted {
-    fn x448_key(&mut self) -> PrivateKey {
-        self.x448
-            .pop_front()
-            .expect("the run asked for an unrecorded X448 key")
-    }
-    fn kem_keypair(&mut self) -> Result<KemKeyPair, CryptoError> {
-        Ok(self
-            .kem_pairs
-            .pop_front()
-            .expect("the run asked for an unrecorded KEM key pair"))
-    }
-    fn kem_encapsulate(&mut self, public: &[u8]) -> Result<(Vec<u8>, KemSecret), CryptoError> {
-        let (ct, ss) = self
-            .enc
-            .get(public)
-            .expect("the run encapsulated to an unrecorded key");
-        Ok((
-            ct.clone(),
-            Zeroizing::new(ss.as_slice().try_into().unwrap()),
-        ))
-    }
-}
-
-fn key(keys: &Value, label: &str) -> PrivateKey {
-    support::agent_private_key(&keys[label])
-}
-
-fn party(keys: &Value, who: &str) -> Scripted {
-    let mut x448 = VecDeque::new();
-    x448.push_back(key(keys, &format!("{who}-x3dh-1")));
-    x448.push_back(key(keys, &format!("{who}-x3dh-2")));
-    if who == "bob" {
-        x448.push_back(key(keys, "bob-ratchet-dh-0"));
-    }
-    for n in 1..=4 {
-        let label = format!("{who}-ratchet-dh-{n}");
-        if keys.get(&label).is_some() {
-            x448.push_back(key(keys, &label));
-        }
-    }
-    Scripted {
-        x448,
-        kem_pairs: VecDeque::new(),
-        enc: BTreeMap::new(),
-    }
-}
 
 /// `kem_material`: key pairs go to the party whose seed block they are in
 /// (the harness numbers each party's requests from its own base), and

@@ -119,3 +119,64 @@ pub fn agent_private_key(k: &Value) -> smp_core::crypto::PrivateKey {
     );
     sk
 }
+
+use smp_core::crypto::kem::{KemKeyPair, KemSecret};
+use smp_core::crypto::{CryptoError, PrivateKey};
+use std::collections::{BTreeMap, VecDeque};
+use zeroize::Zeroizing;
+
+/// Replays the keys a vector run recorded: X448 keys by label in the order a
+/// party asks for them, KEM key pairs in order, encapsulations by public key.
+pub struct Scripted {
+    pub x448: VecDeque<PrivateKey>,
+    pub kem_pairs: VecDeque<KemKeyPair>,
+    pub enc: BTreeMap<Vec<u8>, (Vec<u8>, Vec<u8>)>,
+}
+
+impl smp_core::agent::x3dh::RatchetEntropy for Scripted {
+    fn x448_key(&mut self) -> PrivateKey {
+        self.x448
+            .pop_front()
+            .expect("the run asked for an unrecorded X448 key")
+    }
+    fn kem_keypair(&mut self) -> Result<KemKeyPair, CryptoError> {
+        Ok(self
+            .kem_pairs
+            .pop_front()
+            .expect("the run asked for an unrecorded KEM key pair"))
+    }
+    fn kem_encapsulate(&mut self, public: &[u8]) -> Result<(Vec<u8>, KemSecret), CryptoError> {
+        let (ct, ss) = self
+            .enc
+            .get(public)
+            .expect("the run encapsulated to an unrecorded key");
+        Ok((
+            ct.clone(),
+            Zeroizing::new(ss.as_slice().try_into().unwrap()),
+        ))
+    }
+}
+
+pub fn key(keys: &Value, label: &str) -> PrivateKey {
+    agent_private_key(&keys[label])
+}
+
+pub fn party(keys: &Value, who: &str) -> Scripted {
+    let mut x448 = VecDeque::new();
+    x448.push_back(key(keys, &format!("{who}-x3dh-1")));
+    x448.push_back(key(keys, &format!("{who}-x3dh-2")));
+    if who == "bob" {
+        x448.push_back(key(keys, "bob-ratchet-dh-0"));
+    }
+    for n in 1..=4 {
+        let label = format!("{who}-ratchet-dh-{n}");
+        if keys.get(&label).is_some() {
+            x448.push_back(key(keys, &label));
+        }
+    }
+    Scripted {
+        x448,
+        kem_pairs: VecDeque::new(),
+        enc: BTreeMap::new(),
+    }
+}
