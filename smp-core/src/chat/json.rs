@@ -92,13 +92,25 @@ fn write_number(out: &mut Vec<u8>, n: &serde_json::Number) {
     } else if let Some(u) = n.as_u64() {
         let _ = write!(s, "{u}");
     } else if let Some(f) = n.as_f64() {
-        if f.fract() == 0.0 && f.abs() < 1e15 {
-            let _ = write!(s, "{}", f as i64);
+        if let Some(i) = integral(f).filter(|i| i.unsigned_abs() < 1_000_000_000_000_000) {
+            let _ = write!(s, "{i}");
         } else {
             let _ = write!(s, "{n}");
         }
     }
     out.extend_from_slice(s.as_bytes());
+}
+
+/// The float as an integer when it is one (core has no `f64::fract`).
+fn integral(f: f64) -> Option<i64> {
+    // 2^63 is exactly representable; anything from it up does not fit, and
+    // NaN and the infinities fall outside the range.
+    const LIMIT: f64 = 9_223_372_036_854_775_808.0;
+    if !(-LIMIT..LIMIT).contains(&f) {
+        return None;
+    }
+    let i = f as i64;
+    (i as f64 == f).then_some(i)
 }
 
 /// Parses one JSON document (surrounding whitespace allowed, as aeson's
@@ -172,10 +184,9 @@ pub fn i64_of(v: &Value, key: &'static str) -> Result<i64, ChatError> {
     if let Some(i) = n.as_i64() {
         return Ok(i);
     }
-    match n.as_f64() {
-        Some(f) if f.fract() == 0.0 && f >= i64::MIN as f64 && f <= i64::MAX as f64 => Ok(f as i64),
-        _ => Err(problem(key, FieldProblem::OutOfRange)),
-    }
+    n.as_f64()
+        .and_then(integral)
+        .ok_or(problem(key, FieldProblem::OutOfRange))
 }
 
 pub fn req_i64(o: &Object, key: &'static str) -> Result<i64, ChatError> {

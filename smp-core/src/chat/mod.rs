@@ -109,3 +109,6 @@ pub enum ChatError {
     #[error("encoding: {0}")]
     Encode(#[from] EncodeError),
 }
+
+#[cfg(test)]
+mod tests;
