@@ -12,6 +12,7 @@ extern crate alloc;
 
 pub mod address;
 pub mod agent;
+pub mod chat;
 #[cfg(feature = "std")]
 pub mod client;
 pub mod crypto;

@@ -1,0 +1,95 @@
+//! The contact profile sent in `x.info` and `x.contact` (`Profile`,
+//! agent.md §6.2).
+
+use alloc::string::String;
+
+use serde_json::Value;
+
+use super::ChatError;
+use super::json::{Object, as_object, opt_object, opt_str, put, put_opt, req_str, rest};
+
+const TYPED: &[&str] = &[
+    "displayName",
+    "fullName",
+    "shortDescr",
+    "image",
+    "contactLink",
+    "preferences",
+    "peerType",
+];
+
+/// A user's profile as the apps exchange it. Fields this crate does not
+/// model (and future ones) are kept in `extra`, so a received profile
+/// re-encodes with everything the peer sent.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Profile {
+    pub display_name: String,
+    /// Required on the wire even when empty (the reference parser fails
+    /// without it, agent.md §9 item 18).
+    pub full_name: String,
+    pub short_descr: Option<String>,
+    /// A `data:image/...;base64,...` URI.
+    pub image: Option<String>,
+    /// The user's contact address link, as text.
+    pub contact_link: Option<String>,
+    /// Chat preferences (`Preferences`), kept as JSON.
+    pub preferences: Option<Object>,
+    pub peer_type: Option<String>,
+    pub extra: Object,
+}
+
+impl Profile {
+    /// The smallest valid profile: a display name and an empty full name.
+    pub fn new(display_name: &str) -> Self {
+        Self {
+            display_name: String::from(display_name),
+            ..Self::default()
+        }
+    }
+
+    pub fn from_json(v: &Value) -> Result<Self, ChatError> {
+        let o = as_object(v, "profile")?;
+        Ok(Self {
+            display_name: req_str(o, "displayName")?,
+            full_name: req_str(o, "fullName")?,
+            short_descr: opt_str(o, "shortDescr")?,
+            image: opt_str(o, "image")?,
+            contact_link: opt_str(o, "contactLink")?,
+            preferences: opt_object(o, "preferences")?,
+            peer_type: opt_str(o, "peerType")?,
+            extra: rest(o, TYPED),
+        })
+    }
+
+    pub fn to_json(&self) -> Value {
+        let mut o = self.extra.clone();
+        put(
+            &mut o,
+            "displayName",
+            Value::String(self.display_name.clone()),
+        );
+        put(&mut o, "fullName", Value::String(self.full_name.clone()));
+        put_opt(
+            &mut o,
+            "shortDescr",
+            self.short_descr.clone().map(Value::String),
+        );
+        put_opt(&mut o, "image", self.image.clone().map(Value::String));
+        put_opt(
+            &mut o,
+            "contactLink",
+            self.contact_link.clone().map(Value::String),
+        );
+        put_opt(
+            &mut o,
+            "preferences",
+            self.preferences.clone().map(Value::Object),
+        );
+        put_opt(
+            &mut o,
+            "peerType",
+            self.peer_type.clone().map(Value::String),
+        );
+        Value::Object(o)
+    }
+}
