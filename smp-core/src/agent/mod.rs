@@ -4,5 +4,6 @@
 //! agent messages. Everything here is IO-free; randomness comes from the
 //! caller so that state machines stay testable and firmware can use them.
 
+pub mod link;
 pub mod version;
 pub mod x3dh;
