@@ -352,6 +352,10 @@ fn malformed_links_are_refused_with_their_reason() {
         format!("{}{}", &inv[..start], &inv[end..])
     };
     assert_eq!(err(&no_smp), LinkError::NoQueues);
+    assert_eq!(
+        err(&inv.replacen("&smp=smp", "&smp=&x=smp", 1)),
+        LinkError::NoQueues
+    );
     let no_e2e = &inv[..inv.find("&e2e=").unwrap()];
     assert_eq!(err(no_e2e), LinkError::MissingE2e);
     assert_eq!(
@@ -810,6 +814,25 @@ fn invitation_link_resolves() {
     // Text round trip of the generated link.
     let s = p.link.to_link_string();
     assert_eq!(ShortLink::parse(&s).unwrap(), p.link, "{s}");
+}
+
+#[test]
+fn oversized_data_and_wrong_signing_key_are_refused() {
+    let root = ed25519("link-root");
+    let key = invitation_link_kdf(&LinkKey([1; 32]));
+    let big = vec![0u8; FIXED_DATA_PADDED_LEN];
+    assert_eq!(
+        encrypt_link_blob(&key, &nonce(1), &root, &big, FIXED_DATA_PADDED_LEN).unwrap_err(),
+        LinkError::DataTooLarge {
+            len: FIXED_DATA_PADDED_LEN + 65,
+            padded: FIXED_DATA_PADDED_LEN
+        }
+    );
+    let x25519 = PrivateKey::from_raw(KeyAlgorithm::X25519, &[3; 32]).unwrap();
+    assert_eq!(
+        encrypt_link_blob(&key, &nonce(1), &x25519, b"x", FIXED_DATA_PADDED_LEN).unwrap_err(),
+        LinkError::SigningKey
+    );
 }
 
 #[test]

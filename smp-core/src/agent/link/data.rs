@@ -30,6 +30,7 @@ use sha3::{Digest, Sha3_256};
 
 use super::short::{LinkKey, ShortLink, ShortLinkType};
 use super::{ConnectionMode, ConnectionRequest, LinkError};
+use crate::crypto::CryptoError;
 use crate::crypto::keys::{KeyAlgorithm, PrivateKey, PublicKey, Signature};
 use crate::crypto::secretbox::{CbNonce, NONCE_SIZE, SbKey, cb_decrypt, cb_encrypt};
 use crate::encoding::{DecodeError, EncodeError, Reader, Writer};
@@ -148,10 +149,8 @@ impl OwnerAuth {
         owner_id: Vec<u8>,
         owner_key: PublicKey,
         signing_key: &PrivateKey,
-    ) -> Result<Self, LinkError> {
-        let signature = signing_key
-            .sign(&Self::signed_bytes(&owner_id, &owner_key))
-            .map_err(|_| LinkError::Owners(OwnerError::Unauthorized(b64_id(&owner_id))))?;
+    ) -> Result<Self, CryptoError> {
+        let signature = signing_key.sign(&Self::signed_bytes(&owner_id, &owner_key))?;
         Ok(Self {
             owner_id,
             owner_key,
@@ -394,13 +393,15 @@ pub fn encrypt_link_blob(
     data: &[u8],
     padded_len: usize,
 ) -> Result<Vec<u8>, LinkError> {
-    let sig = signing_key
-        .sign(data)
-        .map_err(|_| LinkError::UserSignature)?;
+    let sig = signing_key.sign(data).map_err(|_| LinkError::SigningKey)?;
     let mut w = Writer::with_capacity(66 + data.len());
     w.short(sig.as_bytes())?.raw(data);
-    let boxed = cb_encrypt(&key.0, nonce, &w.into_vec(), padded_len)
-        .map_err(|_| EncodeError::LargeTooLong { len: data.len() })?;
+    let signed = w.into_vec();
+    let boxed =
+        cb_encrypt(&key.0, nonce, &signed, padded_len).map_err(|_| LinkError::DataTooLarge {
+            len: signed.len(),
+            padded: padded_len,
+        })?;
     let mut out = nonce.0.to_vec();
     out.extend_from_slice(&boxed);
     Ok(out)

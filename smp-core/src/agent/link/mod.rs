@@ -82,6 +82,10 @@ pub enum LinkError {
     Encode(#[from] EncodeError),
     #[error("link data does not decrypt with the link key")]
     Decrypt,
+    #[error("{len} bytes of signed link data do not fit {padded} padded bytes")]
+    DataTooLarge { len: usize, padded: usize },
+    #[error("link data must be signed with an Ed25519 key")]
+    SigningKey,
     #[error("link data is not valid: {0}")]
     Data(DecodeError),
     #[error("link data is for a different connection mode")]
@@ -233,6 +237,9 @@ impl ConnectionRequest {
         let versions = q.get_str("v")?.ok_or(LinkError::MissingVersion)?;
         let agent_versions = parse_range(versions).ok_or(LinkError::Version)?;
         let smp = q.get_str("smp")?.ok_or(LinkError::NoQueues)?;
+        if smp.is_empty() {
+            return Err(LinkError::NoQueues);
+        }
         let queues = smp
             .split(';')
             .map(QueueUri::parse)
