@@ -109,6 +109,7 @@ fn read_range(r: &mut Reader<'_>) -> Result<VersionRange, DecodeError> {
 pub struct UserLinkData(pub Vec<u8>);
 
 impl UserLinkData {
+    /// A short string when it fits, else `0xFF ‖ Large`.
     pub fn write(&self, w: &mut Writer) -> Result<(), EncodeError> {
         if self.0.len() <= 254 {
             w.short(&self.0)?;
@@ -168,6 +169,7 @@ impl OwnerAuth {
             &self.signature,
         )
     }
+    /// Wrapped in a short string so that later fields can be added.
     pub fn write(&self, w: &mut Writer) -> Result<(), EncodeError> {
         let mut inner = Writer::new();
         inner
@@ -239,12 +241,14 @@ pub struct UserContactData {
 }
 
 impl UserContactData {
+    /// `direct ‖ owners ‖ relays ‖ user data`.
     pub fn write(&self, w: &mut Writer) -> Result<(), EncodeError> {
         w.bool(self.direct);
         w.list(&self.owners, |w, o| o.write(w))?;
         w.list(&self.relays, |w, l| l.write(w))?;
         self.user_data.write(w)
     }
+    /// Reads to the end of the input: later fields are ignored.
     pub fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         let direct = r.bool()?;
         let owners = r.list(OwnerAuth::read)?;
@@ -280,18 +284,21 @@ pub enum ConnLinkData {
 }
 
 impl ConnLinkData {
+    /// Must match the link's and the fixed data's mode.
     pub fn mode(&self) -> ConnectionMode {
         match self {
             Self::Invitation { .. } => ConnectionMode::Invitation,
             Self::Contact { .. } => ConnectionMode::Contact,
         }
     }
+    /// The application's bytes, whatever the mode.
     pub fn user_data(&self) -> &UserLinkData {
         match self {
             Self::Invitation { user_data, .. } => user_data,
             Self::Contact { data, .. } => &data.user_data,
         }
     }
+    /// The bytes the user-data signature covers.
     pub fn encode(&self) -> Result<Vec<u8>, EncodeError> {
         let mut w = Writer::new();
         w.u8(self.mode().byte());
@@ -347,6 +354,7 @@ pub struct FixedLinkData {
 }
 
 impl FixedLinkData {
+    /// The bytes that are hashed into the link key and signed by the root key.
     pub fn encode(&self) -> Result<Vec<u8>, LinkError> {
         let mut w = Writer::new();
         self.agent_versions.write(&mut w);

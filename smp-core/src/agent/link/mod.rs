@@ -118,6 +118,7 @@ impl ConnectionMode {
             Self::Contact => b'C',
         }
     }
+    /// Reads the tag, refusing anything but `'I'`/`'C'`.
     pub fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         match r.u8()? {
             b'I' => Ok(Self::Invitation),
@@ -157,17 +158,20 @@ pub enum ConnectionRequest {
 }
 
 impl ConnectionRequest {
+    /// Which kind of link this is, for checks against short-link data.
     pub fn mode(&self) -> ConnectionMode {
         match self {
             Self::Invitation { .. } => ConnectionMode::Invitation,
             Self::Contact(_) => ConnectionMode::Contact,
         }
     }
+    /// The part both kinds share.
     pub fn data(&self) -> &ConnReqData {
         match self {
             Self::Invitation { data, .. } | Self::Contact(data) => data,
         }
     }
+    /// For adjusting queues (a resolved short link's server, for one).
     pub fn data_mut(&mut self) -> &mut ConnReqData {
         match self {
             Self::Invitation { data, .. } | Self::Contact(data) => data,
@@ -177,6 +181,7 @@ impl ConnectionRequest {
     pub fn first_queue(&self) -> Option<&QueueUri> {
         self.data().queues.first()
     }
+    /// The creator's ratchet keys; only invitations carry them.
     pub fn e2e(&self) -> Option<&E2eParamsUri> {
         match self {
             Self::Invitation { e2e, .. } => Some(e2e),
@@ -287,6 +292,7 @@ impl ConnectionRequest {
         Ok(())
     }
 
+    /// The binary form as one buffer.
     pub fn encode(&self) -> Result<Vec<u8>, LinkError> {
         let mut w = Writer::new();
         self.write(&mut w)?;

@@ -41,6 +41,7 @@ impl core::fmt::Debug for LinkKey {
 }
 
 impl LinkKey {
+    /// Refuses anything but 32 bytes: no other length can match a SHA3-256 hash.
     pub fn from_slice(b: &[u8]) -> Result<Self, LinkError> {
         b.try_into()
             .map(Self)
@@ -68,6 +69,7 @@ impl ContactType {
             Self::Relay => b'R',
         }
     }
+    /// The type for a binary tag, if it is one.
     pub fn from_byte(b: u8) -> Option<Self> {
         match b {
             b'A' => Some(Self::Contact),
@@ -122,6 +124,7 @@ fn b64_token(s: &str) -> Result<(Vec<u8>, &str), LinkError> {
 }
 
 impl ShortLink {
+    /// Invitations are fetched with `LKEY` and work once; the rest with `LGET`.
     pub fn is_invitation(&self) -> bool {
         matches!(self.link_type, ShortLinkType::Invitation { .. })
     }
