@@ -5,6 +5,7 @@
 //! caller so that state machines stay testable and firmware can use them.
 
 pub mod envelope;
+pub mod link;
 pub mod message;
 pub mod queue_info;
 pub mod ratchet;
