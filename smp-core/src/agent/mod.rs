@@ -4,6 +4,7 @@
 //! agent messages. Everything here is IO-free; randomness comes from the
 //! caller so that state machines stay testable and firmware can use them.
 
+pub mod connection;
 pub mod envelope;
 pub mod link;
 pub mod message;
