@@ -1,0 +1,3 @@
+//! The agent runtime's durable side (std + SQLite, feature `agent`).
+
+pub mod store;
