@@ -1,0 +1,935 @@
+//! The agent runtime: drives [`Connection`]s over the SMP client pool with
+//! the crash-safe [`Store`] in between.
+//!
+//! For every received message the order is: open it, run the connection,
+//! commit (new state, "processed" mark, outgoing commands, notices for the
+//! application) in one transaction, then `ACK`, then run the outbox. A crash
+//! anywhere therefore loses nothing and repeats nothing: a message that was
+//! not committed is redelivered by the router and processed then; one that
+//! was is recognised by its router message id and only acknowledged again;
+//! commands still in the outbox are sent at the next start.
+//!
+//! Messages to a queue on a router other than the user's own first router
+//! go through that router as a private-routing proxy, as the apps do by
+//! default, so the destination router never sees the user's connection.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+use zeroize::Zeroizing;
+
+use super::store::{
+    Commit, ConnId, InboxId, InboxItem, OutboxItem, ProcessedMsg, QueueRef, RcvQueueRecord, Store,
+    StoreError,
+};
+use crate::address::ServerAddress;
+use crate::agent::connection::{
+    AgentError, AgentEvent, Connection, ContactAddress, Output, QueueAddr,
+};
+use crate::agent::link::ConnectionRequest;
+use crate::agent::message::MsgIntegrity;
+use crate::agent::x3dh::{OsRng, RngEntropy, os_entropy};
+use crate::client::smp::{
+    CreateQueueOptions, PoolEvents, ProxiedRelay, RawMessage, RcvQueue, SmpClientError,
+    SmpClientOptions, SmpClientPool, SmpEvent,
+};
+use crate::crypto::keys::{PrivateKey, PublicKey};
+use crate::smp::command::QueueMode;
+use crate::smp::error::ErrorType;
+use crate::smp::message::RcvMsgBody;
+use crate::smp::response::Response;
+
+/// Status word of the row that holds the contact address.
+const ADDRESS_STATUS: &str = "address";
+
+/// What the runtime needs beyond the store.
+#[derive(Debug, Clone)]
+pub struct AgentOptions {
+    pub smp: SmpClientOptions,
+    /// Propose / accept the PQ ratchet on new connections.
+    pub pq: bool,
+    /// The application's conn info for confirmations (the chat's `x.info`).
+    pub conn_info: Vec<u8>,
+    /// The conn info sent with contact requests (the chat's `x.contact`).
+    pub contact_info: Vec<u8>,
+    /// Send to other routers through the user's own router.
+    pub private_routing: bool,
+}
+
+/// Runtime failures, in words a command can print.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    #[error("router: {0}")]
+    Smp(#[from] SmpClientError),
+    #[error("{0}")]
+    Agent(#[from] AgentError),
+    #[error("the link is not valid: {0}")]
+    Link(String),
+    #[error("no such contact: {0}")]
+    NoContact(String),
+    #[error("the profile has no SMP router")]
+    NoRouter,
+    #[error("stored data is damaged: {0}")]
+    Corrupt(String),
+}
+
+/// What the application is told, durably (from the inbox).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    /// The peer's conn info arrived (its profile).
+    PeerInfo(Vec<u8>),
+    Connected,
+    /// A message: the sender's agent message id, the chat body and the
+    /// hash-chain verdict.
+    Message {
+        msg_id: i64,
+        body: Vec<u8>,
+        integrity: MsgIntegrity,
+    },
+    /// The peer received our message with this id.
+    Received(i64),
+    /// A message that could not be used (kept as a notice, not fatal).
+    Skipped(String),
+}
+
+impl Notice {
+    fn to_item(&self) -> InboxItem {
+        let (kind, body) = match self {
+            Self::PeerInfo(b) => ("info", b.clone()),
+            Self::Connected => ("connected", Vec::new()),
+            Self::Message {
+                msg_id,
+                body,
+                integrity,
+            } => {
+                let mut b = msg_id.to_be_bytes().to_vec();
+                b.push(match integrity {
+                    MsgIntegrity::Ok => b'O',
+                    MsgIntegrity::Duplicate => b'D',
+                    MsgIntegrity::BadHash => b'H',
+                    MsgIntegrity::BadId(_) => b'I',
+                    MsgIntegrity::Skipped { .. } => b'S',
+                });
+                b.extend_from_slice(body);
+                ("msg", b)
+            }
+            Self::Received(id) => ("rcvd", id.to_be_bytes().to_vec()),
+            Self::Skipped(why) => ("skipped", why.as_bytes().to_vec()),
+        };
+        InboxItem {
+            kind: kind.to_string(),
+            body,
+        }
+    }
+
+    fn from_item(item: &InboxItem) -> Result<Self, RuntimeError> {
+        let bad = || RuntimeError::Corrupt(format!("inbox item {}", item.kind));
+        let id = |b: &[u8]| -> Result<i64, RuntimeError> {
+            Ok(i64::from_be_bytes(
+                b.get(..8).ok_or_else(bad)?.try_into().map_err(|_| bad())?,
+            ))
+        };
+        Ok(match item.kind.as_str() {
+            "info" => Self::PeerInfo(item.body.clone()),
+            "connected" => Self::Connected,
+            "msg" => {
+                let msg_id = id(&item.body)?;
+                let integrity = match item.body.get(8) {
+                    Some(b'O') => MsgIntegrity::Ok,
+                    Some(b'D') => MsgIntegrity::Duplicate,
+                    Some(b'H') => MsgIntegrity::BadHash,
+                    Some(b'I') => MsgIntegrity::BadId(msg_id),
+                    Some(b'S') => MsgIntegrity::Skipped { from: 0, to: 0 },
+                    _ => return Err(bad()),
+                };
+                Self::Message {
+                    msg_id,
+                    body: item.body[9..].to_vec(),
+                    integrity,
+                }
+            }
+            "rcvd" => Self::Received(id(&item.body)?),
+            "skipped" => Self::Skipped(String::from_utf8_lossy(&item.body).into_owned()),
+            _ => return Err(bad()),
+        })
+    }
+}
+
+/// An outgoing command as kept in the outbox (our own encoding in the
+/// item's body: a tag byte, then what the command needs).
+enum Op {
+    Send(Vec<u8>),
+    Skey,
+    Key(PublicKey),
+}
+
+fn server_text(s: &ServerAddress) -> String {
+    s.to_string()
+}
+
+fn parse_server(s: &str) -> Result<ServerAddress, RuntimeError> {
+    ServerAddress::parse(s).map_err(|e| RuntimeError::Corrupt(format!("router address: {e}")))
+}
+
+/// What the runtime knows about one receive queue.
+struct Subscribed {
+    conn: ConnId,
+    server: ServerAddress,
+    queue: RcvQueue,
+}
+
+/// The running agent of one profile.
+pub struct Agent {
+    store: Store,
+    pool: Arc<SmpClientPool>,
+    events: PoolEvents,
+    opts: AgentOptions,
+    ent: RngEntropy<OsRng>,
+    /// By (router, recipient id).
+    queues: HashMap<(String, Vec<u8>), Subscribed>,
+    proxies: HashMap<ServerAddress, ProxiedRelay>,
+    own_routers: Vec<ServerAddress>,
+}
+
+impl std::fmt::Debug for Agent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Agent")
+            .field("queues", &self.queues.len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn rcv_queue_from(rec: &RcvQueueRecord) -> Result<RcvQueue, RuntimeError> {
+    let bad = |e: crate::crypto::CryptoError| RuntimeError::Corrupt(format!("queue keys: {e}"));
+    let rcv_auth_key = PrivateKey::from_der(&rec.rcv_auth_key_der).map_err(bad)?;
+    let rcv_dh_key = PrivateKey::from_der(&rec.rcv_dh_key_der).map_err(bad)?;
+    let server_dh_key = PublicKey::from_der(&rec.server_dh_key_der).map_err(bad)?;
+    let rcv_dh_secret = rcv_dh_key.dh(&server_dh_key).map_err(bad)?;
+    Ok(RcvQueue {
+        rcv_id: rec.rcv_id.clone(),
+        snd_id: rec.snd_id.clone(),
+        rcv_auth_key,
+        rcv_dh_key,
+        server_dh_key,
+        rcv_dh_secret,
+        queue_mode: match rec.mode {
+            Some(b'M') => Some(QueueMode::Messaging),
+            Some(b'C') => Some(QueueMode::Contact),
+            _ => None,
+        },
+        link_id: None,
+    })
+}
+
+fn record_of(server: &ServerAddress, q: &RcvQueue) -> RcvQueueRecord {
+    RcvQueueRecord {
+        server: server_text(server),
+        rcv_id: q.rcv_id.clone(),
+        snd_id: q.snd_id.clone(),
+        rcv_auth_key_der: Zeroizing::new(q.rcv_auth_key.to_der().to_vec()),
+        rcv_dh_key_der: Zeroizing::new(q.rcv_dh_key.to_der().to_vec()),
+        server_dh_key_der: q.server_dh_key.to_der(),
+        mode: q.queue_mode.map(|m| match m {
+            QueueMode::Messaging => b'M',
+            QueueMode::Contact => b'C',
+        }),
+    }
+}
+
+/// Splits outputs into outbox items and notices.
+fn split(
+    own: &QueueAddr,
+    outputs: Vec<Output>,
+) -> (Vec<OutboxItem>, Vec<Notice>, Vec<Vec<u8>>, bool) {
+    let mut outbox = Vec::new();
+    let mut notices = Vec::new();
+    let mut infos = Vec::new();
+    let mut confirmation = false;
+    for o in outputs {
+        match o {
+            Output::Send {
+                server,
+                snd_id,
+                sender_key,
+                notify,
+                body,
+            } => {
+                let mut b = vec![b'S'];
+                b.extend_from_slice(&body);
+                outbox.push(OutboxItem {
+                    queue: QueueRef {
+                        server: server_text(&server),
+                        snd_id,
+                    },
+                    body: b,
+                    sender_key: sender_key.map(|k| Zeroizing::new(k.to_der().to_vec())),
+                    notify,
+                });
+            }
+            Output::SecurePeerQueue {
+                server,
+                snd_id,
+                sender_key,
+            } => outbox.push(OutboxItem {
+                queue: QueueRef {
+                    server: server_text(&server),
+                    snd_id,
+                },
+                body: vec![b'K'],
+                sender_key: Some(Zeroizing::new(sender_key.to_der().to_vec())),
+                notify: false,
+            }),
+            Output::SecureOwnQueue { rcv_id, sender_key } => {
+                let mut b = vec![b'O'];
+                b.extend_from_slice(&sender_key.to_der());
+                outbox.push(OutboxItem {
+                    queue: QueueRef {
+                        server: server_text(&own.server),
+                        snd_id: rcv_id,
+                    },
+                    body: b,
+                    sender_key: None,
+                    notify: false,
+                });
+            }
+            Output::Event(e) => match e {
+                AgentEvent::Confirmation { conn_info } => {
+                    confirmation = true;
+                    infos.push(conn_info.clone());
+                    notices.push(Notice::PeerInfo(conn_info));
+                }
+                AgentEvent::Info { conn_info } => {
+                    infos.push(conn_info.clone());
+                    notices.push(Notice::PeerInfo(conn_info));
+                }
+                AgentEvent::Connected => notices.push(Notice::Connected),
+                AgentEvent::Message {
+                    msg_id,
+                    integrity,
+                    body,
+                    ..
+                } => notices.push(Notice::Message {
+                    msg_id,
+                    body,
+                    integrity,
+                }),
+                AgentEvent::Receipts(r) => {
+                    notices.extend(r.into_iter().map(|r| Notice::Received(r.agent_msg_id)))
+                }
+                AgentEvent::Duplicate | AgentEvent::RepeatedConfirmation => {}
+                AgentEvent::Unsupported(what) => notices.push(Notice::Skipped(what.to_string())),
+                AgentEvent::MessageError(e) => {
+                    notices.push(Notice::Skipped(format!("message not decrypted: {e}")))
+                }
+            },
+        }
+    }
+    (outbox, notices, infos, confirmation)
+}
+
+impl Agent {
+    /// Opens the profile's store, subscribes every stored queue and sends
+    /// what the outbox still holds.
+    pub async fn open(dir: &Path, opts: AgentOptions) -> Result<Self, RuntimeError> {
+        let store = Store::open(dir)?;
+        let own_routers = store
+            .profile()?
+            .map(|p| p.smp_servers)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|s| ServerAddress::parse(s).ok())
+            .collect();
+        let (pool, events) = SmpClientPool::new(opts.smp.clone());
+        let mut agent = Self {
+            store,
+            pool: Arc::new(pool),
+            events,
+            opts,
+            ent: os_entropy(),
+            queues: HashMap::new(),
+            proxies: HashMap::new(),
+            own_routers,
+        };
+        for (conn, rec) in agent.store.rcv_queues()? {
+            let server = parse_server(&rec.server)?;
+            let queue = rcv_queue_from(&rec)?;
+            agent.queues.insert(
+                (rec.server.clone(), rec.rcv_id.clone()),
+                Subscribed {
+                    conn,
+                    server,
+                    queue,
+                },
+            );
+        }
+        Ok(agent)
+    }
+
+    /// Subscribes every queue and runs the outbox; messages waiting in the
+    /// queues are processed. Routers that cannot be reached are skipped
+    /// (their queues are subscribed on a later call).
+    pub async fn start(&mut self) -> Result<(), RuntimeError> {
+        self.flush_outbox().await?;
+        let keys: Vec<(String, Vec<u8>)> = self.queues.keys().cloned().collect();
+        for key in keys {
+            let (server, queue) = {
+                let s = &self.queues[&key];
+                (s.server.clone(), s.queue.clone())
+            };
+            let Ok(client) = self.pool.client(&server).await else {
+                continue;
+            };
+            match client.subscribe(&queue).await {
+                Ok(Some(msg)) => self.process(&key, msg).await?,
+                Ok(None) => {}
+                Err(SmpClientError::Closed) | Err(SmpClientError::Timeout(_)) => {}
+                Err(e) => tracing::warn!("subscribing a queue failed: {e}"),
+            }
+        }
+        self.flush_outbox().await
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn store_mut(&mut self) -> &mut Store {
+        &mut self.store
+    }
+
+    fn router(&self, preferred: Option<&ServerAddress>) -> Result<ServerAddress, RuntimeError> {
+        preferred
+            .cloned()
+            .or_else(|| self.own_routers.first().cloned())
+            .ok_or(RuntimeError::NoRouter)
+    }
+
+    async fn new_queue(
+        &mut self,
+        server: &ServerAddress,
+        mode: QueueMode,
+    ) -> Result<(QueueAddr, RcvQueue), RuntimeError> {
+        let client = self.pool.client(server).await?;
+        let q = client
+            .create_queue(&CreateQueueOptions {
+                mode,
+                ..CreateQueueOptions::default()
+            })
+            .await?;
+        let addr = QueueAddr {
+            server: server.clone(),
+            rcv_id: q.rcv_id.clone(),
+            snd_id: q.snd_id.clone(),
+            mode: q.queue_mode,
+        };
+        Ok((addr, q))
+    }
+
+    fn remember(
+        &mut self,
+        conn: ConnId,
+        server: &ServerAddress,
+        q: RcvQueue,
+    ) -> Result<(), RuntimeError> {
+        self.store.add_rcv_queue(conn, &record_of(server, &q))?;
+        self.queues.insert(
+            (server_text(server), q.rcv_id.clone()),
+            Subscribed {
+                conn,
+                server: server.clone(),
+                queue: q,
+            },
+        );
+        Ok(())
+    }
+
+    /// A new one-time invitation link.
+    pub async fn invite(
+        &mut self,
+        server: Option<&ServerAddress>,
+    ) -> Result<(ConnId, String), RuntimeError> {
+        let server = self.router(server)?;
+        let (addr, q) = self.new_queue(&server, QueueMode::Messaging).await?;
+        let (conn, link) = Connection::create_invitation(addr, self.opts.pq, &mut self.ent)?;
+        let text = link
+            .to_link_string()
+            .map_err(|e| RuntimeError::Link(e.to_string()))?;
+        let id = self
+            .store
+            .create_connection(None, &conn.encode().map_err(enc)?)?;
+        self.store.set_status(id, conn.status())?;
+        self.remember(id, &server, q)?;
+        Ok((id, text))
+    }
+
+    /// The profile's long-term contact address, created on first use.
+    pub async fn address(
+        &mut self,
+        server: Option<&ServerAddress>,
+    ) -> Result<String, RuntimeError> {
+        for c in self.store.connections()? {
+            if c.status == ADDRESS_STATUS {
+                let a = ContactAddress::decode(&c.state)
+                    .map_err(|e| RuntimeError::Corrupt(format!("address: {e}")))?;
+                return a
+                    .link()
+                    .to_link_string()
+                    .map_err(|e| RuntimeError::Link(e.to_string()));
+            }
+        }
+        let server = self.router(server)?;
+        let (addr, q) = self.new_queue(&server, QueueMode::Contact).await?;
+        let (a, link) = ContactAddress::create(addr, &mut self.ent);
+        let id = self
+            .store
+            .create_connection(None, &a.encode().map_err(enc)?)?;
+        self.store.set_status(id, ADDRESS_STATUS)?;
+        self.remember(id, &server, q)?;
+        link.to_link_string()
+            .map_err(|e| RuntimeError::Link(e.to_string()))
+    }
+
+    /// Joins an invitation or asks a contact address for a connection.
+    pub async fn connect(
+        &mut self,
+        link: &str,
+        local_name: Option<&str>,
+        server: Option<&ServerAddress>,
+    ) -> Result<ConnId, RuntimeError> {
+        let req =
+            ConnectionRequest::parse(link.trim()).map_err(|e| RuntimeError::Link(e.to_string()))?;
+        let server = self.router(server)?;
+        let (addr, q) = self.new_queue(&server, QueueMode::Messaging).await?;
+        let (conn, out) = match &req {
+            ConnectionRequest::Invitation { .. } => Connection::join(
+                &req,
+                addr,
+                &self.opts.conn_info,
+                self.opts.pq,
+                &mut self.ent,
+            )?,
+            ConnectionRequest::Contact(_) => Connection::request_contact(
+                &req,
+                addr,
+                &self.opts.contact_info,
+                self.opts.pq,
+                &mut self.ent,
+            )?,
+        };
+        let id = self
+            .store
+            .create_connection(local_name, &conn.encode().map_err(enc)?)?;
+        self.remember(id, &server, q)?;
+        self.commit(id, &conn, None, out)?;
+        self.flush_outbox().await?;
+        Ok(id)
+    }
+
+    fn load(&self, id: ConnId) -> Result<Connection, RuntimeError> {
+        let c = self
+            .store
+            .connection(id)?
+            .ok_or_else(|| RuntimeError::NoContact(format!("#{}", id.0)))?;
+        Connection::decode(&c.state).map_err(|e| RuntimeError::Corrupt(format!("connection: {e}")))
+    }
+
+    /// Commits a connection's step: state, processed mark, outbox, notices.
+    fn commit(
+        &mut self,
+        id: ConnId,
+        conn: &Connection,
+        processed: Option<ProcessedMsg>,
+        out: Vec<Output>,
+    ) -> Result<bool, RuntimeError> {
+        let (outbox, notices, infos, confirmation) = split(conn.own_queue(), out);
+        let state = conn.encode().map_err(enc)?;
+        self.store.commit(&Commit {
+            conn: id,
+            state: &state,
+            processed,
+            outbox,
+            inbox: notices.iter().map(Notice::to_item).collect(),
+        })?;
+        self.store.set_status(id, conn.status())?;
+        if let Some(name) = infos.last().and_then(|info| peer_name(info)) {
+            let local = self.store.connection(id)?.and_then(|c| c.local_name);
+            self.store.set_names(id, local.as_deref(), Some(&name))?;
+        }
+        Ok(confirmation)
+    }
+
+    /// Sends a chat body to a connection; returns its agent message id.
+    pub async fn send(&mut self, id: ConnId, body: &[u8]) -> Result<i64, RuntimeError> {
+        let mut conn = self.load(id)?;
+        let (msg_id, out) = conn.send_message(body, &mut self.ent)?;
+        self.commit(id, &conn, None, out)?;
+        self.flush_outbox().await?;
+        Ok(msg_id)
+    }
+
+    /// Sends a receipt for a received message.
+    pub async fn receipt(
+        &mut self,
+        id: ConnId,
+        msg_id: i64,
+        hash: Vec<u8>,
+    ) -> Result<(), RuntimeError> {
+        let mut conn = self.load(id)?;
+        let r = crate::agent::message::AMessageReceipt {
+            agent_msg_id: msg_id,
+            msg_hash: hash,
+            rcpt_info: Vec::new(),
+        };
+        let out = conn.send_receipts(vec![r], &mut self.ent)?;
+        self.commit(id, &conn, None, out)?;
+        self.flush_outbox().await
+    }
+
+    /// The next notice for the application: from the inbox, else after
+    /// processing what the routers send, until `deadline`. Call
+    /// [`Agent::done`] once it is handled.
+    pub async fn next(
+        &mut self,
+        deadline: Option<Instant>,
+    ) -> Result<Option<(InboxId, ConnId, Notice)>, RuntimeError> {
+        loop {
+            if let Some((iid, conn, item)) = self.store.inbox_take()?.into_iter().next() {
+                return Ok(Some((iid, conn, Notice::from_item(&item)?)));
+            }
+            let ev = match deadline {
+                Some(d) => match tokio::time::timeout_at(d, self.events.recv()).await {
+                    Ok(e) => e,
+                    Err(_) => return Ok(None),
+                },
+                None => self.events.recv().await,
+            };
+            let Some((server, ev)) = ev else {
+                return Ok(None);
+            };
+            match ev {
+                SmpEvent::Server {
+                    entity_id,
+                    response: Response::Msg { msg_id, body },
+                } => {
+                    let key = (server_text(&server), entity_id);
+                    if self.queues.contains_key(&key) {
+                        self.process(&key, RawMessage { msg_id, body }).await?;
+                    }
+                }
+                SmpEvent::Disconnected => self.resubscribe(&server).await,
+                _ => {}
+            }
+        }
+    }
+
+    /// Marks a notice as handled.
+    pub fn done(&mut self, id: InboxId) -> Result<(), RuntimeError> {
+        Ok(self.store.inbox_done(id)?)
+    }
+
+    /// After a router connection closed: connect again (with backoff) and
+    /// subscribe its queues; waiting messages are processed.
+    async fn resubscribe(&mut self, server: &ServerAddress) {
+        let keys: Vec<_> = self
+            .queues
+            .iter()
+            .filter(|(_, s)| &s.server == server)
+            .map(|(k, _)| k.clone())
+            .collect();
+        let mut delay = Duration::from_millis(200);
+        for _ in 0..8 {
+            if let Ok(client) = self.pool.client(server).await {
+                for key in &keys {
+                    let queue = self.queues[key].queue.clone();
+                    if let Ok(Some(msg)) = client.subscribe(&queue).await
+                        && let Err(e) = self.process(key, msg).await
+                    {
+                        tracing::warn!("processing after resubscribe failed: {e}");
+                    }
+                }
+                return;
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(10));
+        }
+    }
+
+    /// One received message: processed and committed, then acknowledged;
+    /// the message the ACK returns, if any, is processed next.
+    async fn process(
+        &mut self,
+        key: &(String, Vec<u8>),
+        first: RawMessage,
+    ) -> Result<(), RuntimeError> {
+        let mut next = Some(first);
+        while let Some(msg) = next.take() {
+            let (conn_id, server, queue) = {
+                let s = &self.queues[key];
+                (s.conn, s.server.clone(), s.queue.clone())
+            };
+            let processed = ProcessedMsg {
+                server: key.0.clone(),
+                rcv_id: key.1.clone(),
+                msg_id: msg.msg_id.clone(),
+            };
+            if !self
+                .store
+                .is_processed(&processed.server, &processed.rcv_id, &processed.msg_id)?
+            {
+                match queue.decrypt(&msg) {
+                    Ok(RcvMsgBody::Message { body, .. }) => {
+                        self.handle(conn_id, &server, &body, processed).await?;
+                    }
+                    // Nothing for the connection: just acknowledge.
+                    Ok(RcvMsgBody::Quota { .. }) | Err(_) => {}
+                }
+            }
+            let client = self.pool.client(&server).await?;
+            next = client.ack(&queue, &msg.msg_id).await?;
+            self.flush_outbox().await?;
+        }
+        Ok(())
+    }
+
+    async fn handle(
+        &mut self,
+        conn_id: ConnId,
+        server: &ServerAddress,
+        body: &[u8],
+        processed: ProcessedMsg,
+    ) -> Result<(), RuntimeError> {
+        let row = self
+            .store
+            .connection(conn_id)?
+            .ok_or_else(|| RuntimeError::Corrupt("queue of a deleted connection".into()))?;
+        if row.status == ADDRESS_STATUS {
+            let address = ContactAddress::decode(&row.state)
+                .map_err(|e| RuntimeError::Corrupt(format!("address: {e}")))?;
+            return self
+                .accept_request(conn_id, &address, body, server, processed)
+                .await;
+        }
+        let mut conn = Connection::decode(&row.state)
+            .map_err(|e| RuntimeError::Corrupt(format!("connection: {e}")))?;
+        match conn.receive(body, &mut self.ent) {
+            Ok(mut out) => {
+                // Invitations are allowed at once, as the apps do.
+                if out
+                    .iter()
+                    .any(|o| matches!(o, Output::Event(AgentEvent::Confirmation { .. })))
+                {
+                    out.extend(conn.allow(&self.opts.conn_info, &mut self.ent)?);
+                }
+                self.commit(conn_id, &conn, Some(processed), out)?;
+            }
+            Err(e) => {
+                // Refused without a state change: record it, so a crash
+                // does not make us look at it again.
+                let note = Output::Event(AgentEvent::Unsupported("refused message"));
+                tracing::debug!("message refused: {e}");
+                self.commit(conn_id, &conn, Some(processed), vec![note])?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A contact request on the address: accepted by joining the
+    /// requester's invitation on a new connection.
+    async fn accept_request(
+        &mut self,
+        address_id: ConnId,
+        address: &ContactAddress,
+        body: &[u8],
+        _server: &ServerAddress,
+        processed: ProcessedMsg,
+    ) -> Result<(), RuntimeError> {
+        let state = address.encode().map_err(enc)?;
+        let req = match address.receive(body) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::debug!("contact request refused: {e}");
+                self.store.commit(&Commit {
+                    conn: address_id,
+                    state: &state,
+                    processed: Some(processed),
+                    outbox: Vec::new(),
+                    inbox: Vec::new(),
+                })?;
+                return Ok(());
+            }
+        };
+        let own = self.router(None)?;
+        let (addr, q) = self.new_queue(&own, QueueMode::Messaging).await?;
+        let (conn, out) = Connection::join(
+            &req.invitation,
+            addr,
+            &self.opts.conn_info,
+            self.opts.pq,
+            &mut self.ent,
+        )?;
+        let id = self
+            .store
+            .create_connection(None, &conn.encode().map_err(enc)?)?;
+        self.remember(id, &own, q)?;
+        // The requester's x.contact names it until its x.info arrives.
+        let mut out = out;
+        out.push(Output::Event(AgentEvent::Info {
+            conn_info: req.conn_info.clone(),
+        }));
+        self.store.commit(&Commit {
+            conn: address_id,
+            state: &state,
+            processed: Some(processed),
+            outbox: Vec::new(),
+            inbox: Vec::new(),
+        })?;
+        self.commit(id, &conn, None, out)?;
+        Ok(())
+    }
+
+    /// Runs the outbox in order; stops at the first command a router could
+    /// not take for a passing reason (kept for later), drops one it refused.
+    pub async fn flush_outbox(&mut self) -> Result<(), RuntimeError> {
+        for (oid, conn, item) in self.store.outbox()? {
+            match self.run_op(&item).await {
+                Ok(()) => self.store.outbox_done(oid)?,
+                // A full queue takes the message later; keep it.
+                Err(SmpClientError::Protocol(ErrorType::Quota))
+                | Err(SmpClientError::Relay(ErrorType::Quota)) => return Ok(()),
+                Err(SmpClientError::Protocol(e)) | Err(SmpClientError::Relay(e)) => {
+                    tracing::warn!("router refused a command for a connection: {e:?}");
+                    self.store.outbox_done(oid)?;
+                    let _ = conn;
+                }
+                Err(e) => {
+                    tracing::debug!("outbox paused: {e}");
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn run_op(&mut self, item: &OutboxItem) -> Result<(), SmpClientError> {
+        let server = ServerAddress::parse(&item.queue.server)
+            .map_err(|_| SmpClientError::UnexpectedResponse("stored router address"))?;
+        let key = item
+            .sender_key
+            .as_ref()
+            .map(|k| PrivateKey::from_der(k))
+            .transpose()
+            .map_err(SmpClientError::from)?;
+        let op = match item.body.split_first() {
+            Some((b'S', rest)) => Op::Send(rest.to_vec()),
+            Some((b'K', _)) => Op::Skey,
+            Some((b'O', rest)) => Op::Key(PublicKey::from_der(rest).map_err(SmpClientError::from)?),
+            _ => return Err(SmpClientError::UnexpectedResponse("stored command")),
+        };
+        if let Op::Key(k) = &op {
+            let s = self
+                .queues
+                .get(&(item.queue.server.clone(), item.queue.snd_id.clone()))
+                .ok_or(SmpClientError::UnexpectedResponse(
+                    "KEY for an unknown queue",
+                ))?;
+            let client = self.pool.client(&s.server).await?;
+            return client.secure_queue(&s.queue, k).await;
+        }
+        let proxy = self.proxy_for(&server);
+        match proxy {
+            None => {
+                let client = self.pool.client(&server).await?;
+                match op {
+                    Op::Send(body) => {
+                        client
+                            .send(&item.queue.snd_id, key.as_ref(), item.notify, &body)
+                            .await
+                    }
+                    Op::Skey => {
+                        let k =
+                            key.ok_or(SmpClientError::UnexpectedResponse("SKEY without key"))?;
+                        client.secure_queue_sender(&item.queue.snd_id, &k).await
+                    }
+                    Op::Key(_) => unreachable!("handled above"),
+                }
+            }
+            Some(proxy) => {
+                let client = self.pool.client(&proxy).await?;
+                let relay = match self.proxies.get(&server) {
+                    Some(r) => r.clone(),
+                    None => {
+                        let r = client.proxy_session(&server, None).await?;
+                        self.proxies.insert(server.clone(), r.clone());
+                        r
+                    }
+                };
+                let r = match op {
+                    Op::Send(body) => {
+                        client
+                            .proxy_send(
+                                &relay,
+                                &item.queue.snd_id,
+                                key.as_ref(),
+                                item.notify,
+                                &body,
+                            )
+                            .await
+                    }
+                    Op::Skey => {
+                        let k =
+                            key.ok_or(SmpClientError::UnexpectedResponse("SKEY without key"))?;
+                        client.proxy_skey(&relay, &item.queue.snd_id, &k).await
+                    }
+                    Op::Key(_) => unreachable!("handled above"),
+                };
+                if r.is_err() {
+                    // A stale session is opened again next time.
+                    self.proxies.remove(&server);
+                }
+                r
+            }
+        }
+    }
+
+    /// The proxy for a destination router: the user's first router, unless
+    /// the destination is one of the user's own routers.
+    fn proxy_for(&self, dest: &ServerAddress) -> Option<ServerAddress> {
+        if !self.opts.private_routing || self.own_routers.iter().any(|r| r == dest) {
+            return None;
+        }
+        self.own_routers.first().cloned()
+    }
+
+    /// Waits until no outbox item is left or `deadline` passes, retrying.
+    pub async fn drain_outbox(&mut self, deadline: Instant) -> Result<bool, RuntimeError> {
+        loop {
+            self.flush_outbox().await?;
+            if self.store.outbox()?.is_empty() {
+                return Ok(true);
+            }
+            if Instant::now() >= deadline {
+                return Ok(false);
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+/// The display name in a peer's conn info (`x.info`, or `x.contact` from
+/// a requester), if it is chat JSON.
+fn peer_name(info: &[u8]) -> Option<String> {
+    match crate::chat::ChatMessage::decode(info).ok()?.event {
+        crate::chat::ChatEvent::Info(p) => Some(p.display_name),
+        crate::chat::ChatEvent::Contact(c) => Some(c.profile.display_name),
+        _ => None,
+    }
+}
+
+fn enc(e: crate::encoding::EncodeError) -> RuntimeError {
+    RuntimeError::Corrupt(format!("cannot encode state: {e}"))
+}
