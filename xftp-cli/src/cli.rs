@@ -9,7 +9,7 @@ use crate::pool::TransferOptions;
 use crate::progress::{Progress, pad_item};
 use crate::recv::{DescriptionSource, RecvOptions, load_description, receive_file};
 use crate::send::{SendOptions, send_file};
-use crate::{CLIENT_VERSION, CliError, servers};
+use crate::{CLIENT_VERSION, CliError, profile, servers};
 use clap::{Parser, Subcommand};
 use smp_core::file::description::{FileParty, FileSize};
 
@@ -23,12 +23,16 @@ $XFTP_CONFIG or $XDG_CONFIG_HOME/xftp/servers (~/.config/xftp/servers; one serve
 '#' comments), else the SimpleX preset servers.\n\nExit codes: 0 ok, 1 other failure, \
 3 server unreachable, 4 server fingerprint mismatch, 5 file expired or deleted (AUTH), \
 6 corrupted data (digest/size/auth tag), 7 wrong description party, 8 no space left, \
-9 file larger than 1gb, 10 invalid description or link."
+9 file larger than 1gb, 10 invalid description or link.\n\nProfile (messaging commands): \
+--profile DIR, else $XFTP_PROFILE, else ~/.simplego."
 )]
 struct Cli {
     /// Print the client version
     #[arg(short = 'v', long = "version")]
     version: bool,
+    /// Profile directory for the messaging commands (default: $XFTP_PROFILE, else ~/.simplego)
+    #[arg(long = "profile", value_name = "DIR", global = true)]
+    profile: Option<PathBuf>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -76,6 +80,20 @@ enum Command {
     Info {
         /// File description file
         description: PathBuf,
+    },
+    /// Show the messaging profile, creating it on first use, or change it
+    #[command(
+        after_help = "The profile is created on first use with your login name and the \
+enabled preset SMP routers. --smp replaces the whole router list; give it once per router.\n\
+Only one xftp process can use a profile at a time."
+    )]
+    Profile {
+        /// Set the display name peers see
+        #[arg(long = "name", value_name = "NAME")]
+        name: Option<String>,
+        /// SMP router for new queues (smp://KEYHASH@HOST[:PORT]); repeat for several
+        #[arg(long = "smp", value_name = "ADDR")]
+        smp: Vec<String>,
     },
     /// Generate file with random data
     #[command(hide = true)]
@@ -153,7 +171,12 @@ where
         .enable_all()
         .build()
         .expect("tokio runtime");
-    match rt.block_on(run(command, verbose)) {
+    report(rt.block_on(run(command, verbose, cli.profile)))
+}
+
+/// Prints an error with its causes and hint; the exit code for a result.
+fn report(result: Result<(), CliError>) -> ExitCode {
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             let _ = std::io::stdout().flush();
@@ -175,7 +198,29 @@ where
     }
 }
 
-async fn run(command: Command, verbose: bool) -> Result<(), CliError> {
+/// `xftp profile`.
+fn run_profile(
+    dir: Option<&std::path::Path>,
+    name: Option<String>,
+    smp: Vec<String>,
+) -> Result<(), CliError> {
+    let dir = profile::profile_dir(dir)?;
+    let out = profile::update_profile(&dir, &profile::ProfileChanges { name, smp })?;
+    let mut o = std::io::stdout().lock();
+    if out.created {
+        let _ = writeln!(o, "Profile created: {}", out.dir.display());
+    }
+    for l in profile::profile_lines(&out.profile) {
+        let _ = writeln!(o, "{l}");
+    }
+    Ok(())
+}
+
+async fn run(
+    command: Command,
+    verbose: bool,
+    profile_dir: Option<PathBuf>,
+) -> Result<(), CliError> {
     let progress = Progress::for_terminal(verbose);
     match command {
         Command::Send {
@@ -255,6 +300,7 @@ async fn run(command: Command, verbose: bool) -> Result<(), CliError> {
             }
             Ok(())
         }
+        Command::Profile { name, smp } => run_profile(profile_dir.as_deref(), name, smp),
         Command::Rand { file, size } => {
             random_file(&file, size.0)?;
             println!("File created: {}", file.display());

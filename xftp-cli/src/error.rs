@@ -4,6 +4,7 @@ use std::io;
 use std::path::PathBuf;
 
 use smp_core::address::ServerAddress;
+use smp_core::client::agent::store::StoreError;
 use smp_core::client::xftp::XftpClientError;
 use smp_core::file::description::{DescriptionError, FileParty};
 use smp_core::file::stream::StreamError;
@@ -101,6 +102,20 @@ pub enum CliError {
     RedirectMismatch,
     #[error("File IO error: \"File already exists\": {0}")]
     OutputExists(PathBuf),
+    #[error(
+        "the profile {0} is in use by another xftp process; wait for it to finish or use another --profile"
+    )]
+    ProfileInUse(PathBuf),
+    #[error("profile {dir}: {source}")]
+    Store {
+        dir: PathBuf,
+        #[source]
+        source: StoreError,
+    },
+    #[error("no profile directory: $HOME is not set; use --profile DIR or set XFTP_PROFILE")]
+    NoProfileDir,
+    #[error("invalid display name {0:?}: {1}")]
+    BadDisplayName(String, String),
     #[error("{failed} of {total} chunks could not be deleted:\n{details}")]
     DeletePartial {
         failed: usize,
@@ -143,6 +158,10 @@ impl CliError {
             Self::Decrypt(_) => exit::CORRUPT,
             Self::RedirectChain | Self::RedirectMismatch => exit::BAD_DESCRIPTION,
             Self::OutputExists(_) => exit::FAILURE,
+            Self::ProfileInUse(_)
+            | Self::Store { .. }
+            | Self::NoProfileDir
+            | Self::BadDisplayName(..) => exit::FAILURE,
             Self::DeletePartial { first, .. } => first.exit_code(),
         }
     }

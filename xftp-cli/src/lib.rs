@@ -8,12 +8,14 @@
 //!   file renamed into place only when everything checked out; follows one
 //!   redirect.
 //! - [`del::delete_file`], [`info::info_lines`].
+//! - [`profile`]: the messaging profile directory and `xftp profile`.
 
 pub mod cli;
 pub mod del;
 pub mod error;
 pub mod info;
 pub mod pool;
+pub mod profile;
 pub mod progress;
 pub mod recv;
 pub mod send;
