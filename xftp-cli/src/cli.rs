@@ -9,7 +9,7 @@ use crate::pool::TransferOptions;
 use crate::progress::{Progress, pad_item};
 use crate::recv::{DescriptionSource, RecvOptions, load_description, receive_file};
 use crate::send::{SendOptions, send_file};
-use crate::{CLIENT_VERSION, CliError, profile, servers};
+use crate::{CLIENT_VERSION, CliError, messaging, profile, servers};
 use clap::{Parser, Subcommand};
 use smp_core::file::description::{FileParty, FileSize};
 
@@ -51,6 +51,9 @@ enum Command {
         /// Semicolon-separated list of XFTP server(s) to use (each server can have more than one hostname)
         #[arg(short = 's', long = "servers", value_name = "SERVER")]
         servers: Option<String>,
+        /// Send the file to this contact over SMP instead of writing descriptions
+        #[arg(long = "to", value_name = "NAME")]
+        to: Option<String>,
         #[command(flatten)]
         common: Common,
     },
@@ -94,6 +97,57 @@ Only one xftp process can use a profile at a time."
         /// SMP router for new queues (smp://KEYHASH@HOST[:PORT]); repeat for several
         #[arg(long = "smp", value_name = "ADDR")]
         smp: Vec<String>,
+    },
+    /// Print a one-time invitation link for a new contact
+    #[command(
+        after_help = "Give the link to the other person (any SimpleX app or xftp). \
+The connection completes when both sides run `xftp listen` (or open their app)."
+    )]
+    Invite {
+        /// SMP router for this connection's queue (default: the profile's first)
+        #[arg(long = "smp", value_name = "ADDR")]
+        smp: Option<String>,
+    },
+    /// Print the profile's long-term contact address, creating it on first use
+    #[command(
+        after_help = "Anyone with the address can ask to connect; `xftp listen` accepts \
+every request."
+    )]
+    Address {
+        /// SMP router for the address queue (default: the profile's first)
+        #[arg(long = "smp", value_name = "ADDR")]
+        smp: Option<String>,
+    },
+    /// Join an invitation link or a contact address
+    Connect {
+        /// simplex:/invitation#… or simplex:/contact#… (or the https://simplex.chat form)
+        link: String,
+        /// Local name of the contact (default: the display name the peer sends)
+        #[arg(long = "name", value_name = "NAME")]
+        name: Option<String>,
+        /// SMP router for this connection's queue (default: the profile's first)
+        #[arg(long = "smp", value_name = "ADDR")]
+        smp: Option<String>,
+    },
+    /// List contacts and their connection state
+    Contacts,
+    /// Send a text message to a contact
+    Msg {
+        /// The contact's name (as `xftp contacts` shows it)
+        name: String,
+        /// The message
+        text: String,
+    },
+    /// Process events: complete connections, print messages, download offered files
+    Listen {
+        /// Stop after this many seconds (default: run until interrupted)
+        #[arg(long = "timeout", value_name = "SECS")]
+        timeout: Option<u64>,
+        /// Where offered files are saved (default: the current directory)
+        #[arg(long = "files", value_name = "DIR")]
+        files: Option<PathBuf>,
+        #[command(flatten)]
+        common: Common,
     },
     /// Generate file with random data
     #[command(hide = true)]
@@ -228,8 +282,23 @@ async fn run(
             dir,
             recipients,
             servers: list,
+            to,
             common,
         } => {
+            if let Some(name) = to {
+                let opts = SendOptions {
+                    file,
+                    out_dir: PathBuf::from("."),
+                    recipients: 1,
+                    servers: servers::resolve_servers(list.as_deref())?,
+                    tmp_dir: common.tmp_dir(),
+                    transfer: common.transfer(),
+                };
+                messaging::send_to(profile_dir.as_deref(), &name, opts, &progress).await?;
+                progress.end_items();
+                println!("File sent to {name}");
+                return Ok(());
+            }
             let opts = SendOptions {
                 file,
                 out_dir: dir.unwrap_or_else(|| PathBuf::from(".")),
@@ -301,11 +370,73 @@ async fn run(
             Ok(())
         }
         Command::Profile { name, smp } => run_profile(profile_dir.as_deref(), name, smp),
+        Command::Invite { smp } => {
+            let link = messaging::invite(profile_dir.as_deref(), smp.as_deref()).await?;
+            println!("{link}");
+            print_qr(&link);
+            Ok(())
+        }
+        Command::Address { smp } => {
+            let link = messaging::address(profile_dir.as_deref(), smp.as_deref()).await?;
+            println!("{link}");
+            print_qr(&link);
+            Ok(())
+        }
+        Command::Connect { link, name, smp } => {
+            messaging::connect(
+                profile_dir.as_deref(),
+                &link,
+                name.as_deref(),
+                smp.as_deref(),
+            )
+            .await?;
+            println!("Connection requested; run `xftp listen` to complete it");
+            Ok(())
+        }
+        Command::Contacts => {
+            for l in messaging::contacts(profile_dir.as_deref()).await? {
+                println!("{l}");
+            }
+            Ok(())
+        }
+        Command::Msg { name, text } => messaging::msg(profile_dir.as_deref(), &name, &text).await,
+        Command::Listen {
+            timeout,
+            files,
+            common,
+        } => {
+            let mut out = std::io::stdout();
+            messaging::listen(
+                profile_dir.as_deref(),
+                timeout,
+                &files.unwrap_or_else(|| PathBuf::from(".")),
+                common.transfer(),
+                common.tmp_dir(),
+                &mut out,
+            )
+            .await
+        }
         Command::Rand { file, size } => {
             random_file(&file, size.0)?;
             println!("File created: {}", file.display());
             Ok(())
         }
+    }
+}
+
+/// Draws `link` as a QR code when stdout is a terminal (scanned by the
+/// apps' "connect via link" camera).
+fn print_qr(link: &str) {
+    use std::io::IsTerminal;
+    if !std::io::stdout().is_terminal() {
+        return;
+    }
+    if let Ok(code) = qrcode::QrCode::new(link.as_bytes()) {
+        let s = code
+            .render::<qrcode::render::unicode::Dense1x2>()
+            .quiet_zone(true)
+            .build();
+        println!("{s}");
     }
 }
 

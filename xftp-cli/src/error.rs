@@ -116,6 +116,13 @@ pub enum CliError {
     NoProfileDir,
     #[error("invalid display name {0:?}: {1}")]
     BadDisplayName(String, String),
+    /// A messaging command failed (the runtime's words).
+    #[error("{0}")]
+    Messaging(String),
+    #[error("the connection link is not valid: {0}")]
+    BadLink(String),
+    #[error("the SMP router cannot be reached: {0}")]
+    RouterUnreachable(String),
     #[error("{failed} of {total} chunks could not be deleted:\n{details}")]
     DeletePartial {
         failed: usize,
@@ -161,7 +168,10 @@ impl CliError {
             Self::ProfileInUse(_)
             | Self::Store { .. }
             | Self::NoProfileDir
-            | Self::BadDisplayName(..) => exit::FAILURE,
+            | Self::BadDisplayName(..)
+            | Self::Messaging(_) => exit::FAILURE,
+            Self::BadLink(_) => exit::BAD_DESCRIPTION,
+            Self::RouterUnreachable(_) => exit::UNREACHABLE,
             Self::DeletePartial { first, .. } => first.exit_code(),
         }
     }

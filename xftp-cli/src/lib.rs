@@ -14,6 +14,7 @@ pub mod cli;
 pub mod del;
 pub mod error;
 pub mod info;
+pub mod messaging;
 pub mod pool;
 pub mod profile;
 pub mod progress;

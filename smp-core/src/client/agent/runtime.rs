@@ -194,6 +194,9 @@ pub struct Agent {
     queues: HashMap<(String, Vec<u8>), Subscribed>,
     proxies: HashMap<ServerAddress, ProxiedRelay>,
     own_routers: Vec<ServerAddress>,
+    /// Inbox items handed to the application in this run and not yet done
+    /// (it may keep some open, e.g. parts of a file description).
+    handed: std::collections::HashSet<InboxId>,
 }
 
 impl std::fmt::Debug for Agent {
@@ -336,7 +339,11 @@ impl Agent {
     /// Opens the profile's store, subscribes every stored queue and sends
     /// what the outbox still holds.
     pub async fn open(dir: &Path, opts: AgentOptions) -> Result<Self, RuntimeError> {
-        let store = Store::open(dir)?;
+        Self::with_store(Store::open(dir)?, opts)
+    }
+
+    /// As [`Agent::open`], with a store the caller already opened.
+    pub fn with_store(store: Store, opts: AgentOptions) -> Result<Self, RuntimeError> {
         let own_routers = store
             .profile()?
             .map(|p| p.smp_servers)
@@ -354,6 +361,7 @@ impl Agent {
             queues: HashMap::new(),
             proxies: HashMap::new(),
             own_routers,
+            handed: Default::default(),
         };
         for (conn, rec) in agent.store.rcv_queues()? {
             let server = parse_server(&rec.server)?;
@@ -598,7 +606,13 @@ impl Agent {
         deadline: Option<Instant>,
     ) -> Result<Option<(InboxId, ConnId, Notice)>, RuntimeError> {
         loop {
-            if let Some((iid, conn, item)) = self.store.inbox_take()?.into_iter().next() {
+            let fresh = self
+                .store
+                .inbox_take()?
+                .into_iter()
+                .find(|(iid, _, _)| !self.handed.contains(iid));
+            if let Some((iid, conn, item)) = fresh {
+                self.handed.insert(iid);
                 return Ok(Some((iid, conn, Notice::from_item(&item)?)));
             }
             let ev = match deadline {
@@ -629,6 +643,7 @@ impl Agent {
 
     /// Marks a notice as handled.
     pub fn done(&mut self, id: InboxId) -> Result<(), RuntimeError> {
+        self.handed.remove(&id);
         Ok(self.store.inbox_done(id)?)
     }
 
