@@ -306,17 +306,30 @@ fn secret(own: &PrivateKey, peer: &PublicKey) -> Result<[u8; 32], AgentError> {
 
 impl Connection {
     /// A new 1-time invitation on `own`, a messaging queue the runtime just
-    /// created. Returns the link to give the peer. With `pq` the link
-    /// carries a sntrup761 key, as the reference does for `IKUsePQ`.
+    /// created. Returns the link to give the peer. As in the apps' full
+    /// links, no sntrup761 key is in it (it would make the link and its QR
+    /// code 1.5 KiB longer): with `pq` the joiner proposes PQ in its reply
+    /// and the first ratchet steps take it up.
     pub fn create_invitation(
         own: QueueAddr,
         pq: bool,
         ent: &mut impl AgentEntropy,
     ) -> Result<(Self, ConnectionRequest), AgentError> {
+        Self::invitation(own, pq, false, ent)
+    }
+
+    /// `link_kem`: put a KEM key into the link (`IKUsePQ`, the reference's
+    /// choice for the invitation inside a contact request).
+    fn invitation(
+        own: QueueAddr,
+        pq: bool,
+        link_kem: bool,
+        ent: &mut impl AgentEntropy,
+    ) -> Result<(Self, ConnectionRequest), AgentError> {
         let e2e_key = ent.key(KeyAlgorithm::X25519);
         let pq = pq && crate::crypto::kem::available();
         let (keys, params) =
-            generate_e2e_params(E2E_VERSIONS.max(), pq.then_some(UseKem::Propose), ent)
+            generate_e2e_params(E2E_VERSIONS.max(), (pq && link_kem).then_some(UseKem::Propose), ent)
                 .map_err(|_| AgentError::Prohibited("PQ keys unavailable"))?;
         let link = ConnectionRequest::Invitation {
             data: ConnReqData {
@@ -452,7 +465,7 @@ impl Connection {
         let queue = data.queues.first().ok_or(AgentError::Link("no queue"))?;
         let agent_version = agreed(AGENT_VERSIONS, data.agent_versions)?;
         let client_version = agreed(SUPPORTED_CLIENT_RANGE, queue.client_versions)?;
-        let (conn, link) = Self::create_invitation(own, pq, ent)?;
+        let (conn, link) = Self::invitation(own, pq, true, ent)?;
         let text = link
             .to_link_string()
             .map_err(|e| AgentError::Encode(e.to_string()))?;
