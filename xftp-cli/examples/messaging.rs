@@ -53,17 +53,40 @@ async fn xftp(args: &[&str]) -> Res<String> {
     let shown: Vec<String> = args
         .iter()
         .skip(2)
-        .map(|a| if a.len() > 60 { format!("{}…", &a[..60]) } else { a.to_string() })
+        .map(|a| {
+            if a.len() > 60 {
+                format!("{}…", &a[..60])
+            } else {
+                a.to_string()
+            }
+        })
         .collect();
-    println!("[{}] $ xftp {}", args[1].rsplit('/').next().unwrap_or(""), shown.join(" "));
-    for line in stdout.replace('\r', "\n").lines().filter(|l| !l.trim().is_empty()) {
+    println!(
+        "[{}] $ xftp {}",
+        args[1].rsplit('/').next().unwrap_or(""),
+        shown.join(" ")
+    );
+    for line in stdout
+        .replace('\r', "\n")
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+    {
         let l = line.trim_end();
-        let l = if l.len() > 110 { format!("{}…", &l[..110]) } else { l.to_string() };
+        let l = if l.len() > 110 {
+            format!("{}…", &l[..110])
+        } else {
+            l.to_string()
+        };
         println!("    {l}");
     }
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr);
-        return Err(format!("xftp {} exited with {}: {stderr}", shown.join(" "), out.status).into());
+        return Err(format!(
+            "xftp {} exited with {}: {stderr}",
+            shown.join(" "),
+            out.status
+        )
+        .into());
     }
     Ok(stdout)
 }
@@ -94,7 +117,11 @@ async fn run() -> Res<()> {
         let (identity, _) = ServerIdentity::generate(KeyAlgorithm::Ed25519, "127.0.0.1")?;
         let s = smp_server::app::Settings::new(identity.clone(), "127.0.0.1:0".parse()?);
         let r = smp_server::app::start(s).await.map_err(|e| e.0)?;
-        let addr = format!("smp://{}@127.0.0.1:{}", identity.fingerprint_b64(), r.addr().port());
+        let addr = format!(
+            "smp://{}@127.0.0.1:{}",
+            identity.fingerprint_b64(),
+            r.addr().port()
+        );
         println!("SMP router {i}: {addr}");
         router_addrs.push(addr);
         routers.push(r);
@@ -105,26 +132,59 @@ async fn run() -> Res<()> {
         let dir = w.join(format!("xftp{i}"));
         std::fs::create_dir_all(dir.join("files"))?;
         let (identity, _) = ServerIdentity::generate(KeyAlgorithm::Ed448, "127.0.0.1")?;
-        let s = xftp_server::app::Settings::new(identity.clone(), "127.0.0.1:0".parse()?, dir.join("files"));
+        let s = xftp_server::app::Settings::new(
+            identity.clone(),
+            "127.0.0.1:0".parse()?,
+            dir.join("files"),
+        );
         let server = xftp_server::app::start(s).await?;
-        let addr = format!("xftp://{}@127.0.0.1:{}", identity.fingerprint_b64(), server.addr.port());
+        let addr = format!(
+            "xftp://{}@127.0.0.1:{}",
+            identity.fingerprint_b64(),
+            server.addr.port()
+        );
         println!("XFTP server {i}: {addr}");
         xftp_addrs.push(addr);
         xftp_servers.push(server);
     }
     let alice = w.join("alice");
     let bob = w.join("bob");
-    let (a, b) = (alice.to_string_lossy().into_owned(), bob.to_string_lossy().into_owned());
+    let (a, b) = (
+        alice.to_string_lossy().into_owned(),
+        bob.to_string_lossy().into_owned(),
+    );
     println!();
-    xftp(&["--profile", &a, "profile", "--name", "alice", "--smp", &router_addrs[0]]).await?;
-    xftp(&["--profile", &b, "profile", "--name", "bob", "--smp", &router_addrs[1]]).await?;
+    xftp(&[
+        "--profile",
+        &a,
+        "profile",
+        "--name",
+        "alice",
+        "--smp",
+        &router_addrs[0],
+    ])
+    .await?;
+    xftp(&[
+        "--profile",
+        &b,
+        "profile",
+        "--name",
+        "bob",
+        "--smp",
+        &router_addrs[1],
+    ])
+    .await?;
     let link = xftp(&["--profile", &a, "invite"]).await?;
     let link = link.lines().next().ok_or("no link printed")?.to_string();
     xftp(&["--profile", &b, "connect", &link]).await?;
     until((&a, "bob connected"), (&b, "alice connected")).await?;
     xftp(&["--profile", &a, "msg", "bob", "Hi Bob, a report follows."]).await?;
     xftp(&["--profile", &b, "msg", "alice", "Thanks, Alice!"]).await?;
-    until((&a, "bob: Thanks, Alice!"), (&b, "alice: Hi Bob, a report follows.")).await?;
+    until(
+        (&a, "bob: Thanks, Alice!"),
+        (&b, "alice: Hi Bob, a report follows."),
+    )
+    .await?;
 
     let file = w.join("report.bin");
     let mut x = 0x9e37_79b9u32;
@@ -138,7 +198,17 @@ async fn run() -> Res<()> {
         .collect();
     std::fs::write(&file, &data)?;
     let list = xftp_addrs.join(";");
-    xftp(&["--profile", &a, "send", &file.to_string_lossy(), "--to", "bob", "-s", &list]).await?;
+    xftp(&[
+        "--profile",
+        &a,
+        "send",
+        &file.to_string_lossy(),
+        "--to",
+        "bob",
+        "-s",
+        &list,
+    ])
+    .await?;
     let downloads = w.join("downloads");
     let d = downloads.to_string_lossy().into_owned();
     let mut got = String::new();
@@ -158,6 +228,9 @@ async fn run() -> Res<()> {
     if copy != data {
         return Err("the received file differs from the sent one".into());
     }
-    println!("\nOK: connected, a message each way, and {} bytes received intact. Servers stopped.", data.len());
+    println!(
+        "\nOK: connected, a message each way, and {} bytes received intact. Servers stopped.",
+        data.len()
+    );
     Ok(())
 }

@@ -54,6 +54,10 @@ enum Command {
         /// Send the file to this contact over SMP instead of writing descriptions
         #[arg(long = "to", value_name = "NAME")]
         to: Option<String>,
+        /// Characters per x.msg.file.descr part with --to (the apps use 14000;
+        /// smaller values exercise multi-part descriptions in tests)
+        #[arg(long = "descr-part-size", hide = true, default_value_t = smp_core::chat::XFTP_DESCR_PART_SIZE)]
+        descr_part_size: usize,
         #[command(flatten)]
         common: Common,
     },
@@ -283,6 +287,7 @@ async fn run(
             recipients,
             servers: list,
             to,
+            descr_part_size,
             common,
         } => {
             if let Some(name) = to {
@@ -294,9 +299,12 @@ async fn run(
                     tmp_dir: common.tmp_dir(),
                     transfer: common.transfer(),
                 };
-                messaging::send_to(profile_dir.as_deref(), &name, opts, &progress).await?;
+                let part = descr_part_size.clamp(100, smp_core::chat::XFTP_DESCR_PART_SIZE);
+                let parts =
+                    messaging::send_to(profile_dir.as_deref(), &name, opts, part, &progress)
+                        .await?;
                 progress.end_items();
-                println!("File sent to {name}");
+                println!("File sent to {name} (description in {parts} parts)");
                 return Ok(());
             }
             let opts = SendOptions {

@@ -9,8 +9,8 @@ use std::time::Duration;
 use smp_core::address::ServerAddress;
 use smp_core::chat::{
     ChatEvent, ChatMessage, ContactRequest, FileDescrAssembler, FileInvitation, MsgContainer,
-    MsgContent, Profile as ChatProfile, SUPPORTED_CHAT_VRANGE, SharedMsgId, XFTP_DESCR_PART_SIZE,
-    file_descr_events, parse_chat_messages,
+    MsgContent, Profile as ChatProfile, SUPPORTED_CHAT_VRANGE, SharedMsgId, file_descr_events,
+    parse_chat_messages,
 };
 use smp_core::client::agent::runtime::{Agent, AgentOptions, Notice};
 use smp_core::client::agent::store::{ConnId, StoredConnection};
@@ -180,8 +180,9 @@ pub async fn send_to(
     dir: Option<&Path>,
     name: &str,
     opts: send::SendOptions,
+    part_size: usize,
     progress: &Progress,
-) -> Result<(), CliError> {
+) -> Result<usize, CliError> {
     let (mut agent, _) = open_agent(dir).await?;
     let id = find_contact(&agent, name)?;
     let tmp = tempfile::tempdir_in(&opts.tmp_dir)
@@ -218,7 +219,9 @@ pub async fn send_to(
     )
     .encode();
     agent.send(id, &offer).await.map_err(runtime_err)?;
-    for ev in file_descr_events(&msg_id, &text, XFTP_DESCR_PART_SIZE) {
+    let parts = file_descr_events(&msg_id, &text, part_size);
+    let count = parts.len();
+    for ev in parts {
         let part = ChatMessage::new(SUPPORTED_CHAT_VRANGE, Some(shared_id()), ev).encode();
         agent.send(id, &part).await.map_err(runtime_err)?;
     }
@@ -229,7 +232,7 @@ pub async fn send_to(
                 .into(),
         ));
     }
-    Ok(())
+    Ok(count)
 }
 
 /// A file offer whose description parts are still arriving.

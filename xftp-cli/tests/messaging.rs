@@ -211,8 +211,9 @@ async fn contact_address_and_a_file() {
     assert!(a.contains("bob connected"), "{a}");
     assert!(b.contains("ally connected"), "{b}");
 
-    // A 20 MiB file over the two XFTP servers; its description is longer
-    // than one 14000-character part.
+    // A 20 MiB file over the two XFTP servers, its description sent in
+    // several parts (300 characters each instead of the apps' 14000, which
+    // only a file of ~400 MiB would need).
     let file = t.path().join("report.bin");
     write_file(&file, 20 << 20, 7);
     let out = run_ok(&[
@@ -224,9 +225,17 @@ async fn contact_address_and_a_file() {
         "bob",
         "-s",
         &xs.list(),
+        "--descr-part-size",
+        "300",
     ])
     .await;
-    assert!(out.contains("File sent to bob"), "{out}");
+    let parts: usize = out
+        .split("(description in ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(parts > 1, "{out}");
     let files = t.path().join("downloads");
     let mut got = String::new();
     for _ in 0..10 {

@@ -328,9 +328,12 @@ impl Connection {
     ) -> Result<(Self, ConnectionRequest), AgentError> {
         let e2e_key = ent.key(KeyAlgorithm::X25519);
         let pq = pq && crate::crypto::kem::available();
-        let (keys, params) =
-            generate_e2e_params(E2E_VERSIONS.max(), (pq && link_kem).then_some(UseKem::Propose), ent)
-                .map_err(|_| AgentError::Prohibited("PQ keys unavailable"))?;
+        let (keys, params) = generate_e2e_params(
+            E2E_VERSIONS.max(),
+            (pq && link_kem).then_some(UseKem::Propose),
+            ent,
+        )
+        .map_err(|_| AgentError::Prohibited("PQ keys unavailable"))?;
         let link = ConnectionRequest::Invitation {
             data: ConnReqData {
                 agent_versions: AGENT_VERSIONS,
