@@ -12,7 +12,6 @@
 //! As in the `loopback` example, the `xftp` runs are this program re-executed
 //! in "xftp mode" (`xftp_cli::cli::main`, the function the binary runs).
 
-use std::path::Path;
 use std::process::ExitCode;
 
 use smp_core::crypto::keys::KeyAlgorithm;
