@@ -65,6 +65,7 @@ async fn open_agent(dir: Option<&Path>) -> Result<(Agent, String), CliError> {
             false,
         ),
         private_routing: true,
+        legacy_queues: false,
     };
     let mut agent = Agent::with_store(store, opts).map_err(runtime_err)?;
     agent.start().await.map_err(runtime_err)?;

@@ -57,6 +57,9 @@ pub struct AgentOptions {
     pub contact_info: Vec<u8>,
     /// Send to other routers through the user's own router.
     pub private_routing: bool,
+    /// Create queues without a mode (as SimpleGo devices do), so peers use
+    /// the legacy handshake with us.
+    pub legacy_queues: bool,
 }
 
 /// Runtime failures, in words a command can print.
@@ -410,6 +413,11 @@ impl Agent {
         &mut self.store
     }
 
+    /// A connection's current state (for status and PQ checks).
+    pub fn connection(&self, id: ConnId) -> Result<Connection, RuntimeError> {
+        self.load(id)
+    }
+
     fn router(&self, preferred: Option<&ServerAddress>) -> Result<ServerAddress, RuntimeError> {
         preferred
             .cloned()
@@ -426,6 +434,7 @@ impl Agent {
         let q = client
             .create_queue(&CreateQueueOptions {
                 mode,
+                legacy: self.opts.legacy_queues,
                 ..CreateQueueOptions::default()
             })
             .await?;

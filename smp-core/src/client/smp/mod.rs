@@ -149,6 +149,10 @@ pub struct CreateQueueOptions {
     pub mode: QueueMode,
     /// Overrides the password of [`SmpClientOptions::basic_auth`].
     pub basic_auth: Option<BasicAuth>,
+    /// Send no queue data, so the queue has no mode, as every queue below
+    /// SMP v9 (and SimpleGo's): senders cannot `SKEY` it and use the legacy
+    /// handshake (`KEY` by the recipient, then `HELLO`).
+    pub legacy: bool,
 }
 
 impl Default for CreateQueueOptions {
@@ -158,6 +162,7 @@ impl Default for CreateQueueOptions {
             subscribe: true,
             mode: QueueMode::Messaging,
             basic_auth: None,
+            legacy: false,
         }
     }
 }
@@ -488,7 +493,7 @@ impl SmpClient {
             } else {
                 SubscriptionMode::OnlyCreate
             },
-            queue_req_data: Some(req_data),
+            queue_req_data: (!opts.legacy).then_some(req_data),
             ntf_creds: None,
         });
         let auth = self.client_auth(&rcv_auth_key)?;

@@ -1,0 +1,158 @@
+//! The agent runtime with real routers on 127.0.0.1 (in this process): the
+//! legacy handshake against mode-less queues, PQ on, off and declined, and
+//! private routing — a router never sees the connection of a sender on
+//! another router.
+
+use std::time::Duration;
+
+use smp_core::address::ServerAddress;
+use smp_core::client::agent::runtime::{Agent, AgentOptions, Notice};
+use smp_core::client::agent::store::{ConnId, Profile, Store};
+use smp_core::client::smp::SmpClientOptions;
+use smp_core::crypto::keys::KeyAlgorithm;
+use smp_core::tls::ServerIdentity;
+use smp_server::app::{RunningServer, Settings, start};
+use tokio::time::Instant;
+
+async fn router() -> (RunningServer, String) {
+    let (identity, _) = ServerIdentity::generate(KeyAlgorithm::Ed25519, "127.0.0.1").unwrap();
+    let srv = start(Settings::new(
+        identity.clone(),
+        "127.0.0.1:0".parse().unwrap(),
+    ))
+    .await
+    .unwrap();
+    let addr = format!(
+        "smp://{}@127.0.0.1:{}",
+        identity.fingerprint_b64(),
+        srv.addr().port()
+    );
+    (srv, addr)
+}
+
+async fn agent(dir: &std::path::Path, name: &str, router: &str, pq: bool, legacy: bool) -> Agent {
+    let mut store = Store::open(dir).unwrap();
+    store
+        .set_profile(&Profile {
+            display_name: name.into(),
+            smp_servers: vec![router.into()],
+            created_at: 0,
+        })
+        .unwrap();
+    let opts = AgentOptions {
+        smp: SmpClientOptions::default(),
+        pq,
+        conn_info: format!("info {name}").into_bytes(),
+        contact_info: format!("request {name}").into_bytes(),
+        private_routing: true,
+        legacy_queues: legacy,
+    };
+    let mut a = Agent::with_store(store, opts).unwrap();
+    a.start().await.unwrap();
+    a
+}
+
+/// Runs both agents in turn until neither has anything for a while;
+/// returns what each was told.
+async fn pump(a: &mut Agent, b: &mut Agent) -> (Vec<Notice>, Vec<Notice>) {
+    let (mut na, mut nb) = (Vec::new(), Vec::new());
+    let mut quiet = 0;
+    while quiet < 3 {
+        let mut got = false;
+        for (agent, out) in [(&mut *a, &mut na), (&mut *b, &mut nb)] {
+            while let Some((iid, _, n)) = agent
+                .next(Some(Instant::now() + Duration::from_millis(100)))
+                .await
+                .unwrap()
+            {
+                agent.done(iid).unwrap();
+                out.push(n);
+                got = true;
+            }
+        }
+        quiet = if got { 0 } else { quiet + 1 };
+    }
+    (na, nb)
+}
+
+fn texts(n: &[Notice]) -> Vec<String> {
+    n.iter()
+        .filter_map(|n| match n {
+            Notice::Message { body, .. } => Some(String::from_utf8_lossy(body).into_owned()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Connects `a` (inviting) and `b`, then exchanges messages both ways with
+/// turns, so ratchet steps happen on both sides.
+async fn connect_and_talk(a: &mut Agent, b: &mut Agent) -> (ConnId, ConnId) {
+    let (ca, link) = a.invite(None).await.unwrap();
+    let cb = b.connect(&link, None, None).await.unwrap();
+    let (na, nb) = pump(a, b).await;
+    assert!(na.contains(&Notice::Connected), "{na:?}");
+    assert!(nb.contains(&Notice::Connected), "{nb:?}");
+    for round in 0..3 {
+        a.send(ca, format!("a{round}").as_bytes()).await.unwrap();
+        let (_, nb) = pump(a, b).await;
+        assert_eq!(texts(&nb), vec![format!("a{round}")]);
+        b.send(cb, format!("b{round}").as_bytes()).await.unwrap();
+        let (na, _) = pump(a, b).await;
+        assert_eq!(texts(&na), vec![format!("b{round}")]);
+    }
+    (ca, cb)
+}
+
+#[tokio::test]
+async fn legacy_handshake_with_mode_less_queues() {
+    let (_r, addr) = router().await;
+    let t = tempfile::tempdir().unwrap();
+    let mut a = agent(&t.path().join("a"), "alice", &addr, false, true).await;
+    let mut b = agent(&t.path().join("b"), "bob", &addr, false, true).await;
+    let (ca, cb) = connect_and_talk(&mut a, &mut b).await;
+    assert!(a.connection(ca).unwrap().is_connected());
+    assert!(b.connection(cb).unwrap().is_connected());
+}
+
+#[tokio::test]
+async fn pq_on_off_and_declined() {
+    let (_r, addr) = router().await;
+    for (i, (apq, bpq)) in [(true, true), (true, false), (false, true), (false, false)]
+        .into_iter()
+        .enumerate()
+    {
+        let t = tempfile::tempdir().unwrap();
+        let mut a = agent(&t.path().join(format!("a{i}")), "alice", &addr, apq, false).await;
+        let mut b = agent(&t.path().join(format!("b{i}")), "bob", &addr, bpq, false).await;
+        let (ca, cb) = connect_and_talk(&mut a, &mut b).await;
+        let (pa, pb) = (
+            a.connection(ca).unwrap().pq_support(),
+            b.connection(cb).unwrap().pq_support(),
+        );
+        if apq && bpq {
+            assert!(pa && pb, "PQ on both sides ({apq},{bpq})");
+        }
+        if !bpq {
+            // The joiner declined: it never proposed nor accepted.
+            assert!(!pb, "joiner declined ({apq},{bpq})");
+        }
+        if !apq && !bpq {
+            assert!(!pa);
+        }
+    }
+}
+
+#[tokio::test]
+async fn private_routing_hides_the_sender_from_the_destination_router() {
+    let (ra, addr_a) = router().await;
+    let (rb, addr_b) = router().await;
+    let t = tempfile::tempdir().unwrap();
+    let mut a = agent(&t.path().join("a"), "alice", &addr_a, false, false).await;
+    let mut b = agent(&t.path().join("b"), "bob", &addr_b, false, false).await;
+    connect_and_talk(&mut a, &mut b).await;
+    // Each router saw its own user's connection and the other router's
+    // proxy session, never the other user directly.
+    assert_eq!(ra.router.connections_seen(), 2, "router A");
+    assert_eq!(rb.router.connections_seen(), 2, "router B");
+    let _ = ServerAddress::parse(&addr_a).unwrap();
+}
