@@ -32,14 +32,13 @@ use super::message::{
     AMessage, AMessageReceipt, AgentMessage, MsgIntegrity, RcvMsgChain, SndMsgChain,
 };
 use super::queue_info::SmpQueueInfo;
-use super::ratchet::{self, Ratchet, RatchetError, SkippedKeys};
+use super::ratchet::{self, Ratchet, RatchetError, SkippedKeys, read_kem_pair, write_kem_pair};
 use super::version::{AGENT_VERSIONS, E2E_VERSIONS, pq_supported};
 use super::x3dh::{
     E2eKeys, E2eParamsUri, KemParams, PrivKem, RatchetEntropy, RngEntropy, UseKem,
     generate_e2e_params, x3dh_creator, x3dh_joiner,
 };
 use crate::address::ServerAddress;
-use crate::crypto::kem::KemKeyPair;
 use crate::crypto::keys::{KeyAlgorithm, PrivateKey, PublicKey};
 use crate::crypto::secretbox::CbNonce;
 use crate::encoding::{DecodeError, EncodeError, Reader, Writer};
@@ -1004,15 +1003,19 @@ impl ContactAddress {
 /// Version of our own storage format for connection state.
 const STATE_FORMAT: u8 = 1;
 
-fn write_addr(w: &mut Writer, a: &QueueAddr) -> Result<(), EncodeError> {
-    w.large(a.server.to_string().as_bytes())?
-        .short(&a.rcv_id)?
-        .short(&a.snd_id)?;
-    w.u8(match a.mode {
+fn write_mode(w: &mut Writer, mode: Option<QueueMode>) {
+    w.u8(match mode {
         None => b'0',
         Some(QueueMode::Messaging) => b'M',
         Some(QueueMode::Contact) => b'C',
     });
+}
+
+fn write_addr(w: &mut Writer, a: &QueueAddr) -> Result<(), EncodeError> {
+    w.large(a.server.to_string().as_bytes())?
+        .short(&a.rcv_id)?
+        .short(&a.snd_id)?;
+    write_mode(w, a.mode);
     Ok(())
 }
 
@@ -1055,17 +1058,6 @@ fn write_public(w: &mut Writer, k: &PublicKey) -> Result<(), EncodeError> {
 
 fn read_public(r: &mut Reader<'_>) -> Result<PublicKey, DecodeError> {
     PublicKey::from_der(r.short()?).map_err(|_| DecodeError::Invalid("stored key"))
-}
-
-fn write_kem_pair(w: &mut Writer, k: &KemKeyPair) -> Result<(), EncodeError> {
-    w.large(&k.public)?.large(&k.secret)?;
-    Ok(())
-}
-
-fn read_kem_pair(r: &mut Reader<'_>) -> Result<KemKeyPair, DecodeError> {
-    let public = r.large()?.to_vec();
-    let secret = r.large()?.to_vec();
-    KemKeyPair::from_parts(public, secret).map_err(|_| DecodeError::Invalid("stored KEM keys"))
 }
 
 fn write_chain(w: &mut Writer, id: i64, hash: &[u8]) -> Result<(), EncodeError> {
@@ -1116,11 +1108,7 @@ impl Connection {
         w.maybe(self.own.peer_e2e.as_ref(), write_public)?;
         w.maybe(self.peer.as_ref(), |w, p| {
             w.large(p.server.to_string().as_bytes())?.short(&p.snd_id)?;
-            w.u8(match p.mode {
-                None => b'0',
-                Some(QueueMode::Messaging) => b'M',
-                Some(QueueMode::Contact) => b'C',
-            });
+            write_mode(w, p.mode);
             write_public(w, &p.peer_e2e)?;
             write_private(w, &p.own_e2e)?;
             write_private(w, &p.sender_key)

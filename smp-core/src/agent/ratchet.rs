@@ -857,7 +857,13 @@ fn read_key(r: &mut Reader<'_>) -> Result<Key, DecodeError> {
     r.array()
 }
 
-fn read_kem_pair(r: &mut Reader<'_>) -> Result<KemKeyPair, DecodeError> {
+/// A stored KEM key pair (shared with the connection's storage format).
+pub(crate) fn write_kem_pair(w: &mut Writer, k: &KemKeyPair) -> Result<(), EncodeError> {
+    w.large(&k.public)?.large(&k.secret)?;
+    Ok(())
+}
+
+pub(crate) fn read_kem_pair(r: &mut Reader<'_>) -> Result<KemKeyPair, DecodeError> {
     let public = r.large()?.to_vec();
     let secret = r.large()?.to_vec();
     KemKeyPair::from_parts(public, secret).map_err(|_| DecodeError::Invalid("stored KEM key pair"))
@@ -871,7 +877,7 @@ impl Ratchet {
         w.u8(STATE_FORMAT).u16(self.current).u16(self.max_supported);
         w.large(&self.ad)?.short(self.dhrs.raw())?;
         w.maybe(self.kem.as_ref(), |w, k| {
-            w.large(&k.own.public)?.large(&k.own.secret)?;
+            write_kem_pair(w, &k.own)?;
             w.maybe(k.accepted.as_ref(), |w, a| {
                 w.large(&a.peer_public)?
                     .raw(&a.shared[..])

@@ -166,8 +166,8 @@ impl Notice {
 /// An outgoing command as kept in the outbox (our own encoding in the
 /// item's body: a tag byte, then what the command needs).
 enum Op {
-    Send(Vec<u8>),
-    Skey,
+    Send(Vec<u8>, Option<PrivateKey>),
+    Skey(PrivateKey),
     Key(PublicKey),
 }
 
@@ -707,7 +707,7 @@ impl Agent {
             {
                 match queue.decrypt(&msg) {
                     Ok(RcvMsgBody::Message { body, .. }) => {
-                        self.handle(conn_id, &server, &body, processed).await?;
+                        self.handle(conn_id, &body, processed).await?;
                     }
                     // Nothing for the connection: just acknowledge.
                     Ok(RcvMsgBody::Quota { .. }) | Err(_) => {}
@@ -723,7 +723,6 @@ impl Agent {
     async fn handle(
         &mut self,
         conn_id: ConnId,
-        server: &ServerAddress,
         body: &[u8],
         processed: ProcessedMsg,
     ) -> Result<(), RuntimeError> {
@@ -735,7 +734,7 @@ impl Agent {
             let address = ContactAddress::decode(&row.state)
                 .map_err(|e| RuntimeError::Corrupt(format!("address: {e}")))?;
             return self
-                .accept_request(conn_id, &address, body, server, processed)
+                .accept_request(conn_id, &address, body, processed)
                 .await;
         }
         let mut conn = Connection::decode(&row.state)
@@ -769,7 +768,6 @@ impl Agent {
         address_id: ConnId,
         address: &ContactAddress,
         body: &[u8],
-        _server: &ServerAddress,
         processed: ProcessedMsg,
     ) -> Result<(), RuntimeError> {
         let state = address.encode().map_err(enc)?;
@@ -805,14 +803,9 @@ impl Agent {
         out.push(Output::Event(AgentEvent::Info {
             conn_info: req.conn_info.clone(),
         }));
-        self.store.commit(&Commit {
-            conn: address_id,
-            state: &state,
-            processed: Some(processed),
-            outbox: Vec::new(),
-            inbox: Vec::new(),
-        })?;
-        self.commit(id, &conn, None, out)?;
+        // One transaction: the new connection's step and the request's
+        // "processed" mark, so a crash cannot lose the acceptance.
+        self.commit(id, &conn, Some(processed), out)?;
         Ok(())
     }
 
@@ -848,41 +841,36 @@ impl Agent {
             .map(|k| PrivateKey::from_der(k))
             .transpose()
             .map_err(SmpClientError::from)?;
-        let op = match item.body.split_first() {
-            Some((b'S', rest)) => Op::Send(rest.to_vec()),
-            Some((b'K', _)) => Op::Skey,
-            Some((b'O', rest)) => Op::Key(PublicKey::from_der(rest).map_err(SmpClientError::from)?),
+        let op = match (item.body.split_first(), key) {
+            (Some((b'S', rest)), key) => Op::Send(rest.to_vec(), key),
+            (Some((b'K', _)), Some(key)) => Op::Skey(key),
+            (Some((b'O', rest)), _) => {
+                Op::Key(PublicKey::from_der(rest).map_err(SmpClientError::from)?)
+            }
             _ => return Err(SmpClientError::UnexpectedResponse("stored command")),
         };
-        if let Op::Key(k) = &op {
-            let s = self
-                .queues
-                .get(&(item.queue.server.clone(), item.queue.snd_id.clone()))
-                .ok_or(SmpClientError::UnexpectedResponse(
-                    "KEY for an unknown queue",
-                ))?;
-            let client = self.pool.client(&s.server).await?;
-            return client.secure_queue(&s.queue, k).await;
-        }
-        let proxy = self.proxy_for(&server);
-        match proxy {
-            None => {
-                let client = self.pool.client(&server).await?;
-                match op {
-                    Op::Send(body) => {
-                        client
-                            .send(&item.queue.snd_id, key.as_ref(), item.notify, &body)
-                            .await
-                    }
-                    Op::Skey => {
-                        let k =
-                            key.ok_or(SmpClientError::UnexpectedResponse("SKEY without key"))?;
-                        client.secure_queue_sender(&item.queue.snd_id, &k).await
-                    }
-                    Op::Key(_) => unreachable!("handled above"),
-                }
+        let snd_id = &item.queue.snd_id;
+        match (op, self.proxy_for(&server)) {
+            // KEY goes to our own queue, whose id the item holds.
+            (Op::Key(k), _) => {
+                let s = self
+                    .queues
+                    .get(&(item.queue.server.clone(), snd_id.clone()))
+                    .ok_or(SmpClientError::UnexpectedResponse(
+                        "KEY for an unknown queue",
+                    ))?;
+                let client = self.pool.client(&s.server).await?;
+                client.secure_queue(&s.queue, &k).await
             }
-            Some(proxy) => {
+            (Op::Send(body, key), None) => {
+                let client = self.pool.client(&server).await?;
+                client.send(snd_id, key.as_ref(), item.notify, &body).await
+            }
+            (Op::Skey(key), None) => {
+                let client = self.pool.client(&server).await?;
+                client.secure_queue_sender(snd_id, &key).await
+            }
+            (op, Some(proxy)) => {
                 let client = self.pool.client(&proxy).await?;
                 let relay = match self.proxies.get(&server) {
                     Some(r) => r.clone(),
@@ -893,23 +881,13 @@ impl Agent {
                     }
                 };
                 let r = match op {
-                    Op::Send(body) => {
+                    Op::Send(body, key) => {
                         client
-                            .proxy_send(
-                                &relay,
-                                &item.queue.snd_id,
-                                key.as_ref(),
-                                item.notify,
-                                &body,
-                            )
+                            .proxy_send(&relay, snd_id, key.as_ref(), item.notify, &body)
                             .await
                     }
-                    Op::Skey => {
-                        let k =
-                            key.ok_or(SmpClientError::UnexpectedResponse("SKEY without key"))?;
-                        client.proxy_skey(&relay, &item.queue.snd_id, &k).await
-                    }
-                    Op::Key(_) => unreachable!("handled above"),
+                    Op::Skey(key) => client.proxy_skey(&relay, snd_id, &key).await,
+                    Op::Key(_) => Err(SmpClientError::UnexpectedResponse("KEY through a proxy")),
                 };
                 if r.is_err() {
                     // A stale session is opened again next time.
