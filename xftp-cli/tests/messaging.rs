@@ -4,93 +4,15 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 
-use smp_core::crypto::keys::KeyAlgorithm;
-use smp_core::tls::ServerIdentity;
+use support::routers::Router;
 use support::{Servers, p, write_file, xftp};
-
-const ROUTER_ENV: &str = "XFTP_TEST_ROUTER_DIR";
 
 /// Not a test of its own: the body of a router child process.
 #[test]
 fn router_child() {
-    let Ok(dir) = std::env::var(ROUTER_ENV) else {
-        return;
-    };
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async move {
-        let dir = std::path::PathBuf::from(dir);
-        let (identity, _) = ServerIdentity::generate(KeyAlgorithm::Ed25519, "127.0.0.1").unwrap();
-        let mut s =
-            smp_server::app::Settings::new(identity.clone(), "127.0.0.1:0".parse().unwrap());
-        s.store_log = Some(dir.join("smp-server-store.log"));
-        s.messages = Some(dir.join("smp-server-messages.log"));
-        let srv = smp_server::app::start(s).await.unwrap();
-        println!(
-            "READY smp://{}@127.0.0.1:{}",
-            identity.fingerprint_b64(),
-            srv.addr().port()
-        );
-        // Runs until the parent closes stdin.
-        let _ = tokio::task::spawn_blocking(|| {
-            let mut line = String::new();
-            while std::io::stdin()
-                .read_line(&mut line)
-                .map(|n| n > 0)
-                .unwrap_or(false)
-            {}
-        })
-        .await;
-        srv.stop().await;
-    });
-}
-
-struct Router {
-    child: Child,
-    address: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Router {
-    fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "router_child", "--nocapture", "--test-threads=1"])
-            .env(ROUTER_ENV, dir.path())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut out = BufReader::new(child.stdout.take().unwrap());
-        // The harness may print the test name on the same line first.
-        let address = loop {
-            let mut line = String::new();
-            assert!(
-                out.read_line(&mut line).unwrap() > 0,
-                "router child ended before READY"
-            );
-            if let Some(i) = line.find("READY ") {
-                break line[i + 6..].trim().to_string();
-            }
-        };
-        Self {
-            child,
-            address,
-            _dir: dir,
-        }
-    }
-}
-
-impl Drop for Router {
-    fn drop(&mut self) {
-        drop(self.child.stdin.take());
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    support::routers::child_main();
 }
 
 async fn run_ok(args: &[&str]) -> String {

@@ -2,6 +2,8 @@
 //! to run the real `xftp` binary against them.
 #![allow(dead_code)]
 
+pub mod routers;
+
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
