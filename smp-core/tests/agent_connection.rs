@@ -471,6 +471,15 @@ fn bad_input_leaves_the_connection_working() {
     w.send(a, "two");
     w.deliver();
     assert_eq!(w.texts(b), vec![("two".to_string(), MsgIntegrity::Ok)]);
+    // After the ratchet turned (b answers, a replies), the old copy no
+    // longer decrypts but is still recognised as a duplicate.
+    w.send(b, "turn");
+    w.deliver();
+    w.send(a, "three");
+    w.deliver();
+    assert_eq!(w.texts(b), vec![("three".to_string(), MsgIntegrity::Ok)]);
+    let out = w.conns[b].receive(&body, &mut ent()).unwrap();
+    assert_eq!(out, vec![Output::Event(AgentEvent::Duplicate)]);
     // Commands out of order are refused cleanly.
     assert!(w.conns[a].allow(b"again", &mut ent()).is_err());
     assert!(Connection::decode(&before[..before.len() - 3]).is_err());

@@ -261,7 +261,15 @@ pub struct Connection {
     skipped: SkippedKeys,
     snd: SndMsgChain,
     rcv: RcvMsgChain,
+    /// SHA-256 of the last received encrypted agent messages: a copy that
+    /// arrives again after the ratchet moved on (a sender that crashed after
+    /// the router took it resends it) fails to decrypt and is recognised
+    /// here as a duplicate (`checkDuplicateHash`).
+    seen: alloc::collections::VecDeque<[u8; 32]>,
 }
+
+/// How many received message hashes a connection keeps.
+const SEEN_HASHES: usize = 256;
 
 /// The link's queue: its mode as the router reported it (none below SMP v9,
 /// which makes the joiner use the legacy flow).
@@ -362,6 +370,7 @@ impl Connection {
             skipped: SkippedKeys::new(),
             snd: SndMsgChain::new(),
             rcv: RcvMsgChain::new(),
+            seen: Default::default(),
         };
         Ok((conn, link))
     }
@@ -445,6 +454,7 @@ impl Connection {
             skipped: SkippedKeys::new(),
             snd,
             rcv: RcvMsgChain::new(),
+            seen: Default::default(),
         };
         let out = conn.confirmation_outputs(&envelope, ent)?;
         Ok((conn, out))
@@ -845,8 +855,11 @@ impl Connection {
             .ratchet
             .as_ref()
             .ok_or(AgentError::Prohibited("msg: no ratchet"))?;
+        let hash = crate::crypto::digest::sha256(enc);
+        let seen = self.seen.contains(&hash);
         let d = match rc.decrypt(&self.skipped, enc, ent) {
             Ok(d) => d,
+            Err(_) if seen => return Ok(vec![Output::Event(AgentEvent::Duplicate)]),
             Err(e) => return Err(AgentError::Ratchet(e)),
         };
         // From here the ratchet's change is kept whatever the body gives.
@@ -855,8 +868,13 @@ impl Connection {
         let plain = match d.plaintext {
             Ok(p) => p,
             Err(RatchetError::Duplicate) => return Ok(vec![Output::Event(AgentEvent::Duplicate)]),
+            Err(_) if seen => return Ok(vec![Output::Event(AgentEvent::Duplicate)]),
             Err(e) => return Ok(vec![Output::Event(AgentEvent::MessageError(e))]),
         };
+        if self.seen.len() == SEEN_HASHES {
+            self.seen.pop_front();
+        }
+        self.seen.push_back(hash);
         let m = match AgentMessage::decode(&plain) {
             Ok(m) => m,
             Err(e) => {
@@ -1124,6 +1142,10 @@ impl Connection {
         w.large(&ratchet::encode_skipped(&self.skipped))?;
         write_chain(&mut w, self.snd.last_id(), self.snd.last_hash())?;
         write_chain(&mut w, self.rcv.last_id(), self.rcv.last_hash())?;
+        w.u16(self.seen.len() as u16);
+        for h in &self.seen {
+            w.raw(h);
+        }
         Ok(zeroize::Zeroizing::new(w.into_vec()))
     }
 
@@ -1173,6 +1195,11 @@ impl Connection {
         let skipped = ratchet::decode_skipped(r.large()?)?;
         let snd = SndMsgChain::from_state(r.i64()?, r.short()?.to_vec());
         let rcv = RcvMsgChain::from_state(r.i64()?, r.short()?.to_vec());
+        let n = usize::from(r.u16()?).min(SEEN_HASHES);
+        let mut seen = alloc::collections::VecDeque::with_capacity(n);
+        for _ in 0..n {
+            seen.push_back(r.array()?);
+        }
         r.end()?;
         Ok(Self {
             role,
@@ -1190,6 +1217,7 @@ impl Connection {
             skipped,
             snd,
             rcv,
+            seen,
         })
     }
 }
