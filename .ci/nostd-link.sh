@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Links smp-core's IO-free core into a #![no_std] staticlib for bare-metal
+# riscv32imac: a dependency that pulls in std, or needs an OS, fails here.
+# The crate is generated in a temporary directory; nothing is added to the
+# workspace.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+dir=$(mktemp -d)
+trap 'rm -rf "$dir"' EXIT
+mkdir -p "$dir/src"
+cat > "$dir/Cargo.toml" <<TOML
+[package]
+name = "smp-core-nostd-link"
+version = "0.0.0"
+edition = "2024"
+publish = false
+
+[lib]
+crate-type = ["staticlib"]
+
+[dependencies]
+smp-core = { path = "$root/smp-core", default-features = false }
+
+[profile.release]
+panic = "abort"
+
+[workspace]
+TOML
+cat > "$dir/src/lib.rs" <<'RS'
+#![no_std]
+extern crate alloc;
+
+use core::alloc::{GlobalAlloc, Layout};
+
+/// Never allocates: the check is that everything links without std.
+struct NoAlloc;
+
+// SAFETY: returning null is the documented way for an allocator to report
+// failure, and dealloc is only ever called with pointers alloc returned,
+// of which there are none.
+unsafe impl GlobalAlloc for NoAlloc {
+    unsafe fn alloc(&self, _: Layout) -> *mut u8 {
+        core::ptr::null_mut()
+    }
+    unsafe fn dealloc(&self, _: *mut u8, _: Layout) {}
+}
+
+#[global_allocator]
+static ALLOC: NoAlloc = NoAlloc;
+
+#[panic_handler]
+fn panic(_: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+/// Pulls the agent layer, the ratchet, envelopes, chat and file crypto into
+/// the link.
+#[unsafe(no_mangle)]
+pub extern "C" fn smp_core_nostd_probe(ck: &[u8; 32], out: &mut [u8; 32]) -> usize {
+    let (next, _, _) = smp_core::agent::ratchet::chain_kdf(ck);
+    *out = next;
+    let v = smp_core::agent::version::AGENT_VERSIONS.max() as usize;
+    let msg = smp_core::chat::parse_chat_messages(b"{}").len();
+    let env = smp_core::agent::envelope::AgentMsgEnvelope::decode(b"").is_err() as usize;
+    let link = smp_core::agent::link::ConnectionRequest::parse("simplex:/").is_err() as usize;
+    let file = smp_core::file::chunks::prepare_chunk_sizes(1 << 20).len();
+    v + msg + env + link + file
+}
+RS
+cargo build --quiet --release --manifest-path "$dir/Cargo.toml" \
+  --target riscv32imac-unknown-none-elf --target-dir "$root/target/nostd-link"
+ls "$root"/target/nostd-link/riscv32imac-unknown-none-elf/release/libsmp_core_nostd_link.a >/dev/null
+echo "no_std staticlib for riscv32imac-unknown-none-elf: linked"
