@@ -115,3 +115,215 @@ pub fn spawn_ready(args: &[String]) -> (std::process::Child, Vec<String>) {
     assert!(!fields.is_empty(), "server process did not start");
     (child, fields)
 }
+
+// ---- SMP routers in child processes ----
+
+use std::net::SocketAddr;
+use std::process::Child;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use smp_core::address::ServerAddress;
+use smp_core::client::smp::{
+    CreateQueueOptions, RawMessage, SmpClient, SmpClientError, SmpClientOptions, SmpEvent,
+    SmpEvents,
+};
+use smp_core::crypto::keys::KeyAlgorithm;
+use smp_core::smp::ErrorType;
+use smp_core::smp::Response;
+use smp_core::smp::message::RcvMsgBody;
+use smp_core::tls::ServerIdentity;
+
+/// The body of a router child process (`--router [RELAY_HOST=PORT]`):
+/// prints `READY <port> <fingerprint>` and serves until stdin closes.
+pub fn router_child(relay: Option<&str>) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let (identity, _) = ServerIdentity::generate(KeyAlgorithm::Ed25519, "127.0.0.1").unwrap();
+        let mut s =
+            smp_server::app::Settings::new(identity.clone(), "127.0.0.1:0".parse().unwrap());
+        if let Some((host, port)) = relay.and_then(|r| r.split_once('=')) {
+            let addr = SocketAddr::from(([127, 0, 0, 1], port.parse().unwrap()));
+            s.proxy.resolve.insert(host.to_string(), addr);
+        }
+        let server = smp_server::app::start(s).await.unwrap();
+        announce_ready(&format!(
+            "{} {}",
+            server.addr().port(),
+            identity.fingerprint_b64()
+        ));
+        tokio::task::spawn_blocking(wait_for_stdin_eof)
+            .await
+            .unwrap();
+        server.stop().await;
+    });
+}
+
+/// A router child process (this bench binary run with `--router`).
+pub struct Router {
+    pub child: Child,
+    pub port: u16,
+    pub fingerprint: String,
+}
+
+impl Router {
+    pub fn spawn(relay: Option<String>) -> Self {
+        let mut args = vec!["--router".to_string()];
+        args.extend(relay);
+        let (child, fields) = spawn_ready(&args);
+        Self {
+            child,
+            port: fields[0].parse().unwrap(),
+            fingerprint: fields[1].clone(),
+        }
+    }
+
+    pub fn address(&self, host: &str) -> ServerAddress {
+        ServerAddress::parse(&format!("smp://{}@{host}:{}", self.fingerprint, self.port)).unwrap()
+    }
+
+    pub async fn connect(&self) -> (SmpClient, SmpEvents) {
+        let opts = SmpClientOptions {
+            socket_addr: Some(SocketAddr::from(([127, 0, 0, 1], self.port))),
+            ..SmpClientOptions::default()
+        };
+        SmpClient::connect(&self.address("127.0.0.1"), &opts)
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for Router {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.wait();
+    }
+}
+
+/// Raw SEND→MSG messages per second: `total` messages of `body_len` bytes
+/// from one sender per queue over `queues` queues to one subscriber that
+/// opens and ACKs each message; `proxy` routes every SEND through the
+/// proxy router. A sender that meets QUOTA waits 5 ms, as an agent waits
+/// for the queue to drain.
+pub async fn throughput(
+    relay: &Router,
+    proxy: Option<&Router>,
+    queues: usize,
+    total: usize,
+    body_len: usize,
+) -> f64 {
+    let (rcv, mut events) = relay.connect().await;
+    let mut qs = Vec::new();
+    for _ in 0..queues {
+        qs.push(Arc::new(
+            rcv.create_queue(&CreateQueueOptions::default())
+                .await
+                .unwrap(),
+        ));
+    }
+    let (snd, _) = match proxy {
+        Some(p) => p.connect().await,
+        None => relay.connect().await,
+    };
+    let session = match proxy {
+        Some(_) => Some(
+            snd.proxy_session(&relay.address("relay.bench"), None)
+                .await
+                .unwrap(),
+        ),
+        None => None,
+    };
+    let per_queue = total / queues;
+    let received = Arc::new(AtomicUsize::new(0));
+    let by_id: std::collections::HashMap<Vec<u8>, Arc<_>> =
+        qs.iter().map(|q| (q.rcv_id.clone(), q.clone())).collect();
+    let start = Instant::now();
+    let reader = {
+        let (rcv, received) = (rcv.clone(), received.clone());
+        tokio::spawn(async move {
+            while received.load(Ordering::Relaxed) < per_queue * queues {
+                let Some(SmpEvent::Server {
+                    entity_id,
+                    response: Response::Msg { msg_id, body },
+                }) = events.recv().await
+                else {
+                    continue;
+                };
+                let q = by_id[&entity_id].clone();
+                let (rcv, received) = (rcv.clone(), received.clone());
+                tokio::spawn(async move {
+                    // Messages are opened as a client would; quota markers
+                    // are acknowledged but not counted. The ACK's reply may
+                    // be the next message.
+                    let mut next = Some(RawMessage { msg_id, body });
+                    while let Some(m) = next {
+                        if let Ok(RcvMsgBody::Message { .. }) = q.decrypt(&m) {
+                            received.fetch_add(1, Ordering::Relaxed);
+                        }
+                        next = rcv.ack(&q, &m.msg_id).await.unwrap();
+                    }
+                });
+            }
+        })
+    };
+    let mut senders = Vec::new();
+    for q in &qs {
+        let (snd, q, session) = (snd.clone(), q.clone(), session.clone());
+        senders.push(tokio::spawn(async move {
+            let body = vec![0x42u8; body_len];
+            for _ in 0..per_queue {
+                loop {
+                    let r = match &session {
+                        Some(s) => snd.proxy_send(s, &q.snd_id, None, false, &body).await,
+                        None => snd.send(&q.snd_id, None, false, &body).await,
+                    };
+                    match r {
+                        Ok(()) => break,
+                        // A full queue (128): wait for the recipient, as an
+                        // agent waits for QCONT.
+                        Err(SmpClientError::Protocol(ErrorType::Quota))
+                        | Err(SmpClientError::Relay(ErrorType::Quota)) => {
+                            tokio::time::sleep(Duration::from_millis(5)).await
+                        }
+                        Err(e) => panic!("send: {e}"),
+                    }
+                }
+            }
+        }));
+    }
+    for s in senders {
+        s.await.unwrap();
+    }
+    // The last messages may come as ACK replies, not events: poll the count.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while received.load(Ordering::Relaxed) < per_queue * queues {
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {} messages arrived",
+            received.load(Ordering::Relaxed),
+            per_queue * queues
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let rate = (per_queue * queues) as f64 / start.elapsed().as_secs_f64();
+    reader.abort();
+    rate
+}
+
+/// User and system CPU seconds a process has used so far (`None` = this
+/// one), from `/proc/<pid>/stat`.
+pub fn cpu_seconds(pid: Option<u32>) -> (f64, f64) {
+    let path = match pid {
+        Some(p) => format!("/proc/{p}/stat"),
+        None => "/proc/self/stat".to_string(),
+    };
+    let stat = std::fs::read_to_string(path).unwrap_or_default();
+    // Fields after the command name, which is in parentheses.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let tick = 100.0; // USER_HZ on Linux
+    let get = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0) / tick;
+    // utime and stime, fields 14 and 15 of the line.
+    (get(11), get(12))
+}
