@@ -875,7 +875,11 @@ impl Ratchet {
     pub fn encode(&self) -> Result<Zeroizing<Vec<u8>>, EncodeError> {
         let mut w = Writer::with_capacity(256);
         w.u8(STATE_FORMAT).u16(self.current).u16(self.max_supported);
-        w.large(&self.ad)?.short(self.dhrs.raw())?;
+        // The public half is stored too: deriving it is an X448 base
+        // multiplication, which would otherwise run at every load.
+        w.large(&self.ad)?
+            .short(self.dhrs.raw())?
+            .short(self.dhrs_pub.raw())?;
         w.maybe(self.kem.as_ref(), |w, k| {
             write_kem_pair(w, &k.own)?;
             w.maybe(k.accepted.as_ref(), |w, a| {
@@ -918,6 +922,8 @@ impl Ratchet {
         let ad = r.large()?.to_vec();
         let dhrs = PrivateKey::from_raw(KeyAlgorithm::X448, r.short()?)
             .map_err(|_| DecodeError::Invalid("stored ratchet key"))?;
+        let dhrs_pub = PublicKey::from_raw(KeyAlgorithm::X448, r.short()?)
+            .map_err(|_| DecodeError::Invalid("stored ratchet public key"))?;
         let kem = r.maybe(|r| {
             let own = read_kem_pair(r)?;
             let accepted = r.maybe(|r| {
@@ -953,7 +959,7 @@ impl Ratchet {
             current,
             max_supported,
             ad,
-            dhrs_pub: dhrs.public_key(),
+            dhrs_pub,
             dhrs,
             kem,
             support_kem: flags & 1 != 0,
