@@ -116,6 +116,7 @@ async fn open_agent(dir: &std::path::Path, name: &str, router: &Router) -> Agent
             false,
         ),
         private_routing: false,
+        legacy_queues: false,
     };
     let mut agent = Agent::with_store(store, opts).unwrap();
     agent.start().await.unwrap();
