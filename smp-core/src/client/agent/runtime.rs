@@ -396,7 +396,7 @@ impl Agent {
                 continue;
             };
             match client.subscribe(&queue).await {
-                Ok(Some(msg)) => self.process(&key, msg).await?,
+                Ok(Some(msg)) => self.process_or_retry_later(&key, msg).await?,
                 Ok(None) => {}
                 Err(SmpClientError::Closed) | Err(SmpClientError::Timeout(_)) => {}
                 Err(e) => tracing::warn!("subscribing a queue failed: {e}"),
@@ -641,7 +641,8 @@ impl Agent {
                 } => {
                     let key = (server_text(&server), entity_id);
                     if self.queues.contains_key(&key) {
-                        self.process(&key, RawMessage { msg_id, body }).await?;
+                        self.process_or_retry_later(&key, RawMessage { msg_id, body })
+                            .await?;
                     }
                 }
                 SmpEvent::Disconnected => self.resubscribe(&server).await,
@@ -680,6 +681,24 @@ impl Agent {
             }
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(Duration::from_secs(10));
+        }
+    }
+
+    /// [`Agent::process`], where a router failure (e.g. one that cannot be
+    /// reached while a contact request is accepted) only postpones the
+    /// message: it stays unacknowledged and comes again. Store failures
+    /// still end the run.
+    async fn process_or_retry_later(
+        &mut self,
+        key: &(String, Vec<u8>),
+        msg: RawMessage,
+    ) -> Result<(), RuntimeError> {
+        match self.process(key, msg).await {
+            Err(RuntimeError::Smp(e)) => {
+                tracing::warn!("a received message is postponed: {e}");
+                Ok(())
+            }
+            r => r,
         }
     }
 
