@@ -7,6 +7,7 @@
 
 pub mod pad;
 pub mod string;
+pub mod url;
 
 use alloc::vec::Vec;
 

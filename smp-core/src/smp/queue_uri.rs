@@ -142,41 +142,15 @@ fn parse_range(s: &str) -> Option<VersionRange> {
     }
 }
 
-/// http-types `urlEncode True`: unreserved bytes stay, space is `+`, the
-/// rest is `%XX` upper-case.
+/// http-types `urlEncode True` of a text value.
 fn url_escape(out: &mut String, v: &str) {
-    for b in v.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(b as char)
-            }
-            b' ' => out.push('+'),
-            _ => {
-                let _ = write!(out, "%{b:02X}");
-            }
-        }
-    }
+    crate::encoding::url::escape_into(out, v.as_bytes());
 }
 
 /// http-types `urlDecode True` (`+` is a space); a bad escape is refused.
 fn url_unescape(s: &str) -> Result<String, QueueUriError> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let hex = b.get(i + 1..i + 3).ok_or(QueueUriError::Escape)?;
-                let h = core::str::from_utf8(hex).map_err(|_| QueueUriError::Escape)?;
-                out.push(u8::from_str_radix(h, 16).map_err(|_| QueueUriError::Escape)?);
-                i += 2;
-            }
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8(out).map_err(|_| QueueUriError::Escape)
+    let b = crate::encoding::url::unescape(s).ok_or(QueueUriError::Escape)?;
+    String::from_utf8(b).map_err(|_| QueueUriError::Escape)
 }
 
 /// `parseSimpleQuery`: pairs split on `&` or `;`, the name at the first `=`.

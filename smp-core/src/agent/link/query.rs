@@ -9,17 +9,7 @@ use core::fmt::Write as _;
 use super::LinkError;
 use crate::xftp::handshake::VersionRange;
 
-/// Appends `v` percent-encoded as http-types `urlEncode True` does: only
-/// `A–Z a–z 0–9 - _ . ~` stay, every other byte (space included) is `%XX`.
-pub(crate) fn escape_into(out: &mut String, v: &[u8]) {
-    for &b in v {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            let _ = write!(out, "%{b:02X}");
-        }
-    }
-}
+pub(crate) use crate::encoding::url::escape_into;
 
 /// Renders `k=v&k=v` with every name and value escaped (`QSP QEscape`).
 pub(crate) fn render_escaped(params: &[(&str, &[u8])]) -> String {
@@ -35,27 +25,9 @@ pub(crate) fn render_escaped(params: &[(&str, &[u8])]) -> String {
     s
 }
 
-/// http-types `urlDecode True`: `+` is a space and `%XX` a byte. The
-/// reference keeps a malformed `%` escape as literal text; we refuse it,
-/// since no encoder writes one and it most likely means a damaged link.
+/// `urlDecode True`, refusing a malformed escape.
 pub(crate) fn unescape(s: &str) -> Result<Vec<u8>, LinkError> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let hex = b.get(i + 1..i + 3).ok_or(LinkError::Escape)?;
-                let digit = |c: u8| (c as char).to_digit(16).ok_or(LinkError::Escape);
-                out.push((digit(hex[0])? * 16 + digit(hex[1])?) as u8);
-                i += 2;
-            }
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    Ok(out)
+    crate::encoding::url::unescape(s).ok_or(LinkError::Escape)
 }
 
 /// A parsed query: pairs in their order, names and values unescaped.
