@@ -122,6 +122,26 @@ fn enc_message(env: AgentMsgEnvelope) -> Vec<u8> {
     }
 }
 
+/// Ratchet-encrypts an agent message as `side` sends it (checked against
+/// the step's `enc_agent_message`) and seals its envelope.
+fn send_agent_message(side: &mut Side, step: &Value, plain: &[u8], secret: &[u8; 32]) -> Vec<u8> {
+    let enc = side
+        .ratchet
+        .as_mut()
+        .unwrap()
+        .encrypt(plain, 15840, None)
+        .unwrap();
+    assert_eq!(
+        hex::encode(&enc),
+        hex::encode(bytes(&step["enc_agent_message"]))
+    );
+    let env = AgentMsgEnvelope::Message {
+        agent_version: AGENT_VERSION,
+        enc_agent_message: enc,
+    };
+    send(step, secret, None, &env, "agent_msg_envelope")
+}
+
 #[test]
 fn fast_flow_at_real_sizes() {
     let v = agent("flow.json");
@@ -278,21 +298,7 @@ fn fast_flow_at_real_sizes() {
         assert_eq!(id as u64, m["snd_msg_id"].as_u64().unwrap());
         assert_eq!(plain, hex(&m["agent_message"]));
         assert_eq!(sha256(&plain).to_vec(), hex(&m["msg_hash"]));
-        let enc = bob
-            .ratchet
-            .as_mut()
-            .unwrap()
-            .encrypt(&plain, 15840, None)
-            .unwrap();
-        assert_eq!(
-            hex::encode(&enc),
-            hex::encode(bytes(&m["enc_agent_message"]))
-        );
-        let env = AgentMsgEnvelope::Message {
-            agent_version: AGENT_VERSION,
-            enc_agent_message: enc,
-        };
-        wires.push(send(m, &bob_to_alice, None, &env, "agent_msg_envelope"));
+        wires.push(send_agent_message(&mut bob, m, &plain, &bob_to_alice));
     }
     assert_eq!(
         hex(&msgs[0]["prev_msg_hash"]),
@@ -325,22 +331,8 @@ fn fast_flow_at_real_sizes() {
     assert_eq!(id, 2);
     assert_eq!(plain, hex(&s7["agent_message"]));
     assert_eq!(hex(&s7["prev_msg_hash"]), sha256(&conn_info).to_vec());
-    let enc = alice
-        .ratchet
-        .as_mut()
-        .unwrap()
-        .encrypt(&plain, 15840, None)
-        .unwrap();
-    assert_eq!(
-        hex::encode(&enc),
-        hex::encode(bytes(&s7["enc_agent_message"]))
-    );
-    let env = AgentMsgEnvelope::Message {
-        agent_version: AGENT_VERSION,
-        enc_agent_message: enc,
-    };
     let alice_to_bob = e2e_secret(&alice_snd, &bob_queue.public_key()).unwrap();
-    let wire = send(s7, &alice_to_bob, None, &env, "agent_msg_envelope");
+    let wire = send_agent_message(&mut alice, s7, &plain, &alice_to_bob);
 
     // Step 8: Bob decrypts the reply.
     let enc = enc_message(receive(&wire, &bob_secret, false));
@@ -361,21 +353,7 @@ fn fast_flow_at_real_sizes() {
     assert_eq!(id as u64, s9["snd_msg_id"].as_u64().unwrap());
     assert_eq!(plain, hex(&s9["agent_message"]));
     assert_eq!(hex(&s9["prev_msg_hash"]), hex(&msgs[2]["msg_hash"]));
-    let enc = bob
-        .ratchet
-        .as_mut()
-        .unwrap()
-        .encrypt(&plain, 15840, None)
-        .unwrap();
-    assert_eq!(
-        hex::encode(&enc),
-        hex::encode(bytes(&s9["enc_agent_message"]))
-    );
-    let env = AgentMsgEnvelope::Message {
-        agent_version: AGENT_VERSION,
-        enc_agent_message: enc,
-    };
-    let wire = send(s9, &bob_to_alice, None, &env, "agent_msg_envelope");
+    let wire = send_agent_message(&mut bob, s9, &plain, &bob_to_alice);
     let enc = enc_message(receive(&wire, &alice_secret, false));
     assert_eq!(decrypt(&mut alice, &enc, "advance"), plain);
 
