@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use smp_core::agent::envelope::MESSAGE_ENVELOPE_LENGTH;
 use smp_core::chat::{
-    ChatEvent, ChatMessage, ContactRequest, MsgContainer, MsgContent, Profile as ChatProfile,
+    ChatEvent, ChatMessage, MsgContainer, MsgContent, Profile as ChatProfile,
     SUPPORTED_CHAT_VRANGE, SharedMsgId,
 };
 use smp_core::client::agent::runtime::{Agent, AgentOptions, Notice};
@@ -105,16 +105,8 @@ async fn open_agent(dir: &std::path::Path, name: &str, router: &Router) -> Agent
     let opts = AgentOptions {
         smp: SmpClientOptions::default(),
         pq: true,
-        conn_info: chat(ChatEvent::Info(me.clone()), false),
-        contact_info: chat(
-            ChatEvent::Contact(ContactRequest {
-                profile: me,
-                contact_req_id: None,
-                welcome_msg_id: None,
-                request_msg: None,
-            }),
-            false,
-        ),
+        conn_info: ChatMessage::profile_info(&me),
+        contact_info: ChatMessage::contact_request(&me),
         private_routing: false,
         legacy_queues: false,
     };

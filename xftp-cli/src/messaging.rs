@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use smp_core::address::ServerAddress;
 use smp_core::chat::{
-    ChatEvent, ChatMessage, ContactRequest, FileDescrAssembler, FileInvitation, MsgContainer,
-    MsgContent, Profile as ChatProfile, SUPPORTED_CHAT_VRANGE, SharedMsgId, file_descr_events,
+    ChatEvent, ChatMessage, FileDescrAssembler, FileInvitation, MsgContainer, MsgContent,
+    Profile as ChatProfile, SUPPORTED_CHAT_VRANGE, SharedMsgId, file_descr_events,
     parse_chat_messages,
 };
 use smp_core::client::agent::runtime::{Agent, AgentOptions, Notice};
@@ -54,16 +54,8 @@ async fn open_agent(dir: Option<&Path>) -> Result<(Agent, String), CliError> {
     let opts = AgentOptions {
         smp: SmpClientOptions::default(),
         pq: true,
-        conn_info: chat(ChatEvent::Info(me.clone()), false),
-        contact_info: chat(
-            ChatEvent::Contact(ContactRequest {
-                profile: me,
-                contact_req_id: None,
-                welcome_msg_id: None,
-                request_msg: None,
-            }),
-            false,
-        ),
+        conn_info: ChatMessage::profile_info(&me),
+        contact_info: ChatMessage::contact_request(&me),
         private_routing: true,
         legacy_queues: false,
     };

@@ -15,7 +15,9 @@ use super::file::FileDescr;
 use super::ids::{SharedMsgId, XContactId};
 use super::json::{self, Object, as_object, optional, put, put_opt, required};
 use super::profile::Profile;
-use super::version::{INITIAL_CHAT_VRANGE, VersionRange, parse_vrange, vrange_text};
+use super::version::{
+    INITIAL_CHAT_VRANGE, SUPPORTED_CHAT_VRANGE, VersionRange, parse_vrange, vrange_text,
+};
 use super::{ChatError, FieldProblem};
 
 /// The params of `x.contact`, the conn info of a request sent to a contact
@@ -255,6 +257,28 @@ impl ChatMessage {
         json::write_object(&mut out, &self.event.params());
         out.push(b'}');
         out
+    }
+
+    /// The conn info a profile sends in its confirmations (`x.info`).
+    pub fn profile_info(profile: &Profile) -> Vec<u8> {
+        Self::new(
+            SUPPORTED_CHAT_VRANGE,
+            None,
+            ChatEvent::Info(profile.clone()),
+        )
+        .encode()
+    }
+
+    /// The conn info a profile sends with a contact request (`x.contact`,
+    /// no request message).
+    pub fn contact_request(profile: &Profile) -> Vec<u8> {
+        let req = ContactRequest {
+            profile: profile.clone(),
+            contact_req_id: None,
+            welcome_msg_id: None,
+            request_msg: None,
+        };
+        Self::new(SUPPORTED_CHAT_VRANGE, None, ChatEvent::Contact(req)).encode()
     }
 
     /// Parses one JSON message (a body starting with `{`).
