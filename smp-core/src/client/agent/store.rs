@@ -27,6 +27,12 @@ use zeroize::Zeroizing;
 
 /// The database file inside the profile directory.
 pub const DB_FILE: &str = "agent.db";
+/// How long [`Store::open`] waits for the profile lock. A holder that is
+/// about to let go (a process exiting, or a child forked by this process
+/// that still shares the lock's descriptor until it execs) should not be
+/// reported as a second `xftp` using the profile; a real one is, quickly.
+pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The lock file inside the profile directory.
 pub const LOCK_FILE: &str = "agent.lock";
 /// The schema version this code writes (`PRAGMA user_version`).
@@ -384,16 +390,24 @@ fn open_private(path: &Path) -> Result<File, StoreError> {
 
 impl Store {
     /// Opens the profile in `dir`, creating the directory and the database
-    /// as needed. Fails at once with [`StoreError::Locked`] while another
-    /// `Store` holds it.
+    /// as needed. Fails with [`StoreError::Locked`] while another `Store`
+    /// holds it for longer than [`LOCK_WAIT`].
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
         prepare_dir(dir)?;
         let lock_path = dir.join(LOCK_FILE);
         let lock = open_private(&lock_path)?;
-        match rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
-            Ok(()) => {}
-            Err(e) if e == rustix::io::Errno::WOULDBLOCK => return Err(StoreError::Locked),
-            Err(e) => return Err(io_err("locking", &lock_path, e.into())),
+        let deadline = std::time::Instant::now() + LOCK_WAIT;
+        loop {
+            match rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+                Ok(()) => break,
+                Err(e) if e == rustix::io::Errno::WOULDBLOCK => {
+                    if std::time::Instant::now() >= deadline {
+                        return Err(StoreError::Locked);
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                Err(e) => return Err(io_err("locking", &lock_path, e.into())),
+            }
         }
         let db_path = dir.join(DB_FILE);
         // Created here, not by SQLite, so that it is 0600 from the start;
