@@ -109,6 +109,7 @@ async fn open_agent(dir: &std::path::Path, name: &str, router: &Router) -> Agent
         contact_info: ChatMessage::contact_request(&me),
         private_routing: false,
         legacy_queues: false,
+        link_data: None,
     };
     let mut agent = Agent::with_store(store, opts).unwrap();
     agent.start().await.unwrap();

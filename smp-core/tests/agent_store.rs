@@ -437,3 +437,22 @@ fn rcv_queues_survive_reopen() {
     s.delete_connection(c1).unwrap();
     assert!(s.rcv_queues().unwrap().is_empty());
 }
+
+/// A short invitation's sender key is stored before `LKEY`, so a join cut
+/// off after it runs again with the key the queue is secured with.
+#[test]
+fn short_link_sender_keys_survive_reopen_until_forgotten() {
+    let t = tempfile::tempdir().unwrap();
+    let mut s = Store::open(t.path()).unwrap();
+    let k1 = s.short_link_sender_key(b"link-1", b"key-a").unwrap();
+    assert_eq!(k1.as_slice(), b"key-a");
+    drop(s);
+    let mut s = Store::open(t.path()).unwrap();
+    let again = s.short_link_sender_key(b"link-1", b"key-b").unwrap();
+    assert_eq!(again.as_slice(), b"key-a", "the first key stays");
+    let other = s.short_link_sender_key(b"link-2", b"key-c").unwrap();
+    assert_eq!(other.as_slice(), b"key-c");
+    s.forget_short_link_key(b"link-1").unwrap();
+    let fresh = s.short_link_sender_key(b"link-1", b"key-d").unwrap();
+    assert_eq!(fresh.as_slice(), b"key-d");
+}

@@ -11,6 +11,7 @@ use smp_core::agent::link::{
     FIXED_DATA_PADDED_LEN, FixedLinkData, LinkError, LinkKey, LinkQueryCommand, OwnerAuth,
     OwnerError, ShortLink, ShortLinkScheme, ShortLinkType, USER_DATA_PADDED_LEN, UserContactData,
     UserLinkData, contact_link_kdf, decrypt_link_data, encrypt_link_blob, invitation_link_kdf,
+    seal_link_data,
 };
 use smp_core::agent::x3dh::{E2eParamsUri, KemParams};
 use smp_core::crypto::{CbNonce, KeyAlgorithm, PrivateKey, PublicKey};
@@ -859,4 +860,108 @@ fn fixed_data_ignores_trailing_bytes_and_keeps_entity_id() {
     let mut u = user.encode().unwrap();
     u.extend_from_slice(b"future");
     assert_eq!(ConnLinkData::decode(&u).unwrap(), user);
+}
+
+/// The data a new short link is created with (`seal_link_data`) resolves
+/// back to its request through the same checks as any other link.
+#[test]
+fn sealed_link_data_resolves_to_its_request() {
+    let root = ed25519("link-root");
+    for (req, user) in [
+        (
+            ConnectionRequest::parse(&own_link(1)).unwrap(),
+            ConnLinkData::Invitation {
+                agent_versions: smp_core::agent::version::AGENT_VERSIONS,
+                user_data: UserLinkData(b"{\"profile\":{}}".to_vec()),
+            },
+        ),
+        (
+            ConnectionRequest::parse(&own_link(2)).unwrap(),
+            contact_user_data(vec![]),
+        ),
+    ] {
+        let sealed = seal_link_data(&req, &user, &root, (&nonce(1), &nonce(2))).unwrap();
+        assert_eq!(sealed.enc_fixed.len(), 2048);
+        assert_eq!(sealed.enc_user.len(), 13824);
+        let q = req.first_queue().unwrap().clone();
+        let link_type = match req.mode() {
+            ConnectionMode::Invitation => {
+                assert_eq!(sealed.link_id, None, "the router picks an invitation's ID");
+                ShortLinkType::Invitation {
+                    link_id: vec![9; 24],
+                }
+            }
+            ConnectionMode::Contact => {
+                assert_eq!(sealed.link_id, Some(contact_link_kdf(&sealed.link_key).0));
+                ShortLinkType::Contact(ContactType::Contact)
+            }
+        };
+        let link = ShortLink {
+            scheme: ShortLinkScheme::Server,
+            link_type,
+            server: q.server.clone(),
+            link_key: sealed.link_key,
+        };
+        if let Some(id) = sealed.link_id {
+            assert_eq!(link.query().link_id, id.to_vec());
+        }
+        let r = link
+            .resolve(&q.sender_id, &sealed.enc_fixed, &sealed.enc_user)
+            .unwrap();
+        assert_eq!(r.fixed.conn_req, req);
+        assert_eq!(r.fixed.root_key, root.public_key());
+        assert_eq!(r.fixed.entity_id, None);
+        assert_eq!(r.user, user);
+        // Another sender ID in the router's answer is another queue.
+        assert_eq!(
+            link.resolve(b"other", &sealed.enc_fixed, &sealed.enc_user)
+                .unwrap_err(),
+            LinkError::DifferentAddress
+        );
+    }
+    // The user data must be for the request's mode.
+    let inv = ConnectionRequest::parse(&own_link(1)).unwrap();
+    assert_eq!(
+        seal_link_data(
+            &inv,
+            &contact_user_data(vec![]),
+            &root,
+            (&nonce(1), &nonce(2))
+        )
+        .unwrap_err(),
+        LinkError::DataMode
+    );
+}
+
+/// Links to preset routers name only the host; the opener restores the
+/// rest from its list, and only a host on the list is restored.
+#[test]
+fn shortened_links_restore_from_known_routers() {
+    let full = ServerAddress::parse(
+        "smp://AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=@smp.example.net:5224",
+    )
+    .unwrap();
+    let mut link = ShortLink {
+        scheme: ShortLinkScheme::Server,
+        link_type: ShortLinkType::Contact(ContactType::Contact),
+        server: full.clone(),
+        link_key: LinkKey([5; 32]),
+    };
+    link.shorten(&[]);
+    assert_eq!(link.server, full, "not a preset: kept whole");
+    link.shorten(std::slice::from_ref(&full));
+    let text = link.to_link_string();
+    assert_eq!(
+        text,
+        "https://smp.example.net/a#BQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQU"
+    );
+    let mut parsed = ShortLink::parse(&text).unwrap();
+    assert!(parsed.is_shortened());
+    let other =
+        ServerAddress::parse("smp://AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=@smp.other.net")
+            .unwrap();
+    assert!(!parsed.restore_server(std::slice::from_ref(&other)));
+    assert!(parsed.restore_server(&[other, full.clone()]));
+    assert_eq!(parsed.server, full);
+    assert_eq!(parsed.link_key, LinkKey([5; 32]));
 }

@@ -111,6 +111,9 @@ The connection completes when both sides run `xftp listen` (or open their app)."
         /// SMP router for this connection's queue (default: the profile's first)
         #[arg(long = "smp", value_name = "ADDR")]
         smp: Option<String>,
+        /// Print the full link instead of a short one (for apps older than v6.4)
+        #[arg(long)]
+        full: bool,
     },
     /// Print the profile's long-term contact address, creating it on first use
     #[command(
@@ -121,10 +124,15 @@ every request."
         /// SMP router for the address queue (default: the profile's first)
         #[arg(long = "smp", value_name = "ADDR")]
         smp: Option<String>,
+        /// Print the full link instead of a short one (for apps older than v6.4);
+        /// an address made this way keeps a full link
+        #[arg(long)]
+        full: bool,
     },
     /// Join an invitation link or a contact address
     Connect {
-        /// simplex:/invitation#… or simplex:/contact#… (or the https://simplex.chat form)
+        /// A short link (https://HOST/i#… or /a#…) or a full one (simplex:/invitation#…,
+        /// simplex:/contact#…, or their https://simplex.chat form)
         link: String,
         /// Local name of the contact (default: the display name the peer sends)
         #[arg(long = "name", value_name = "NAME")]
@@ -378,14 +386,14 @@ async fn run(
             Ok(())
         }
         Command::Profile { name, smp } => run_profile(profile_dir.as_deref(), name, smp),
-        Command::Invite { smp } => {
-            let link = messaging::invite(profile_dir.as_deref(), smp.as_deref()).await?;
+        Command::Invite { smp, full } => {
+            let link = messaging::invite(profile_dir.as_deref(), smp.as_deref(), full).await?;
             println!("{link}");
             print_qr(&link);
             Ok(())
         }
-        Command::Address { smp } => {
-            let link = messaging::address(profile_dir.as_deref(), smp.as_deref()).await?;
+        Command::Address { smp, full } => {
+            let link = messaging::address(profile_dir.as_deref(), smp.as_deref(), full).await?;
             println!("{link}");
             print_qr(&link);
             Ok(())

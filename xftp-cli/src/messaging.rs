@@ -46,8 +46,12 @@ fn chat(event: ChatEvent, with_id: bool) -> Vec<u8> {
     ChatMessage::new(SUPPORTED_CHAT_VRANGE, with_id.then(shared_id), event).encode()
 }
 
-/// Opens the profile (creating it with defaults) and its agent.
-async fn open_agent(dir: Option<&Path>) -> Result<(Agent, String), CliError> {
+/// Opens the profile (creating it with defaults) and its agent; new
+/// invitations and addresses get short links unless `full_links`.
+async fn open_agent_with(
+    dir: Option<&Path>,
+    full_links: bool,
+) -> Result<(Agent, String), CliError> {
     let dir = profile::profile_dir(dir)?;
     let (store, p) = profile::open_or_create_profile(&dir)?;
     let me = ChatProfile::new(&p.display_name);
@@ -58,10 +62,15 @@ async fn open_agent(dir: Option<&Path>) -> Result<(Agent, String), CliError> {
         contact_info: ChatMessage::contact_request(&me),
         private_routing: true,
         legacy_queues: false,
+        link_data: (!full_links).then(|| smp_core::chat::short_link_data(&me)),
     };
     let mut agent = Agent::with_store(store, opts).map_err(runtime_err)?;
     agent.start().await.map_err(runtime_err)?;
     Ok((agent, p.display_name))
+}
+
+async fn open_agent(dir: Option<&Path>) -> Result<(Agent, String), CliError> {
+    open_agent_with(dir, false).await
 }
 
 fn parse_router(s: Option<&str>) -> Result<Option<ServerAddress>, CliError> {
@@ -81,17 +90,21 @@ fn contact_name(c: &StoredConnection) -> String {
 }
 
 /// `xftp invite`: prints a one-time invitation link.
-pub async fn invite(dir: Option<&Path>, smp: Option<&str>) -> Result<String, CliError> {
+pub async fn invite(dir: Option<&Path>, smp: Option<&str>, full: bool) -> Result<String, CliError> {
     let router = parse_router(smp)?;
-    let (mut agent, _) = open_agent(dir).await?;
+    let (mut agent, _) = open_agent_with(dir, full).await?;
     let (_, link) = agent.invite(router.as_ref()).await.map_err(runtime_err)?;
     Ok(link)
 }
 
 /// `xftp address`: the profile's contact address, made on first use.
-pub async fn address(dir: Option<&Path>, smp: Option<&str>) -> Result<String, CliError> {
+pub async fn address(
+    dir: Option<&Path>,
+    smp: Option<&str>,
+    full: bool,
+) -> Result<String, CliError> {
     let router = parse_router(smp)?;
-    let (mut agent, _) = open_agent(dir).await?;
+    let (mut agent, _) = open_agent_with(dir, full).await?;
     agent.address(router.as_ref()).await.map_err(runtime_err)
 }
 

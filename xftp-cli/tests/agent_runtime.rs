@@ -31,6 +31,18 @@ async fn router() -> (RunningServer, String) {
 }
 
 async fn agent(dir: &std::path::Path, name: &str, router: &str, pq: bool, legacy: bool) -> Agent {
+    agent_with(dir, name, router, pq, legacy, false).await
+}
+
+/// `short`: new invitations and addresses get short links.
+async fn agent_with(
+    dir: &std::path::Path,
+    name: &str,
+    router: &str,
+    pq: bool,
+    legacy: bool,
+    short: bool,
+) -> Agent {
     let mut store = Store::open(dir).unwrap();
     store
         .set_profile(&Profile {
@@ -46,6 +58,7 @@ async fn agent(dir: &std::path::Path, name: &str, router: &str, pq: bool, legacy
         contact_info: format!("request {name}").into_bytes(),
         private_routing: true,
         legacy_queues: legacy,
+        link_data: short.then(|| format!("link of {name}").into_bytes()),
     };
     let mut a = Agent::with_store(store, opts).unwrap();
     a.start().await.unwrap();
@@ -155,4 +168,111 @@ async fn private_routing_hides_the_sender_from_the_destination_router() {
     assert_eq!(ra.router.connections_seen(), 2, "router A");
     assert_eq!(rb.router.connections_seen(), 2, "router B");
     let _ = ServerAddress::parse(&addr_a).unwrap();
+}
+
+/// Joins `link` from `b` and checks that both sides connect and talk.
+async fn join_and_talk(a: &mut Agent, b: &mut Agent, link: &str) -> (ConnId, ConnId) {
+    let cb = b.connect(link, None, None).await.unwrap();
+    let (na, nb) = pump(a, b).await;
+    assert!(na.contains(&Notice::Connected), "{na:?}");
+    assert!(nb.contains(&Notice::Connected), "{nb:?}");
+    let ca = a
+        .store()
+        .connections()
+        .unwrap()
+        .into_iter()
+        .filter(|c| c.status != "address")
+        .map(|c| c.id)
+        .next_back()
+        .unwrap();
+    a.send(ca, b"hello b").await.unwrap();
+    let (_, nb) = pump(a, b).await;
+    assert_eq!(texts(&nb), vec!["hello b"]);
+    b.send(cb, b"hello a").await.unwrap();
+    let (na, _) = pump(a, b).await;
+    assert_eq!(texts(&na), vec!["hello a"]);
+    (ca, cb)
+}
+
+#[tokio::test]
+async fn short_invitation_link_works_once() {
+    let (_r, addr) = router().await;
+    let t = tempfile::tempdir().unwrap();
+    let mut a = agent_with(&t.path().join("a"), "alice", &addr, true, false, true).await;
+    let mut b = agent(&t.path().join("b"), "bob", &addr, true, false).await;
+    let (_, link) = a.invite(None).await.unwrap();
+    assert!(link.starts_with("https://127.0.0.1/i#"), "{link}");
+    // Far shorter than a full link, and it names the router's identity.
+    assert!(link.len() < 200, "{} bytes: {link}", link.len());
+    let server = ServerAddress::parse(&addr).unwrap();
+    assert!(
+        link.contains(&format!("p={}", server.port().unwrap())),
+        "{link}"
+    );
+    // LKEY secures alice's queue with bob's key; an SKEY with another key
+    // would be refused and the connection would not complete.
+    let (ca, cb) = join_and_talk(&mut a, &mut b, &link).await;
+    // The KEM key came in the link data: PQ from the first message.
+    assert!(a.connection(ca).unwrap().pq_support());
+    assert!(b.connection(cb).unwrap().pq_support());
+    // A second joiner is refused in plain words, and nothing is stored.
+    let mut c = agent(&t.path().join("c"), "carol", &addr, true, false).await;
+    let e = c.connect(&link, None, None).await.unwrap_err().to_string();
+    assert!(e.contains("used already"), "{e}");
+    assert!(c.store().connections().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn short_contact_address_takes_many_requests() {
+    let (_r, addr) = router().await;
+    let t = tempfile::tempdir().unwrap();
+    let mut a = agent_with(&t.path().join("a"), "alice", &addr, true, false, true).await;
+    let link = a.address(None).await.unwrap();
+    assert!(link.starts_with("https://127.0.0.1/a#"), "{link}");
+    assert_eq!(a.address(None).await.unwrap(), link, "the address stays");
+    for (i, name) in ["bob", "carol"].into_iter().enumerate() {
+        let mut b = agent(&t.path().join(name), name, &addr, i == 0, false).await;
+        join_and_talk(&mut a, &mut b, &link).await;
+    }
+}
+
+#[tokio::test]
+async fn short_link_through_private_routing() {
+    let (ra, addr_a) = router().await;
+    let (rb, addr_b) = router().await;
+    let t = tempfile::tempdir().unwrap();
+    let mut a = agent_with(&t.path().join("a"), "alice", &addr_a, false, false, true).await;
+    let mut b = agent(&t.path().join("b"), "bob", &addr_b, false, false).await;
+    let (_, link) = a.invite(None).await.unwrap();
+    join_and_talk(&mut a, &mut b, &link).await;
+    // LKEY went to router A through router B, like the messages.
+    assert_eq!(ra.router.connections_seen(), 2, "router A");
+    assert_eq!(rb.router.connections_seen(), 2, "router B");
+}
+
+#[tokio::test]
+async fn tampered_short_links_are_refused() {
+    let (_r, addr) = router().await;
+    let t = tempfile::tempdir().unwrap();
+    let mut a = agent_with(&t.path().join("a"), "alice", &addr, false, false, true).await;
+    let mut b = agent(&t.path().join("b"), "bob", &addr, false, false).await;
+    let contact = a.address(None).await.unwrap();
+    // Another link key: the data is looked up elsewhere or fails to decrypt.
+    let (head, tail) = contact.split_once('#').unwrap();
+    let (key, query) = tail.split_once('?').unwrap();
+    let mut k = key.as_bytes().to_vec();
+    k[5] = if k[5] == b'A' { b'B' } else { b'A' };
+    let bad = format!("{head}#{}?{query}", String::from_utf8(k).unwrap());
+    let e = b.connect(&bad, None, None).await.unwrap_err().to_string();
+    assert!(e.contains("link"), "{e}");
+    // A link whose router is neither a preset nor known.
+    let e = b
+        .connect(&format!("https://unknown.example/a#{key}"), None, None)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("preset"), "{e}");
+    assert!(b.store().connections().unwrap().is_empty());
+    // The real link still works.
+    join_and_talk(&mut a, &mut b, &contact).await;
 }

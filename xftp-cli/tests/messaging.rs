@@ -70,12 +70,11 @@ async fn invitation_text_both_ways_across_two_routers() {
     profile(&pa, "alice", &ra).await;
     profile(&pb, "bob", &rb).await;
 
+    // A short link by default, as the apps give; its data is fetched
+    // through bob's router.
     let link = run_ok(&["--profile", p(&pa), "invite"]).await;
     let link = link.lines().next().unwrap().to_string();
-    assert!(
-        link.starts_with("simplex:/invitation#/?v=2-7&smp="),
-        "{link}"
-    );
+    assert!(link.starts_with("https://127.0.0.1/i#"), "{link}");
     run_ok(&["--profile", p(&pb), "connect", &link]).await;
     listen_for(&pa, "bob connected").await;
     listen_for(&pb, "alice connected").await;
@@ -113,11 +112,12 @@ async fn contact_address_and_a_file() {
     let (pa, pb) = (t.path().join("alice"), t.path().join("bob"));
     profile(&pa, "alice", &ra).await;
     profile(&pb, "bob", &rb).await;
-    let addr = run_ok(&["--profile", p(&pa), "address"]).await;
+    // A full link on request, for apps without short links.
+    let addr = run_ok(&["--profile", p(&pa), "address", "--full"]).await;
     let addr = addr.lines().next().unwrap().to_string();
     assert!(addr.starts_with("simplex:/contact#/?v=2-7&smp="), "{addr}");
     // The address does not change.
-    let again = run_ok(&["--profile", p(&pa), "address"]).await;
+    let again = run_ok(&["--profile", p(&pa), "address", "--full"]).await;
     assert_eq!(again.lines().next().unwrap(), addr);
 
     run_ok(&["--profile", p(&pb), "connect", &addr, "--name", "ally"]).await;
@@ -202,6 +202,18 @@ async fn bad_links_and_names_fail_in_plain_words() {
     .await;
     assert_eq!(r.status, 10, "{}", r.stderr);
     assert!(r.stderr.contains("link is not valid"), "{}", r.stderr);
+    // Short links: not base64, and a router nobody knows the identity of.
+    for (link, why) in [
+        ("https://127.0.0.1/i#%%%/abc", "base64"),
+        (
+            "https://unknown.example/a#AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+            "not a preset router",
+        ),
+    ] {
+        let r = xftp(&["--profile", p(&pa), "connect", link]).await;
+        assert_eq!(r.status, 10, "{}", r.stderr);
+        assert!(r.stderr.contains(why), "{}", r.stderr);
+    }
     let r = xftp(&["--profile", p(&pa), "msg", "nobody", "hi"]).await;
     assert_eq!(r.status, 1);
     assert!(r.stderr.contains("no contact named nobody"), "{}", r.stderr);

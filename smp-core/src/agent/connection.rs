@@ -325,6 +325,25 @@ impl Connection {
         Self::invitation(own, pq, false, ent)
     }
 
+    /// A new 1-time invitation for a short link. The link data is stored
+    /// with the queue when it is created, so `own` has no receive ID yet
+    /// (give it with [`Self::bind_rcv_id`]) and its sender ID is the one the
+    /// runtime will ask for. With `pq` the sntrup761 key goes into the link,
+    /// as the apps do for short links: its size does not matter there.
+    pub fn create_short_invitation(
+        own: QueueAddr,
+        pq: bool,
+        ent: &mut impl AgentEntropy,
+    ) -> Result<(Self, ConnectionRequest), AgentError> {
+        Self::invitation(own, pq, true, ent)
+    }
+
+    /// Sets our queue's receive ID once the router created the queue a
+    /// short link's data was sealed for.
+    pub fn bind_rcv_id(&mut self, rcv_id: Vec<u8>) {
+        self.own.addr.rcv_id = rcv_id;
+    }
+
     /// `link_kem`: put a KEM key into the link (`IKUsePQ`, the reference's
     /// choice for the invitation inside a contact request).
     fn invitation(
@@ -385,6 +404,34 @@ impl Connection {
         pq: bool,
         ent: &mut impl AgentEntropy,
     ) -> Result<(Self, Vec<Output>), AgentError> {
+        Self::join_with(link, own, conn_info, pq, None, ent)
+    }
+
+    /// Joins an invitation whose queue this side already secured with
+    /// `sender_key` (the `LKEY` of a short link): no `SKEY` is sent, and the
+    /// confirmation is signed with that key.
+    pub fn join_secured(
+        link: &ConnectionRequest,
+        own: QueueAddr,
+        conn_info: &[u8],
+        pq: bool,
+        sender_key: PrivateKey,
+        ent: &mut impl AgentEntropy,
+    ) -> Result<(Self, Vec<Output>), AgentError> {
+        if sender_key.algorithm() != KeyAlgorithm::Ed25519 {
+            return Err(AgentError::Prohibited("sender key must be Ed25519"));
+        }
+        Self::join_with(link, own, conn_info, pq, Some(sender_key), ent)
+    }
+
+    fn join_with(
+        link: &ConnectionRequest,
+        own: QueueAddr,
+        conn_info: &[u8],
+        pq: bool,
+        secured_with: Option<PrivateKey>,
+        ent: &mut impl AgentEntropy,
+    ) -> Result<(Self, Vec<Output>), AgentError> {
         let ConnectionRequest::Invitation { data, e2e } = link else {
             return Err(AgentError::Link(
                 "a contact address is joined with request_contact",
@@ -412,13 +459,17 @@ impl Connection {
         let ratchet_key = ent.x448_key();
         let mut rc = Ratchet::init_joiner(e2e_version, e2e.key2.clone(), ratchet_key, init, kem)?;
         let e2e_key = ent.key(KeyAlgorithm::X25519);
-        let peer = PeerQueue::new(
+        let mut peer = PeerQueue::new(
             queue.server.clone(),
             queue.sender_id.clone(),
             queue.queue_mode,
             queue.dh_key.clone(),
             ent,
         );
+        let presecured = secured_with.is_some();
+        if let Some(k) = secured_with {
+            peer.sender_key = k;
+        }
         let reply = AgentMessage::ConnInfoReply {
             reply_queues: vec![SmpQueueInfo {
                 client_version,
@@ -456,7 +507,7 @@ impl Connection {
             rcv: RcvMsgChain::new(),
             seen: Default::default(),
         };
-        let out = conn.confirmation_outputs(&envelope, ent)?;
+        let out = conn.confirmation_outputs(&envelope, presecured, ent)?;
         Ok((conn, out))
     }
 
@@ -572,7 +623,7 @@ impl Connection {
                 sender_key,
             });
         }
-        out.extend(next.confirmation_outputs(&envelope, ent)?);
+        out.extend(next.confirmation_outputs(&envelope, false, ent)?);
         let fast = next.peer.as_ref().is_some_and(PeerQueue::fast);
         next.phase = if fast {
             out.push(Output::Event(AgentEvent::Connected));
@@ -587,9 +638,11 @@ impl Connection {
     /// The first message to the peer's queue: with our e2e key in the public
     /// header, after `SKEY` when the queue allows it, else unsigned with our
     /// sender key in the private header for the recipient to `KEY`.
+    /// `presecured`: the peer's queue is already secured with our sender key.
     fn confirmation_outputs(
         &self,
         envelope: &AgentMsgEnvelope,
+        presecured: bool,
         ent: &mut impl AgentEntropy,
     ) -> Result<Vec<Output>, AgentError> {
         let peer = self
@@ -602,7 +655,9 @@ impl Connection {
             e2e_key: Some(peer.own_e2e.public_key()),
         };
         let mut out = Vec::new();
-        let (priv_header, signer) = if peer.fast() {
+        let (priv_header, signer) = if presecured {
+            (PrivHeader::Empty, Some(peer.sender_key.clone()))
+        } else if peer.fast() {
             out.push(Output::SecurePeerQueue {
                 server: peer.server.clone(),
                 snd_id: peer.snd_id.clone(),
@@ -931,6 +986,8 @@ impl Connection {
 pub struct ContactAddress {
     addr: QueueAddr,
     e2e_key: PrivateKey,
+    /// The short link to this address, when it has one.
+    short_link: Option<String>,
 }
 
 impl ContactAddress {
@@ -946,11 +1003,34 @@ impl ContactAddress {
             )],
             client_data: None,
         });
-        (Self { addr: own, e2e_key }, link)
+        (
+            Self {
+                addr: own,
+                e2e_key,
+                short_link: None,
+            },
+            link,
+        )
     }
 
     pub fn queue(&self) -> &QueueAddr {
         &self.addr
+    }
+
+    /// Sets the queue's receive ID once the router created the queue a
+    /// short link's data was sealed for (see [`Connection::bind_rcv_id`]).
+    pub fn bind_rcv_id(&mut self, rcv_id: Vec<u8>) {
+        self.addr.rcv_id = rcv_id;
+    }
+
+    /// Remembers the short link given out for this address.
+    pub fn set_short_link(&mut self, link: String) {
+        self.short_link = Some(link);
+    }
+
+    /// The short link, if the address has one.
+    pub fn short_link(&self) -> Option<&str> {
+        self.short_link.as_deref()
     }
 
     /// The address link again (it does not change).
@@ -1003,6 +1083,10 @@ impl ContactAddress {
         w.u8(STATE_FORMAT);
         write_addr(&mut w, &self.addr)?;
         write_private(&mut w, &self.e2e_key)?;
+        // Added later: absent in addresses stored before short links.
+        if let Some(l) = &self.short_link {
+            w.large(l.as_bytes())?;
+        }
         Ok(w.into_vec())
     }
 
@@ -1013,8 +1097,21 @@ impl ContactAddress {
         }
         let addr = read_addr(&mut r)?;
         let e2e_key = read_private(&mut r)?;
+        let short_link = if r.is_empty() {
+            None
+        } else {
+            let b = r.large()?;
+            Some(
+                String::from_utf8(b.to_vec())
+                    .map_err(|_| DecodeError::Invalid("short link text"))?,
+            )
+        };
         r.end()?;
-        Ok(Self { addr, e2e_key })
+        Ok(Self {
+            addr,
+            e2e_key,
+            short_link,
+        })
     }
 }
 

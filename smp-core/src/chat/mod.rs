@@ -29,7 +29,7 @@ pub use file::{
 };
 pub use ids::{SharedMsgId, XContactId};
 pub use message::{ChatEvent, ChatMessage, ContactRequest, is_reference_event};
-pub use profile::Profile;
+pub use profile::{Profile, short_link_data, short_link_profile};
 pub use version::*;
 
 use alloc::string::String;

@@ -93,3 +93,39 @@ impl Profile {
         Value::Object(o)
     }
 }
+
+/// What the apps put in a short link's user data for a contact address or
+/// an invitation (`ContactShortLinkData`): the profile, so the link can be
+/// previewed before joining, without a welcome message and not a business.
+pub fn short_link_data(profile: &Profile) -> alloc::vec::Vec<u8> {
+    let mut o = Object::new();
+    put(&mut o, "profile", profile.to_json());
+    put(&mut o, "business", Value::Bool(false));
+    let mut out = alloc::vec::Vec::new();
+    super::json::write_object(&mut out, &o);
+    out
+}
+
+/// The profile in a short link's user data, to show who a link is from.
+pub fn short_link_profile(data: &[u8]) -> Result<Profile, ChatError> {
+    let v = super::json::parse(data)?;
+    let o = as_object(&v, "short link data")?;
+    Profile::from_json(super::json::required(o, "profile")?)
+}
+
+#[cfg(test)]
+mod short_link_tests {
+    use super::*;
+
+    #[test]
+    fn short_link_data_is_the_apps_json() {
+        let p = Profile::new("alice");
+        let b = short_link_data(&p);
+        assert_eq!(
+            core::str::from_utf8(&b).unwrap(),
+            r#"{"business":false,"profile":{"displayName":"alice","fullName":""}}"#
+        );
+        assert_eq!(short_link_profile(&b).unwrap(), p);
+        assert!(short_link_profile(br#"{"business":false}"#).is_err());
+    }
+}

@@ -415,6 +415,54 @@ pub fn encrypt_link_blob(
     Ok(out)
 }
 
+/// Link data ready for `NEW` (or `LSET`): both blobs and the link's key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealedLinkData {
+    pub link_key: LinkKey,
+    /// The entity ID the data is stored under: derived from the key for a
+    /// contact link; `None` for an invitation, whose ID the router assigns.
+    pub link_id: Option<[u8; 24]>,
+    pub enc_fixed: Vec<u8>,
+    pub enc_user: Vec<u8>,
+}
+
+/// Builds, signs and encrypts the data behind a new short link to
+/// `conn_req` (`encodeSignLinkData` + `encryptLinkData`). `root` signs both
+/// parts; its public key goes into the fixed data. The nonces must be fresh
+/// and random.
+pub fn seal_link_data(
+    conn_req: &ConnectionRequest,
+    user: &ConnLinkData,
+    root: &PrivateKey,
+    nonces: (&CbNonce, &CbNonce),
+) -> Result<SealedLinkData, LinkError> {
+    if conn_req.mode() != user.mode() {
+        return Err(LinkError::DataMode);
+    }
+    let fixed = FixedLinkData {
+        agent_versions: crate::agent::version::AGENT_VERSIONS,
+        root_key: root.public_key(),
+        conn_req: conn_req.clone(),
+        entity_id: None,
+    }
+    .encode()?;
+    let link_key = link_key_of(&fixed);
+    let (link_id, key) = match conn_req.mode() {
+        ConnectionMode::Invitation => (None, invitation_link_kdf(&link_key)),
+        ConnectionMode::Contact => {
+            let (id, key) = contact_link_kdf(&link_key);
+            (Some(id), key)
+        }
+    };
+    let user = user.encode()?;
+    Ok(SealedLinkData {
+        enc_fixed: encrypt_link_blob(&key, nonces.0, root, &fixed, FIXED_DATA_PADDED_LEN)?,
+        enc_user: encrypt_link_blob(&key, nonces.1, root, &user, USER_DATA_PADDED_LEN)?,
+        link_key,
+        link_id,
+    })
+}
+
 /// Opens one blob into its signature and the signed bytes.
 fn decrypt_blob(key: &SbKey, blob: &[u8]) -> Result<(Signature, Vec<u8>), LinkError> {
     if blob.len() < NONCE_SIZE {

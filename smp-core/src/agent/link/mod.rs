@@ -19,8 +19,8 @@ mod short;
 
 pub use data::{
     ConnLinkData, FIXED_DATA_PADDED_LEN, FixedLinkData, LinkQuery, LinkQueryCommand, OwnerAuth,
-    OwnerError, ResolvedLink, USER_DATA_PADDED_LEN, UserContactData, UserLinkData,
-    contact_link_kdf, decrypt_link_data, encrypt_link_blob, invitation_link_kdf,
+    OwnerError, ResolvedLink, SealedLinkData, USER_DATA_PADDED_LEN, UserContactData, UserLinkData,
+    contact_link_kdf, decrypt_link_data, encrypt_link_blob, invitation_link_kdf, seal_link_data,
     validate_link_owners,
 };
 pub use short::{ContactType, LinkKey, ShortLink, ShortLinkScheme, ShortLinkType};

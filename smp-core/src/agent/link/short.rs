@@ -227,6 +227,42 @@ impl ShortLink {
         })
     }
 
+    /// Whether the link names its server without a key hash (a shortened
+    /// link of a preset server), so that [`Self::restore_server`] is needed
+    /// before connecting.
+    pub fn is_shortened(&self) -> bool {
+        self.server.key_hash().as_bytes().is_empty()
+    }
+
+    /// Gives a shortened link the full address of the first of `known`
+    /// (the preset routers) that has the link's host (`restoreShortLink`).
+    /// Returns whether the link now has a key hash.
+    pub fn restore_server(&mut self, known: &[ServerAddress]) -> bool {
+        if self.is_shortened() {
+            let host = &self.server.hosts()[0];
+            if let Some(k) = known.iter().find(|k| k.hosts().contains(host)) {
+                self.server = k.clone();
+            }
+        }
+        !self.is_shortened()
+    }
+
+    /// Leaves only the host in a link to one of `presets`
+    /// (`shortenShortLink`): whoever opens it knows the rest.
+    pub fn shorten(&mut self, presets: &[ServerAddress]) {
+        if presets.contains(&self.server) {
+            let host = self.server.hosts()[0].clone();
+            if let Ok(s) = ServerAddress::new(
+                Scheme::Smp,
+                alloc::vec![host],
+                None,
+                KeyHash::new(Vec::new()),
+            ) {
+                self.server = s;
+            }
+        }
+    }
+
     /// The binary form (`smpEncode`), as in the relay list of link data.
     pub fn write(&self, w: &mut Writer) -> Result<(), EncodeError> {
         match &self.link_type {

@@ -26,18 +26,24 @@ use super::store::{
     StoreError,
 };
 use crate::address::ServerAddress;
+use crate::agent::connection::AgentEntropy;
 use crate::agent::connection::{
     AgentError, AgentEvent, Connection, ContactAddress, Output, QueueAddr,
 };
-use crate::agent::link::ConnectionRequest;
+use crate::agent::link::{
+    ConnLinkData, ConnectionRequest, LinkQueryCommand, ShortLink, ShortLinkScheme, ShortLinkType,
+    UserContactData, UserLinkData, seal_link_data,
+};
 use crate::agent::message::MsgIntegrity;
+use crate::agent::version::AGENT_VERSIONS;
 use crate::agent::x3dh::{OsRng, RngEntropy, os_entropy};
 use crate::client::smp::{
-    CreateQueueOptions, PoolEvents, ProxiedRelay, RawMessage, RcvQueue, SmpClientError,
-    SmpClientOptions, SmpClientPool, SmpEvent,
+    CreateQueueOptions, NewQueueLink, PoolEvents, ProxiedRelay, RawMessage, RcvQueue,
+    SmpClientError, SmpClientOptions, SmpClientPool, SmpEvent,
 };
-use crate::crypto::keys::{PrivateKey, PublicKey};
-use crate::smp::command::QueueMode;
+use crate::crypto::keys::{KeyAlgorithm, PrivateKey, PublicKey};
+use crate::crypto::random_array;
+use crate::smp::command::{QueueLinkData, QueueMode};
 use crate::smp::error::ErrorType;
 use crate::smp::message::RcvMsgBody;
 use crate::smp::response::Response;
@@ -60,6 +66,10 @@ pub struct AgentOptions {
     /// Create queues without a mode (as SimpleGo devices do), so peers use
     /// the legacy handshake with us.
     pub legacy_queues: bool,
+    /// Give new invitations and addresses short links, as the apps do, with
+    /// these bytes as the link's user data (the chat's profile JSON); `None`
+    /// gives full links. A router too old for short links gets a full one.
+    pub link_data: Option<Vec<u8>>,
 }
 
 /// Runtime failures, in words a command can print.
@@ -465,12 +475,117 @@ impl Agent {
         Ok(())
     }
 
-    /// A new one-time invitation link.
+    /// Creates a queue whose link data `seal` builds from the queue's
+    /// address-to-be (no receive ID yet). `None` when the router is too old.
+    async fn new_linked_queue<T>(
+        &mut self,
+        server: &ServerAddress,
+        mode: QueueMode,
+        seal: impl FnOnce(&mut Self, QueueAddr) -> Result<(T, SealedLink), RuntimeError>,
+    ) -> Result<Option<(T, SealedLink, QueueAddr, RcvQueue)>, RuntimeError> {
+        let client = self.pool.client(server).await?;
+        if self.opts.legacy_queues || client.version() < crate::smp::version::SHORT_LINKS_VERSION {
+            return Ok(None);
+        }
+        let corr_id: [u8; 24] = random_array();
+        let pending = QueueAddr {
+            server: server.clone(),
+            rcv_id: Vec::new(),
+            snd_id: NewQueueLink::sender_id(&corr_id),
+            mode: Some(mode),
+        };
+        let (made, sealed) = seal(self, pending)?;
+        let q = client
+            .create_queue(&CreateQueueOptions {
+                mode,
+                link: Some(NewQueueLink {
+                    corr_id,
+                    link_id: sealed.data.link_id.map(|id| id.to_vec()),
+                    data: QueueLinkData {
+                        fixed: sealed.data.enc_fixed.clone(),
+                        user: sealed.data.enc_user.clone(),
+                    },
+                }),
+                ..CreateQueueOptions::default()
+            })
+            .await?;
+        let addr = QueueAddr {
+            server: server.clone(),
+            rcv_id: q.rcv_id.clone(),
+            snd_id: q.snd_id.clone(),
+            mode: q.queue_mode,
+        };
+        if addr.mode != Some(mode) {
+            return Err(RuntimeError::Smp(SmpClientError::UnexpectedResponse(
+                "IDS with another queue mode than requested",
+            )));
+        }
+        Ok(Some((made, sealed, addr, q)))
+    }
+
+    /// Signs and encrypts link data for `req` with a fresh root key.
+    fn seal(
+        &mut self,
+        req: &ConnectionRequest,
+        user: &ConnLinkData,
+    ) -> Result<SealedLink, RuntimeError> {
+        let root = self.ent.key(KeyAlgorithm::Ed25519);
+        let (n1, n2) = (self.ent.nonce(), self.ent.nonce());
+        let data = seal_link_data(req, user, &root, (&n1, &n2))
+            .map_err(|e| RuntimeError::Link(e.to_string()))?;
+        Ok(SealedLink { data })
+    }
+
+    /// The text of a new short link to `server`, shortened for a preset.
+    fn short_link_text(
+        server: &ServerAddress,
+        link_type: ShortLinkType,
+        sealed: &SealedLink,
+    ) -> String {
+        let mut l = ShortLink {
+            scheme: ShortLinkScheme::Server,
+            link_type,
+            server: server.clone(),
+            link_key: sealed.data.link_key,
+        };
+        l.shorten(&preset_addresses());
+        l.to_link_string()
+    }
+
+    /// A new one-time invitation link: a short one when
+    /// [`AgentOptions::link_data`] is set and the router allows it.
     pub async fn invite(
         &mut self,
         server: Option<&ServerAddress>,
     ) -> Result<(ConnId, String), RuntimeError> {
         let server = self.router(server)?;
+        if let Some(user_data) = self.opts.link_data.clone() {
+            let pq = self.opts.pq;
+            let made = self
+                .new_linked_queue(&server, QueueMode::Messaging, |me, pending| {
+                    let (conn, req) =
+                        Connection::create_short_invitation(pending, pq, &mut me.ent)?;
+                    let user = ConnLinkData::Invitation {
+                        agent_versions: AGENT_VERSIONS,
+                        user_data: UserLinkData(user_data),
+                    };
+                    let sealed = me.seal(&req, &user)?;
+                    Ok((conn, sealed))
+                })
+                .await?;
+            if let Some((mut conn, sealed, addr, q)) = made {
+                conn.bind_rcv_id(addr.rcv_id.clone());
+                let link_id = q.link_id.clone().unwrap_or_default();
+                let text =
+                    Self::short_link_text(&server, ShortLinkType::Invitation { link_id }, &sealed);
+                let id = self
+                    .store
+                    .create_connection(None, &conn.encode().map_err(enc)?)?;
+                self.store.set_status(id, conn.status())?;
+                self.remember(id, &server, q)?;
+                return Ok((id, text));
+            }
+        }
         let (addr, q) = self.new_queue(&server, QueueMode::Messaging).await?;
         let (conn, link) = Connection::create_invitation(addr, self.opts.pq, &mut self.ent)?;
         let text = link
@@ -493,6 +608,9 @@ impl Agent {
             if c.status == ADDRESS_STATUS {
                 let a = ContactAddress::decode(&c.state)
                     .map_err(|e| RuntimeError::Corrupt(format!("address: {e}")))?;
+                if let (Some(l), true) = (a.short_link(), self.opts.link_data.is_some()) {
+                    return Ok(l.to_string());
+                }
                 return a
                     .link()
                     .to_link_string()
@@ -500,6 +618,39 @@ impl Agent {
             }
         }
         let server = self.router(server)?;
+        if let Some(user_data) = self.opts.link_data.clone() {
+            let made = self
+                .new_linked_queue(&server, QueueMode::Contact, |me, pending| {
+                    let (a, req) = ContactAddress::create(pending, &mut me.ent);
+                    let user = ConnLinkData::Contact {
+                        agent_versions: AGENT_VERSIONS,
+                        data: UserContactData {
+                            direct: true,
+                            owners: Vec::new(),
+                            relays: Vec::new(),
+                            user_data: UserLinkData(user_data),
+                        },
+                    };
+                    let sealed = me.seal(&req, &user)?;
+                    Ok((a, sealed))
+                })
+                .await?;
+            if let Some((mut a, sealed, addr, q)) = made {
+                a.bind_rcv_id(addr.rcv_id.clone());
+                let text = Self::short_link_text(
+                    &server,
+                    ShortLinkType::Contact(crate::agent::link::ContactType::Contact),
+                    &sealed,
+                );
+                a.set_short_link(text.clone());
+                let id = self
+                    .store
+                    .create_connection(None, &a.encode().map_err(enc)?)?;
+                self.store.set_status(id, ADDRESS_STATUS)?;
+                self.remember(id, &server, q)?;
+                return Ok(text);
+            }
+        }
         let (addr, q) = self.new_queue(&server, QueueMode::Contact).await?;
         let (a, link) = ContactAddress::create(addr, &mut self.ent);
         let id = self
@@ -518,19 +669,34 @@ impl Agent {
         local_name: Option<&str>,
         server: Option<&ServerAddress>,
     ) -> Result<ConnId, RuntimeError> {
-        let req =
-            ConnectionRequest::parse(link.trim()).map_err(|e| RuntimeError::Link(e.to_string()))?;
+        let text = link.trim();
+        let (req, secured) = if looks_short(text) {
+            let short = ShortLink::parse(text).map_err(|e| RuntimeError::Link(e.to_string()))?;
+            self.resolve_short_link(short).await?
+        } else {
+            let req =
+                ConnectionRequest::parse(text).map_err(|e| RuntimeError::Link(e.to_string()))?;
+            (req, None)
+        };
         let server = self.router(server)?;
         let (addr, q) = self.new_queue(&server, QueueMode::Messaging).await?;
-        let (conn, out) = match &req {
-            ConnectionRequest::Invitation { .. } => Connection::join(
+        let (conn, out) = match (&req, &secured) {
+            (ConnectionRequest::Invitation { .. }, Some((_, key))) => Connection::join_secured(
+                &req,
+                addr,
+                &self.opts.conn_info,
+                self.opts.pq,
+                key.clone(),
+                &mut self.ent,
+            )?,
+            (ConnectionRequest::Invitation { .. }, None) => Connection::join(
                 &req,
                 addr,
                 &self.opts.conn_info,
                 self.opts.pq,
                 &mut self.ent,
             )?,
-            ConnectionRequest::Contact(_) => Connection::request_contact(
+            (ConnectionRequest::Contact(_), _) => Connection::request_contact(
                 &req,
                 addr,
                 &self.opts.contact_info,
@@ -543,8 +709,103 @@ impl Agent {
             .create_connection(local_name, &conn.encode().map_err(enc)?)?;
         self.remember(id, &server, q)?;
         self.commit(id, &conn, None, out)?;
+        if let Some((link_key, _)) = secured {
+            self.store.forget_short_link_key(&link_key)?;
+        }
         self.flush_outbox().await?;
         Ok(id)
+    }
+
+    /// Fetches and checks a short link's data: the connection request in
+    /// it and, for an invitation, the sender key its queue is now secured
+    /// with (with the link key it is kept under until the join is stored).
+    async fn resolve_short_link(
+        &mut self,
+        mut short: ShortLink,
+    ) -> Result<(ConnectionRequest, Option<(Vec<u8>, PrivateKey)>), RuntimeError> {
+        let mut known = self.own_routers.clone();
+        known.extend(preset_addresses());
+        if !short.restore_server(&known) {
+            return Err(RuntimeError::Link(format!(
+                "it names router {} without its identity, and that is not a preset router",
+                short.server.hosts()[0]
+            )));
+        }
+        let query = short.query();
+        let secured = match query.command {
+            LinkQueryCommand::Lget => None,
+            LinkQueryCommand::Lkey => {
+                let fresh = self.ent.key(KeyAlgorithm::Ed25519).to_der();
+                let der = self
+                    .store
+                    .short_link_sender_key(&short.link_key.0, &fresh)?;
+                let key = PrivateKey::from_der(&der)
+                    .map_err(|e| RuntimeError::Corrupt(format!("short link key: {e}")))?;
+                Some((short.link_key.0.to_vec(), key))
+            }
+        };
+        let answer = self
+            .link_request(
+                &short.server,
+                &query.link_id,
+                secured.as_ref().map(|s| &s.1),
+            )
+            .await;
+        let (sender_id, data) = match answer {
+            Ok(a) => a,
+            Err(
+                SmpClientError::Protocol(ErrorType::Auth) | SmpClientError::Relay(ErrorType::Auth),
+            ) => {
+                return Err(RuntimeError::Link(if short.is_invitation() {
+                    "this invitation was used already or deleted".into()
+                } else {
+                    "this address was deleted".into()
+                }));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let resolved = short
+            .resolve(&sender_id, &data.fixed, &data.user)
+            .map_err(|e| RuntimeError::Link(e.to_string()))?;
+        Ok((resolved.fixed.conn_req, secured))
+    }
+
+    /// `LGET`, or `LKEY` with `key`, on a link's router; through the
+    /// user's router when that is another one, as messages are sent.
+    async fn link_request(
+        &mut self,
+        server: &ServerAddress,
+        link_id: &[u8],
+        key: Option<&PrivateKey>,
+    ) -> Result<(Vec<u8>, QueueLinkData), SmpClientError> {
+        match self.proxy_for(server) {
+            None => {
+                let client = self.pool.client(server).await?;
+                match key {
+                    Some(k) => client.secure_get_link(link_id, k).await,
+                    None => client.get_link(link_id).await,
+                }
+            }
+            Some(proxy) => {
+                let client = self.pool.client(&proxy).await?;
+                let relay = match self.proxies.get(server) {
+                    Some(r) => r.clone(),
+                    None => {
+                        let r = client.proxy_session(server, None).await?;
+                        self.proxies.insert(server.clone(), r.clone());
+                        r
+                    }
+                };
+                let r = match key {
+                    Some(k) => client.proxy_secure_get_link(&relay, link_id, k).await,
+                    None => client.proxy_get_link(&relay, link_id).await,
+                };
+                if matches!(r, Err(ref e) if !matches!(e, SmpClientError::Relay(_))) {
+                    self.proxies.remove(server);
+                }
+                r
+            }
+        }
     }
 
     fn load(&self, id: ConnId) -> Result<Connection, RuntimeError> {
@@ -953,4 +1214,28 @@ fn peer_name(info: &[u8]) -> Option<String> {
 
 fn enc(e: crate::encoding::EncodeError) -> RuntimeError {
     RuntimeError::Corrupt(format!("cannot encode state: {e}"))
+}
+
+/// Link data sealed for a new queue.
+struct SealedLink {
+    data: crate::agent::link::SealedLinkData,
+}
+
+/// A short link has a one-letter type after the host (`/i#`, `/a#` …),
+/// a full one a word (`/invitation#`, `/contact#`).
+fn looks_short(link: &str) -> bool {
+    let rest = link.strip_prefix("simplex:").or_else(|| {
+        link.strip_prefix("https://")
+            .and_then(|r| r.find('/').map(|i| &r[i..]))
+    });
+    rest.and_then(|r| r.strip_prefix('/'))
+        .is_some_and(|r| (r.len() > 1 && r.as_bytes()[1] == b'#') || r.get(1..3) == Some("/#"))
+}
+
+/// The preset routers' addresses: shortened links to them name only the host.
+fn preset_addresses() -> Vec<ServerAddress> {
+    crate::smp::presets::preset_routers()
+        .into_iter()
+        .filter_map(|r| r.address)
+        .collect()
 }

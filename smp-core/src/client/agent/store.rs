@@ -36,7 +36,7 @@ pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 /// The lock file inside the profile directory.
 pub const LOCK_FILE: &str = "agent.lock";
 /// The schema version this code writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 /// How many processed-message marks are kept per receive queue. A router
 /// redelivers only the one message it is waiting for an ACK of, so a few
 /// are enough; the rest are pruned in the commit that adds a new one.
@@ -245,6 +245,17 @@ impl std::fmt::Debug for Store {
         f.debug_struct("Store").field("dir", &self.dir).finish()
     }
 }
+
+/// v2: the sender keys of short invitation links being joined. `LKEY`
+/// secures the inviter's queue with the key before the connection exists;
+/// keeping the key first lets a join that was cut off run again with it.
+const SCHEMA_V2: &str = "
+CREATE TABLE short_link_keys (
+  link_key BLOB PRIMARY KEY,
+  sender_key BLOB NOT NULL,
+  created_at INTEGER NOT NULL
+);
+";
 
 const SCHEMA_V1: &str = "
 CREATE TABLE profile (
@@ -460,7 +471,13 @@ impl Store {
             tx.pragma_update(None, "user_version", 1)?;
             tx.commit()?;
         }
-        // Later versions: `if version < 2 { ... }` here, each in its own transaction.
+        if version < 2 {
+            let tx = self.db.transaction()?;
+            tx.execute_batch(SCHEMA_V2)?;
+            tx.pragma_update(None, "user_version", 2)?;
+            tx.commit()?;
+        }
+        // Later versions: `if version < 3 { ... }` here, each in its own transaction.
         Ok(())
     }
 
@@ -614,6 +631,36 @@ impl Store {
             .db
             .execute("DELETE FROM connections WHERE id = ?1", [id.0])?;
         found(n)
+    }
+
+    // ---- short invitation links ----
+
+    /// The sender key kept for joining the short invitation link with this
+    /// link key, or `new_key` (DER), stored durably first.
+    pub fn short_link_sender_key(
+        &mut self,
+        link_key: &[u8],
+        new_key: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, StoreError> {
+        self.db.execute(
+            "INSERT INTO short_link_keys (link_key, sender_key, created_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (link_key) DO NOTHING",
+            params![link_key, new_key, now()],
+        )?;
+        Ok(Zeroizing::new(self.db.query_row(
+            "SELECT sender_key FROM short_link_keys WHERE link_key = ?1",
+            [link_key],
+            |r| r.get(0),
+        )?))
+    }
+
+    /// Forgets a short link's sender key once its connection is stored.
+    pub fn forget_short_link_key(&mut self, link_key: &[u8]) -> Result<(), StoreError> {
+        self.db.execute(
+            "DELETE FROM short_link_keys WHERE link_key = ?1",
+            [link_key],
+        )?;
+        Ok(())
     }
 
     // ---- the step commit ----

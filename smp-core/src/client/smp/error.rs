@@ -81,6 +81,9 @@ pub enum SmpClientError {
     Key(#[from] CryptoError),
     #[error("transport: {0}")]
     Io(#[source] io::Error),
+    /// The request needs something this router or these options lack.
+    #[error("{0}")]
+    Unsupported(&'static str),
 }
 
 impl SmpClientError {

@@ -32,7 +32,8 @@ use zeroize::Zeroizing;
 use crate::crypto::keys::{KeyAlgorithm, PrivateKey, PublicKey};
 use crate::crypto::random_array;
 use crate::smp::command::{
-    BasicAuth, Command, NewQueue, QueueMode, QueueReqData, SubscriptionMode,
+    BasicAuth, Command, NewQueue, QueueLinkData, QueueMode, QueueReqData, SubscriptionMode,
+    sender_id_for_corr_id,
 };
 use crate::smp::error::{ErrorType, TransportError};
 use crate::smp::message::{RcvMsgBody, decrypt_rcv_msg};
@@ -153,6 +154,8 @@ pub struct CreateQueueOptions {
     /// SMP v9 (and SimpleGo's): senders cannot `SKEY` it and use the legacy
     /// handshake (`KEY` by the recipient, then `HELLO`).
     pub legacy: bool,
+    /// Short-link data to store with the queue (v15+).
+    pub link: Option<NewQueueLink>,
 }
 
 impl Default for CreateQueueOptions {
@@ -163,7 +166,27 @@ impl Default for CreateQueueOptions {
             mode: QueueMode::Messaging,
             basic_auth: None,
             legacy: false,
+            link: None,
         }
+    }
+}
+
+/// The link data of a new queue. The data names the queue's sender ID, so
+/// the client picks it: the router takes SHA3-384 of `NEW`'s correlation ID
+/// (see [`NewQueueLink::sender_id`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewQueueLink {
+    pub corr_id: [u8; 24],
+    /// A contact link's ID, derived from its key; `None` for an invitation,
+    /// whose link ID the router assigns.
+    pub link_id: Option<Vec<u8>>,
+    pub data: QueueLinkData,
+}
+
+impl NewQueueLink {
+    /// The sender ID the queue will have.
+    pub fn sender_id(corr_id: &[u8; 24]) -> Vec<u8> {
+        sender_id_for_corr_id(corr_id).to_vec()
     }
 }
 
@@ -477,9 +500,31 @@ impl SmpClient {
     ) -> Result<RcvQueue, SmpClientError> {
         let rcv_auth_key = PrivateKey::generate(opts.auth_algorithm);
         let rcv_dh_key = PrivateKey::generate(KeyAlgorithm::X25519);
-        let req_data = match opts.mode {
-            QueueMode::Messaging => QueueReqData::Messaging(None),
-            QueueMode::Contact => QueueReqData::Contact(None),
+        let (req_data, corr_id) = match (&opts.link, opts.mode) {
+            (None, QueueMode::Messaging) => (QueueReqData::Messaging(None), None),
+            (None, QueueMode::Contact) => (QueueReqData::Contact(None), None),
+            (Some(l), mode) => {
+                if opts.legacy || self.version() < version::SHORT_LINKS_VERSION {
+                    return Err(SmpClientError::Unsupported(
+                        "the router is too old for short links (SMP v15)",
+                    ));
+                }
+                let sid = NewQueueLink::sender_id(&l.corr_id);
+                let d = match (mode, &l.link_id) {
+                    (QueueMode::Messaging, None) => {
+                        QueueReqData::Messaging(Some((sid, l.data.clone())))
+                    }
+                    (QueueMode::Contact, Some(lid)) => {
+                        QueueReqData::Contact(Some((lid.clone(), sid, l.data.clone())))
+                    }
+                    _ => {
+                        return Err(SmpClientError::Unsupported(
+                            "a contact link needs a link ID and an invitation none",
+                        ));
+                    }
+                };
+                (d, Some(l.corr_id.to_vec()))
+            }
         };
         let command = Command::New(NewQueue {
             rcv_auth_key: rcv_auth_key.public_key(),
@@ -497,10 +542,24 @@ impl SmpClient {
             ntf_creds: None,
         });
         let auth = self.client_auth(&rcv_auth_key)?;
-        let ids = match self.request(None, b"", &command, Some(auth)).await? {
+        let ids = match self.request(corr_id, b"", &command, Some(auth)).await? {
             Response::Ids(ids) => ids,
             r => return Err(unexpected(&r, self.version())),
         };
+        if let Some(l) = &opts.link {
+            let expect_link = l
+                .link_id
+                .as_ref()
+                .map(|id| ids.link_id.as_ref() == Some(id));
+            if ids.snd_id != NewQueueLink::sender_id(&l.corr_id)
+                || ids.link_id.is_none()
+                || expect_link == Some(false)
+            {
+                return Err(SmpClientError::UnexpectedResponse(
+                    "IDS with other sender or link IDs than the link data names",
+                ));
+            }
+        }
         let rcv_dh_secret = rcv_dh_key.dh(&ids.server_dh_key)?;
         Ok(RcvQueue {
             rcv_id: ids.rcv_id,
@@ -512,6 +571,32 @@ impl SmpClient {
             queue_mode: ids.queue_mode,
             link_id: ids.link_id,
         })
+    }
+
+    /// `LGET`: a contact link's data, as `(sender ID, data)`.
+    pub async fn get_link(
+        &self,
+        link_id: &[u8],
+    ) -> Result<(Vec<u8>, QueueLinkData), SmpClientError> {
+        link_answer(
+            self.request(None, link_id, &Command::Lget, None).await?,
+            self.version(),
+        )
+    }
+
+    /// `LKEY`: secures a 1-time invitation's queue with `sender_key` and
+    /// returns its link data. Repeating it with the same key is allowed.
+    pub async fn secure_get_link(
+        &self,
+        link_id: &[u8],
+        sender_key: &PrivateKey,
+    ) -> Result<(Vec<u8>, QueueLinkData), SmpClientError> {
+        let cmd = Command::Lkey(sender_key.public_key());
+        let auth = self.client_auth(sender_key)?;
+        link_answer(
+            self.request(None, link_id, &cmd, Some(auth)).await?,
+            self.version(),
+        )
     }
 
     /// `KEY`: the recipient secures the queue with the sender's key.
@@ -607,6 +692,17 @@ impl SmpClient {
             Response::Pong => Ok(()),
             r => Err(unexpected(&r, self.version())),
         }
+    }
+}
+
+/// The `LNK` that answers `LGET` and `LKEY`.
+pub(crate) fn link_answer(
+    r: Response,
+    v: Version,
+) -> Result<(Vec<u8>, QueueLinkData), SmpClientError> {
+    match r {
+        Response::Lnk { sender_id, data } => Ok((sender_id, data)),
+        r => Err(unexpected(&r, v)),
     }
 }
 

@@ -8,7 +8,7 @@ use crate::address::ServerAddress;
 use crate::crypto::keys::{KeyAlgorithm, PrivateKey, PublicKey};
 use crate::crypto::random_array;
 use crate::crypto::secretbox::CbNonce;
-use crate::smp::command::{BasicAuth, Command, RelayServer};
+use crate::smp::command::{BasicAuth, Command, QueueLinkData, RelayServer};
 use crate::smp::proxy::{decrypt_response, encrypt_command, forward_version};
 use crate::smp::response::Response;
 use crate::smp::transmission::{
@@ -153,6 +153,32 @@ impl SmpClient {
             Response::Ok => Ok(()),
             r => Err(unexpected(&r, relay.version)),
         }
+    }
+
+    /// `LGET` through the proxy.
+    pub async fn proxy_get_link(
+        &self,
+        relay: &ProxiedRelay,
+        link_id: &[u8],
+    ) -> Result<(Vec<u8>, QueueLinkData), SmpClientError> {
+        let r = self
+            .proxy_command(relay, link_id, &Command::Lget, None)
+            .await?;
+        super::link_answer(r, relay.version)
+    }
+
+    /// `LKEY` through the proxy.
+    pub async fn proxy_secure_get_link(
+        &self,
+        relay: &ProxiedRelay,
+        link_id: &[u8],
+        sender_key: &PrivateKey,
+    ) -> Result<(Vec<u8>, QueueLinkData), SmpClientError> {
+        let cmd = Command::Lkey(sender_key.public_key());
+        let r = self
+            .proxy_command(relay, link_id, &cmd, Some(sender_key))
+            .await?;
+        super::link_answer(r, relay.version)
     }
 
     /// `SKEY` through the proxy: the sender secures the queue with its key.
