@@ -1,0 +1,12 @@
+//! Fetches XFTP files onto a SimpleGo device's SD card, encrypted with
+//! AES-256-GCM, resumable after a power cut at any byte, in bounded RAM
+//! (`design/device.md`).
+//!
+//! The core is `no_std` + `alloc` and does no IO of its own: the card is a
+//! blocking [`embedded_sdmmc::BlockDevice`], and the network is fed to the
+//! fetch state machine as bytes. The `std` feature adds the host tool's
+//! file-backed card.
+
+#![cfg_attr(not(feature = "std"), no_std)]
+
+extern crate alloc;
