@@ -10,3 +10,4 @@
 #![cfg_attr(not(feature = "std"), no_std)]
 
 extern crate alloc;
+pub mod format;
