@@ -7,7 +7,7 @@
 
 use super::error::XftpErrorType;
 use crate::crypto::CryptoError;
-use crate::crypto::digest::sha256;
+use crate::crypto::digest::{Digest, Sha256, sha256};
 use crate::crypto::keys::{PrivateKey, PublicKey};
 use crate::crypto::secretbox::{CbNonce, SbStream, TAG_SIZE};
 use alloc::vec::Vec;
@@ -64,4 +64,132 @@ pub fn decrypt_fget_body(
         return Err(XftpErrorType::Digest);
     }
     Ok(chunk)
+}
+
+/// Decodes an FGET body as it arrives, in place and without allocating:
+/// `ciphertext(size) ‖ tag(16)` in pieces of any size. The plaintext it
+/// hands back is the stored chunk (the XFTP file's ciphertext), not yet
+/// authenticated until [`FgetDecoder::finish`] succeeds. The host client and
+/// the device both use it.
+pub struct FgetDecoder {
+    stream: SbStream,
+    hasher: Sha256,
+    remaining: u64,
+    tag: [u8; TAG_SIZE],
+    tag_len: usize,
+}
+
+impl FgetDecoder {
+    /// For a chunk of `size` bytes (from the description), keyed by the
+    /// server's `FILE` answer and our ephemeral key.
+    pub fn new(
+        srv_dh_key: &PublicKey,
+        own_dh: &PrivateKey,
+        nonce: &CbNonce,
+        size: u64,
+    ) -> Result<Self, CryptoError> {
+        Ok(Self::with_stream(
+            fget_stream(srv_dh_key, own_dh, nonce)?,
+            size,
+        ))
+    }
+
+    /// With an already keyed stream.
+    pub fn with_stream(stream: SbStream, size: u64) -> Self {
+        Self {
+            stream,
+            hasher: Sha256::new(),
+            remaining: size,
+            tag: [0; TAG_SIZE],
+            tag_len: 0,
+        }
+    }
+
+    /// Chunk bytes still expected before the tag.
+    pub fn remaining(&self) -> u64 {
+        self.remaining
+    }
+
+    /// Decrypts the chunk bytes at the start of `piece` in place and returns
+    /// how many there were; what follows is tag and is kept here. More than
+    /// `size + 16` bytes in all is `SIZE`.
+    pub fn update(&mut self, piece: &mut [u8]) -> Result<usize, XftpErrorType> {
+        let n = usize::try_from(self.remaining)
+            .unwrap_or(usize::MAX)
+            .min(piece.len());
+        let (ct, rest) = piece.split_at_mut(n);
+        if !ct.is_empty() {
+            self.stream.decrypt(ct);
+            self.hasher.update(&*ct);
+            self.remaining -= n as u64;
+        }
+        if rest.len() > TAG_SIZE - self.tag_len {
+            return Err(XftpErrorType::Size);
+        }
+        self.tag[self.tag_len..self.tag_len + rest.len()].copy_from_slice(rest);
+        self.tag_len += rest.len();
+        Ok(n)
+    }
+
+    /// Checks, as the reference client does, the size (`SIZE`), the tag
+    /// (`CRYPTO`) and then the chunk digest (`DIGEST`), in constant time.
+    pub fn finish(self, digest: &[u8]) -> Result<(), XftpErrorType> {
+        if self.remaining > 0 {
+            return Err(XftpErrorType::Size);
+        }
+        self.stream
+            .verify(&self.tag[..self.tag_len])
+            .map_err(|_| XftpErrorType::Crypto)?;
+        if !bool::from(self.hasher.finalize().as_slice().ct_eq(digest)) {
+            return Err(XftpErrorType::Digest);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod decoder_tests {
+    use super::*;
+    use crate::crypto::keys::KeyAlgorithm;
+
+    #[test]
+    fn any_split_decodes_and_every_failure_is_named() {
+        let (srv, rcv) = (
+            PrivateKey::from_raw(KeyAlgorithm::X25519, &[1; 32]).unwrap(),
+            PrivateKey::from_raw(KeyAlgorithm::X25519, &[2; 32]).unwrap(),
+        );
+        let nonce = CbNonce([7; 24]);
+        let chunk: Vec<u8> = (0..10_000u32).map(|i| (i * 7) as u8).collect();
+        let body = encrypt_fget_body(&chunk, &rcv.public_key(), &srv, &nonce).unwrap();
+        let digest = sha256(&chunk);
+        for split in [1usize, 15, 16, 17, 4096, 9_999, 10_000, 10_001, 10_016] {
+            let mut d = FgetDecoder::new(&srv.public_key(), &rcv, &nonce, 10_000).unwrap();
+            let mut out = Vec::new();
+            for piece in body.chunks(split) {
+                let mut p = piece.to_vec();
+                let n = d.update(&mut p).unwrap();
+                out.extend_from_slice(&p[..n]);
+            }
+            assert_eq!(out, chunk, "split {split}");
+            d.finish(&digest).unwrap();
+        }
+        let run = |body: &[u8], digest: &[u8]| {
+            let mut d = FgetDecoder::new(&srv.public_key(), &rcv, &nonce, 10_000).unwrap();
+            let mut b = body.to_vec();
+            d.update(&mut b)?;
+            d.finish(digest)
+        };
+        assert_eq!(
+            run(&body[..body.len() - 1], &digest),
+            Err(XftpErrorType::Crypto)
+        );
+        assert_eq!(run(&body[..9_000], &digest), Err(XftpErrorType::Size));
+        let mut long = body.clone();
+        long.push(0);
+        assert_eq!(run(&long, &digest), Err(XftpErrorType::Size));
+        let mut flipped = body.clone();
+        flipped[5] ^= 1;
+        assert_eq!(run(&flipped, &digest), Err(XftpErrorType::Crypto));
+        assert_eq!(run(&body, &[0; 32]), Err(XftpErrorType::Digest));
+    }
 }

@@ -15,13 +15,13 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::{Body, Frame, SizeHint};
-use subtle::ConstantTimeEq;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 
 use super::error::XftpClientError;
-use crate::crypto::digest::{Digest, Sha256};
-use crate::crypto::secretbox::{SbStream, TAG_SIZE};
+use crate::crypto::secretbox::SbStream;
 use crate::xftp::XFTP_BLOCK_SIZE;
+use crate::xftp::error::XftpErrorType;
+use crate::xftp::fget::FgetDecoder;
 
 /// Size of the pieces an upload is read and sent in.
 const UPLOAD_PIECE: usize = 64 * 1024;
@@ -176,12 +176,16 @@ where
 
 /// Decrypts an FGET body (`ciphertext(size) ‖ tag(16)`) into a writer.
 struct FgetReceiver {
-    stream: SbStream,
-    hasher: Sha256,
-    remaining: u64,
-    tag: [u8; TAG_SIZE],
-    tag_len: usize,
+    decoder: FgetDecoder,
     buf: Vec<u8>,
+}
+
+fn chunk_error(e: XftpErrorType) -> XftpClientError {
+    match e {
+        XftpErrorType::Crypto => XftpClientError::ChunkCrypto,
+        XftpErrorType::Digest => XftpClientError::ChunkDigest,
+        _ => XftpClientError::ChunkSize,
+    }
 }
 
 impl FgetReceiver {
@@ -190,41 +194,20 @@ impl FgetReceiver {
         piece: &[u8],
         writer: &mut W,
     ) -> Result<(), XftpClientError> {
-        let n = usize::try_from(self.remaining)
-            .unwrap_or(usize::MAX)
-            .min(piece.len());
-        let (ct, rest) = piece.split_at(n);
-        if !ct.is_empty() {
-            self.buf.clear();
-            self.buf.extend_from_slice(ct);
-            self.stream.decrypt(&mut self.buf);
-            self.hasher.update(&self.buf);
+        self.buf.clear();
+        self.buf.extend_from_slice(piece);
+        let n = self.decoder.update(&mut self.buf).map_err(chunk_error)?;
+        if n > 0 {
             writer
-                .write_all(&self.buf)
+                .write_all(&self.buf[..n])
                 .await
                 .map_err(XftpClientError::Sink)?;
-            self.remaining -= n as u64;
         }
-        if rest.len() > TAG_SIZE - self.tag_len {
-            return Err(XftpClientError::ChunkSize);
-        }
-        self.tag[self.tag_len..self.tag_len + rest.len()].copy_from_slice(rest);
-        self.tag_len += rest.len();
         Ok(())
     }
 
     fn finish(self, digest: &[u8]) -> Result<(), XftpClientError> {
-        if self.remaining > 0 {
-            return Err(XftpClientError::ChunkSize);
-        }
-        self.stream
-            .verify(&self.tag[..self.tag_len])
-            .map_err(|_| XftpClientError::ChunkCrypto)?;
-        let actual = self.hasher.finalize();
-        if !bool::from(actual.as_slice().ct_eq(digest)) {
-            return Err(XftpClientError::ChunkDigest);
-        }
-        Ok(())
+        self.decoder.finish(digest).map_err(chunk_error)
     }
 }
 
@@ -246,11 +229,7 @@ where
     W: AsyncWrite + Unpin,
 {
     let mut rx = FgetReceiver {
-        stream,
-        hasher: Sha256::new(),
-        remaining: size,
-        tag: [0; TAG_SIZE],
-        tag_len: 0,
+        decoder: FgetDecoder::with_stream(stream, size),
         buf: Vec::new(),
     };
     rx.feed(&leftover, writer).await?;

@@ -149,6 +149,31 @@ impl Transport {
 }
 
 /// The answer to a command: the response and the rest of its body.
+/// A response block and the unread rest of its body.
+pub struct RawResponse {
+    pub block: Vec<u8>,
+    body: Incoming,
+    leftover: Option<Bytes>,
+}
+
+impl RawResponse {
+    /// The next piece of the body after the block; `None` at its end.
+    pub async fn next_piece(&mut self) -> Result<Option<Bytes>, XftpClientError> {
+        use http_body_util::BodyExt;
+        if let Some(l) = self.leftover.take().filter(|l| !l.is_empty()) {
+            return Ok(Some(l));
+        }
+        while let Some(frame) = self.body.frame().await {
+            if let Ok(data) = frame?.into_data() {
+                if !data.is_empty() {
+                    return Ok(Some(data));
+                }
+            }
+        }
+        Ok(None)
+    }
+}
+
 struct Answer {
     response: FileResponse,
     body: Incoming,
@@ -380,6 +405,30 @@ impl XftpClient {
             FileResponse::Ok => Ok(()),
             other => Err(XftpClientError::UnexpectedResponse(other.tag())),
         }
+    }
+
+    /// Sends a request block the caller encoded (for this connection's
+    /// session id) and returns the response block with the rest of the body
+    /// unread: the device-sync core builds FGET requests and decodes their
+    /// bodies itself, so the host and the device run the same code.
+    pub async fn request_raw(
+        &self,
+        block: Vec<u8>,
+        deadline: Duration,
+    ) -> Result<RawResponse, XftpClientError> {
+        let transport = self.transport();
+        let exchange = async {
+            let mut body = transport.post(RequestBody::block(block)).await?;
+            let (block, leftover) = read_block(&mut body).await?;
+            Ok::<_, XftpClientError>(RawResponse {
+                block,
+                body,
+                leftover: Some(leftover),
+            })
+        };
+        timeout(deadline, exchange)
+            .await
+            .map_err(|_| XftpClientError::Timeout(TimeoutKind::Command))?
     }
 
     /// FNEW: registers a chunk. Returns the sender ID and one recipient ID
