@@ -10,4 +10,7 @@
 #![cfg_attr(not(feature = "std"), no_std)]
 
 extern crate alloc;
+pub mod catalog;
 pub mod format;
+pub mod job;
+pub mod storage;

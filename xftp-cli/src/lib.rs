@@ -71,28 +71,9 @@ pub fn unique_combine(dir: &Path, name: &str) -> PathBuf {
     }
 }
 
-/// A file name from a (sender-chosen) file header made safe to create in
-/// a directory: no path separators, no `..`, no control characters, not
-/// empty.
-pub fn sanitize_file_name(name: &str) -> String {
-    let cleaned: String = name
-        .chars()
-        .map(|c| {
-            if c == '/' || c == '\\' || c.is_control() {
-                '_'
-            } else {
-                c
-            }
-        })
-        .collect();
-    let cleaned = cleaned.replace("..", "_");
-    let trimmed = cleaned.trim();
-    if trimmed.is_empty() || trimmed == "." {
-        "file".to_string()
-    } else {
-        trimmed.to_string()
-    }
-}
+/// The shared rule for names from a sender-chosen file header (see
+/// [`smp_core::file::header::safe_file_name`]).
+pub use smp_core::file::header::safe_file_name as sanitize_file_name;
 
 /// `~/Downloads`, the reference's default `recv` directory.
 pub fn default_download_dir() -> Option<PathBuf> {

@@ -7,8 +7,12 @@
 //! ```text
 //! 0 "SGJ1"  4 seq u64  12 state u8  13 failure u8  14 0(2)  16 next_chunk u32
 //! 20 attempt u32  24 data_end u64  32 ct_done u64  40 SHA-512 state (208)
-//! 248 ack_next u32  252 0  496 HMAC-SHA256(k_mac, 0..496)[..16]
+//! 248 ack_next u32  252 file tag (16)  268 0  496 HMAC-SHA256(k_mac, 0..496)[..16]
 //! ```
+//!
+//! The file tag is the XFTP file's Poly1305 tag, the last 16 bytes of the
+//! last chunk: it is never stored as data, so the commit of the last chunk
+//! keeps it here for the final check after a restart (not in device.md).
 
 use super::keys::{mac16, mac16_ok};
 use super::{BLOCK, FormatError};
@@ -113,6 +117,8 @@ pub struct JournalEntry {
     pub sha512: [u8; SHA512_STATE],
     /// Chunks `0..ack_next` are acknowledged (`FACK`).
     pub ack_next: u32,
+    /// The XFTP file tag, once the last chunk is committed.
+    pub file_tag: [u8; 16],
 }
 
 impl JournalEntry {
@@ -133,6 +139,7 @@ impl JournalEntry {
         b[32..40].copy_from_slice(&self.ct_done.to_be_bytes());
         b[40..248].copy_from_slice(&self.sha512);
         b[248..252].copy_from_slice(&self.ack_next.to_be_bytes());
+        b[252..268].copy_from_slice(&self.file_tag);
         let tag = mac16(mac_key, &b[..496]);
         b[496..].copy_from_slice(&tag);
         b
@@ -155,6 +162,8 @@ impl JournalEntry {
         let u32_at = |o: usize| u32::from_be_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]);
         let mut sha512 = [0u8; SHA512_STATE];
         sha512.copy_from_slice(&b[40..248]);
+        let mut file_tag = [0u8; 16];
+        file_tag.copy_from_slice(&b[252..268]);
         Ok(Self {
             seq: u64_at(4),
             state: JobState::from_byte(b[12]).ok_or(bad("state"))?,
@@ -165,6 +174,7 @@ impl JournalEntry {
             ct_done: u64_at(32),
             sha512,
             ack_next: u32_at(248),
+            file_tag,
         })
     }
 
@@ -199,6 +209,7 @@ mod tests {
             ct_done: 3 << 20,
             sha512: [0xab; SHA512_STATE],
             ack_next: 0,
+            file_tag: [6; 16],
         }
     }
 

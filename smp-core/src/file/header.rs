@@ -72,3 +72,26 @@ pub fn lenient_utf8(mut b: &[u8]) -> String {
         }
     }
 }
+
+/// A file name from a (sender-chosen) file header made safe to create in
+/// a directory: no path separators, no `..`, no control characters, not
+/// empty. The CLI and the device use the same rule.
+pub fn safe_file_name(name: &str) -> String {
+    let cleaned: String = name
+        .chars()
+        .map(|c| {
+            if c == '/' || c == '\\' || c.is_control() {
+                '_'
+            } else {
+                c
+            }
+        })
+        .collect();
+    let cleaned = cleaned.replace("..", "_");
+    let trimmed = cleaned.trim();
+    if trimmed.is_empty() || trimmed == "." {
+        String::from("file")
+    } else {
+        String::from(trimmed)
+    }
+}

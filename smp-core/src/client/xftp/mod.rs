@@ -164,10 +164,10 @@ impl RawResponse {
             return Ok(Some(l));
         }
         while let Some(frame) = self.body.frame().await {
-            if let Ok(data) = frame?.into_data() {
-                if !data.is_empty() {
-                    return Ok(Some(data));
-                }
+            if let Ok(data) = frame?.into_data()
+                && !data.is_empty()
+            {
+                return Ok(Some(data));
             }
         }
         Ok(None)
