@@ -552,6 +552,17 @@ impl<S: FileStore> Job<S> {
         (self.journal.ct_done, self.head.size)
     }
 
+    /// Size of the chunk being fetched.
+    pub fn current_chunk_size(&self) -> Option<u32> {
+        self.current.as_ref().map(|a| a.layout.size)
+    }
+
+    /// SHA-512 of the XFTP file, from the description: which job a
+    /// description belongs to.
+    pub fn digest(&self) -> &[u8; 64] {
+        &self.head.digest
+    }
+
     /// The journal's highest sequence number (tests check that it moves).
     pub fn journal_entry(&self) -> &JournalEntry {
         &self.journal

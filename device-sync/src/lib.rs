@@ -14,3 +14,5 @@ pub mod catalog;
 pub mod format;
 pub mod job;
 pub mod storage;
+#[cfg(feature = "std")]
+pub mod host;
