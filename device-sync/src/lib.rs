@@ -12,3 +12,4 @@
 extern crate alloc;
 
 pub mod blockdev;
+pub mod card;
