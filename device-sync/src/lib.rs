@@ -13,3 +13,4 @@ extern crate alloc;
 
 pub mod blockdev;
 pub mod card;
+pub mod image;
