@@ -71,6 +71,7 @@ fn linux_tools_accept(img: &Path, names: &[&str]) {
         let out = String::from_utf8_lossy(&o.stdout);
         assert!(o.status.success(), "fsck.fat failed:\n{out}");
         assert!(!out.contains("Reclaimed"), "leaked clusters:\n{out}");
+        assert!(!out.contains("wrong"), "FSInfo free count off:\n{out}");
     }
     let spec = format!("{}@@1M", img.display());
     if let Some(o) = run_tool("mdir", &["-i", &spec, "::/SIMPLEGO/FILES"]) {
