@@ -10,9 +10,14 @@
 #![cfg_attr(not(feature = "std"), no_std)]
 
 extern crate alloc;
+
+pub mod blockdev;
+pub mod card;
 pub mod catalog;
 pub mod format;
-pub mod job;
-pub mod storage;
 #[cfg(feature = "std")]
 pub mod host;
+#[cfg(feature = "std")]
+pub mod image;
+pub mod job;
+pub mod storage;
