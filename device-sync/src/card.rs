@@ -809,3 +809,71 @@ mod tests {
         }
     }
 }
+
+fn storage_err<E: core::error::Error + 'static>(e: CardError<E>) -> crate::storage::StorageError {
+    use crate::storage::StorageError as S;
+    match e {
+        CardError::Full => S::Full,
+        CardError::NotFound => S::NotFound,
+        CardError::Exists => S::Exists,
+        e => S::Io(alloc::string::ToString::to_string(&e)),
+    }
+}
+
+/// The job's view of the card.
+impl<D: BlockDevice + Durable> crate::storage::FileStore for Card<D> {
+    type Handle = FileId;
+    fn open(
+        &mut self,
+        name: &str,
+        mode: crate::storage::OpenMode,
+    ) -> Result<FileId, crate::storage::StorageError> {
+        use crate::storage::OpenMode as M;
+        let m = match mode {
+            M::CreateNew => OpenMode::CreateNew,
+            M::ReadWrite => OpenMode::ReadWrite,
+            M::ReadOnly => OpenMode::ReadOnly,
+            M::Truncate => {
+                // embedded-sdmmc's truncation miscounts freed clusters;
+                // delete (which frees the chain itself) and create again.
+                Card::delete(self, name).map_err(storage_err)?;
+                OpenMode::CreateNew
+            }
+        };
+        Card::open(self, name, m).map_err(storage_err)
+    }
+    fn close(&mut self, h: FileId) -> Result<(), crate::storage::StorageError> {
+        Card::close(self, h).map_err(storage_err)
+    }
+    fn len(&mut self, h: FileId) -> Result<u64, crate::storage::StorageError> {
+        Card::len(self, h).map_err(storage_err)
+    }
+    fn read_at(
+        &mut self,
+        h: FileId,
+        offset: u64,
+        buf: &mut [u8],
+    ) -> Result<usize, crate::storage::StorageError> {
+        Card::read_at(self, h, offset, buf).map_err(storage_err)
+    }
+    fn write_at(
+        &mut self,
+        h: FileId,
+        offset: u64,
+        data: &[u8],
+    ) -> Result<(), crate::storage::StorageError> {
+        Card::write_at(self, h, offset, data).map_err(storage_err)
+    }
+    fn flush(&mut self, h: FileId) -> Result<(), crate::storage::StorageError> {
+        Card::flush(self, h).map_err(storage_err)
+    }
+    fn sync(&mut self) -> Result<(), crate::storage::StorageError> {
+        Card::sync(self).map_err(storage_err)
+    }
+    fn delete(&mut self, name: &str) -> Result<(), crate::storage::StorageError> {
+        Card::delete(self, name).map_err(storage_err)
+    }
+    fn list(&mut self) -> Result<Vec<(String, u64)>, crate::storage::StorageError> {
+        Card::list(self).map_err(storage_err)
+    }
+}
