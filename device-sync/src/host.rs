@@ -167,7 +167,9 @@ pub enum FetchError {
     Server(String),
     /// Every replica of a chunk failed, `rounds` times over. The job stays
     /// as it is: fetching again later resumes it.
-    #[error("could not download chunk {chunk} from any of its servers ({last}); run fetch again later to resume")]
+    #[error(
+        "could not download chunk {chunk} from any of its servers ({last}); run fetch again later to resume"
+    )]
     Unreachable { chunk: u32, last: String },
 }
 
@@ -245,7 +247,8 @@ async fn attempt<S: FileStore>(
     let client = match clients.get(server).filter(|c| !c.is_closed()) {
         Some(c) => c.clone(),
         None => {
-            let addr = ServerAddress::parse(server).map_err(|e| FetchError::Server(e.to_string()))?;
+            let addr =
+                ServerAddress::parse(server).map_err(|e| FetchError::Server(e.to_string()))?;
             let c = XftpClient::connect(&addr, opts.client.clone())
                 .await
                 .map_err(|e| {

@@ -195,7 +195,10 @@ fn find_job(
 ) -> Result<Option<Job<Store>>, Fail> {
     let listed = catalog::list(card, keys).map_err(|e| Fail::new(1, e.to_string()))?;
     for f in listed.into_iter().flatten() {
-        if !matches!(f.state, JobState::Fetching | JobState::Verified | JobState::Acked) {
+        if !matches!(
+            f.state,
+            JobState::Fetching | JobState::Verified | JobState::Acked
+        ) {
             continue;
         }
         match Job::resume(card, keys, &f.base) {
@@ -327,18 +330,29 @@ fn resolve_name(card: &mut Store, keys: &DeviceKeys, name: &str) -> Result<Strin
     }
 }
 
-fn extract(image: &Path, keys: &DeviceKeys, name: &str, out: &Path, partial: bool) -> Result<(), Fail> {
+fn extract(
+    image: &Path,
+    keys: &DeviceKeys,
+    name: &str,
+    out: &Path,
+    partial: bool,
+) -> Result<(), Fail> {
     use std::io::Write;
     let mut card = open_card(image, keys)?;
     let base = resolve_name(&mut card, keys, name)?;
-    let dir = out.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = out
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let mut tmp = tempfile::NamedTempFile::new_in(dir)
         .map_err(|e| Fail::new(1, format!("cannot write in {}: {e}", dir.display())))?;
     let r = catalog::extract(&mut card, keys, &base, partial, |b| tmp.write_all(b));
     drop(card.into_device());
     match r {
         Ok(_) => {
-            tmp.as_file().sync_all().map_err(|e| Fail::new(1, e.to_string()))?;
+            tmp.as_file()
+                .sync_all()
+                .map_err(|e| Fail::new(1, e.to_string()))?;
             tmp.persist(out)
                 .map_err(|e| Fail::new(1, format!("cannot write {}: {e}", out.display())))?;
             Ok(())
@@ -376,7 +390,11 @@ fn verify(image: &Path, keys: &DeviceKeys) -> Result<(), Fail> {
                 let list: Vec<String> = r.damaged.iter().map(u32::to_string).collect();
                 println!(
                     "{base} {name}: DAMAGED: records {}{}",
-                    if list.is_empty() { "-".into() } else { list.join(",") },
+                    if list.is_empty() {
+                        "-".into()
+                    } else {
+                        list.join(",")
+                    },
                     if r.truncated { " (file truncated)" } else { "" }
                 );
             }

@@ -38,9 +38,13 @@ async fn servers(dir: &Path, n: usize) -> (Vec<RunningServer>, String) {
         let files = dir.join(format!("server{i}"));
         std::fs::create_dir_all(&files).unwrap();
         let (id, _) = ServerIdentity::generate(KeyAlgorithm::Ed448, "127.0.0.1").unwrap();
-        let h = start(Settings::new(id.clone(), "127.0.0.1:0".parse().unwrap(), files))
-            .await
-            .unwrap();
+        let h = start(Settings::new(
+            id.clone(),
+            "127.0.0.1:0".parse().unwrap(),
+            files,
+        ))
+        .await
+        .unwrap();
         list.push(format!(
             "xftp://{}@127.0.0.1:{}",
             id.fingerprint_b64(),
@@ -121,10 +125,20 @@ fn linux_tools_accept(image: &Path, dir: &Path) -> String {
         .output()
         .unwrap();
     assert!(o.status.success());
-    let o = Command::new("fsck.fat").args(["-n", p(&part)]).output().unwrap();
+    let o = Command::new("fsck.fat")
+        .args(["-n", p(&part)])
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&o.stdout).into_owned();
-    assert!(o.status.success(), "fsck.fat: {text}{}", String::from_utf8_lossy(&o.stderr));
-    assert!(!text.contains("wrong") && !text.contains("Reclaimed"), "{text}");
+    assert!(
+        o.status.success(),
+        "fsck.fat: {text}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        !text.contains("wrong") && !text.contains("Reclaimed"),
+        "{text}"
+    );
     std::fs::remove_file(&part).unwrap();
     let o = Command::new("mdir")
         .args(["-i", &format!("{}@@1M", p(image)), "::/SIMPLEGO/FILES"])
@@ -146,7 +160,10 @@ async fn twenty_mib_over_two_servers_with_a_kill_in_the_middle() {
     assert!(out.contains("256 MiB"), "{out}");
     let keys = t.path().join("card.img.keys");
     use std::os::unix::fs::PermissionsExt;
-    assert_eq!(std::fs::metadata(&keys).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(
+        std::fs::metadata(&keys).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
 
     // kill -9 once some chunks are on the card, then the same command resumes.
     let mut child = Command::new(BIN)
@@ -180,12 +197,18 @@ async fn twenty_mib_over_two_servers_with_a_kill_in_the_middle() {
     ok(&["fetch", p(&img), p(&desc)]);
     let got = t.path().join("got.pdf");
     ok(&["extract", p(&img), "report.pdf", p(&got)]);
-    assert!(std::fs::read(&got).unwrap() == data, "extracted bytes differ");
+    assert!(
+        std::fs::read(&got).unwrap() == data,
+        "extracted bytes differ"
+    );
     let v = ok(&["verify", p(&img)]);
     assert!(v.contains(": ok ("), "{v}");
     let mdir = linux_tools_accept(&img, t.path());
     if !mdir.is_empty() {
-        assert!(mdir.contains("SGF") && mdir.contains("SGJ") && mdir.contains("CARD"), "{mdir}");
+        assert!(
+            mdir.contains("SGF") && mdir.contains("SGJ") && mdir.contains("CARD"),
+            "{mdir}"
+        );
     }
 
     // A flipped bit in a record: verify and extract name the file.
@@ -193,7 +216,9 @@ async fn twenty_mib_over_two_servers_with_a_kill_in_the_middle() {
     {
         let disk = Coalesce::new(FileDisk::open(&img).unwrap());
         let mut card = Card::mount(disk).unwrap();
-        let f = card.open(&format!("{base}.SGF"), OpenMode::ReadWrite).unwrap();
+        let f = card
+            .open(&format!("{base}.SGF"), OpenMode::ReadWrite)
+            .unwrap();
         let mut b = [0u8; 1];
         let at = 512 + 4096 * 300 + 77;
         card.read_at(f, at, &mut b).unwrap();
@@ -206,7 +231,10 @@ async fn twenty_mib_over_two_servers_with_a_kill_in_the_middle() {
     let o = run(&["verify", p(&img)]);
     assert_eq!(o.status.code(), Some(6));
     let s = String::from_utf8_lossy(&o.stdout);
-    assert!(s.contains(&base) && s.contains("DAMAGED: records 300"), "{s}");
+    assert!(
+        s.contains(&base) && s.contains("DAMAGED: records 300"),
+        "{s}"
+    );
     let o = run(&["extract", p(&img), "report.pdf", p(&t.path().join("x"))]);
     assert_eq!(o.status.code(), Some(6));
     let e = String::from_utf8_lossy(&o.stderr);

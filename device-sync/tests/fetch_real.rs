@@ -74,7 +74,11 @@ async fn send(dir: &Path, servers: &[&Server], data: &[u8]) -> ValidFileDescript
         out_dir: out,
         recipients: 1,
         servers: xftp_cli::servers::parse_server_list(
-            &servers.iter().map(|s| s.address.as_str()).collect::<Vec<_>>().join(";"),
+            &servers
+                .iter()
+                .map(|s| s.address.as_str())
+                .collect::<Vec<_>>()
+                .join(";"),
         )
         .unwrap(),
         tmp_dir: dir.to_path_buf(),
@@ -95,7 +99,11 @@ fn quick() -> FetchOptions {
 }
 
 fn extracted(store: &mut MemFiles) -> Vec<u8> {
-    let base = list(store, &device_keys()).unwrap()[0].as_ref().unwrap().base.clone();
+    let base = list(store, &device_keys()).unwrap()[0]
+        .as_ref()
+        .unwrap()
+        .base
+        .clone();
     let mut out = Vec::new();
     extract::<_, ()>(store, &device_keys(), &base, false, |b| {
         out.extend_from_slice(b);
@@ -120,7 +128,10 @@ async fn a_file_sent_by_xftp_is_fetched_byte_exact() {
         .unwrap();
     assert_eq!(job.state(), JobState::Verified);
     assert_eq!(seen.last().unwrap(), &(desc.size, desc.size));
-    assert!(seen.windows(2).all(|w| w[0].0 <= w[1].0), "progress only grows");
+    assert!(
+        seen.windows(2).all(|w| w[0].0 <= w[1].0),
+        "progress only grows"
+    );
     job.close(&mut store).unwrap();
     assert_eq!(extracted(&mut store), data);
 }
@@ -145,12 +156,16 @@ async fn wrong_bytes_then_repaired_and_a_server_gone_then_back() {
     let mut store = MemFiles::default();
     let keys = device_keys();
     let mut job = Job::create(&mut store, &keys, &desc, &mut TestRng(2)).unwrap();
-    let e = run_job(&mut store, &mut job, &quick(), |_, _| {}).await.unwrap_err();
+    let e = run_job(&mut store, &mut job, &quick(), |_, _| {})
+        .await
+        .unwrap_err();
     assert!(matches!(e, FetchError::Unreachable { .. }), "{e}");
     assert_eq!(job.state(), JobState::Fetching, "kept for a later resume");
     // Repaired: the same job continues and completes.
     std::fs::write(&victim, &good).unwrap();
-    run_job(&mut store, &mut job, &quick(), |_, _| {}).await.unwrap();
+    run_job(&mut store, &mut job, &quick(), |_, _| {})
+        .await
+        .unwrap();
     assert_eq!(job.state(), JobState::Verified);
     job.close(&mut store).unwrap();
     assert_eq!(extracted(&mut store), data);
@@ -162,14 +177,22 @@ async fn wrong_bytes_then_repaired_and_a_server_gone_then_back() {
     let mut store = MemFiles::default();
     let mut job = Job::create(&mut store, &keys, &desc, &mut TestRng(3)).unwrap();
     a.handle.take().unwrap().stop().await;
-    let e = run_job(&mut store, &mut job, &quick(), |_, _| {}).await.unwrap_err();
+    let e = run_job(&mut store, &mut job, &quick(), |_, _| {})
+        .await
+        .unwrap_err();
     assert!(matches!(e, FetchError::Unreachable { .. }), "{e}");
     job.close(&mut store).unwrap();
     store.reset_handles();
     a.handle = Some(start(a.settings()).await.unwrap());
-    let base = list(&mut store, &keys).unwrap()[0].as_ref().unwrap().base.clone();
+    let base = list(&mut store, &keys).unwrap()[0]
+        .as_ref()
+        .unwrap()
+        .base
+        .clone();
     let mut job = Job::resume(&mut store, &keys, &base).unwrap();
-    run_job(&mut store, &mut job, &quick(), |_, _| {}).await.unwrap();
+    run_job(&mut store, &mut job, &quick(), |_, _| {})
+        .await
+        .unwrap();
     job.close(&mut store).unwrap();
     assert_eq!(extracted(&mut store), data);
 }
