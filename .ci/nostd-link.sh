@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Links smp-core's IO-free core into a #![no_std] staticlib for bare-metal
+# Links smp-core's IO-free core and device-sync's core into a #![no_std] staticlib for bare-metal
 # riscv32imac: a dependency that pulls in std, or needs an OS, fails here.
 # The crate is generated in a temporary directory; nothing is added to the
 # workspace.
@@ -20,6 +20,7 @@ crate-type = ["staticlib"]
 
 [dependencies]
 smp-core = { path = "$root/smp-core", default-features = false }
+device-sync = { path = "$root/device-sync", default-features = false }
 
 [profile.release]
 panic = "abort"
@@ -65,6 +66,26 @@ pub extern "C" fn smp_core_nostd_probe(ck: &[u8; 32], out: &mut [u8; 32]) -> usi
     let link = smp_core::agent::link::ConnectionRequest::parse("simplex:/").is_err() as usize;
     let file = smp_core::file::chunks::prepare_chunk_sizes(1 << 20).len();
     v + msg + env + link + file
+}
+
+/// Pulls device-sync's core into the link: the layout, record sealing,
+/// the journal and the job over the card.
+#[unsafe(no_mangle)]
+pub extern "C" fn device_sync_nostd_probe(key: &[u8; 32], out: &mut [u8; 4096]) -> usize {
+    use device_sync::format::layout::Runs;
+    let Ok(runs) = Runs::from_chunk_sizes(&[65536, 65536]) else {
+        return 0;
+    };
+    let Some(c) = runs.chunk(0) else { return 0 };
+    let cipher = device_sync::format::record::RecordCipher::new(key);
+    cipher.seal(&c, 0, device_sync::format::record::record_nonce(1, 2, 0), &mut out[..]);
+    let card = core::mem::size_of::<
+        device_sync::card::Card<device_sync::blockdev::Coalesce<device_sync::blockdev::RamDisk>>,
+    >();
+    let job = core::mem::size_of::<
+        device_sync::job::Job<device_sync::card::Card<device_sync::blockdev::RamDisk>>,
+    >();
+    runs.data_len() as usize + card + job
 }
 RS
 cargo build --quiet --release --manifest-path "$dir/Cargo.toml" \

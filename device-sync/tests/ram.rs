@@ -1,0 +1,122 @@
+//! The job's heap, counted by this binary's global allocator (its own test
+//! binary: the counters are process-wide). Everything the test harness
+//! needs is allocated before the baseline, and the body is streamed in
+//! 16 KiB pieces through one reused buffer, so what grows past the
+//! baseline is the job (plus one network piece). The budget is 64 KiB, and
+//! the peak must not grow with the file size.
+
+mod support;
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use device_sync::blockdev::{Coalesce, FileDisk};
+use device_sync::card::Card;
+use device_sync::job::{ChunkDone, Job};
+use smp_core::crypto::keys::{KeyAlgorithm, PrivateKey};
+use smp_core::crypto::secretbox::CbNonce;
+use smp_core::xftp::command::FileCommand;
+use smp_core::xftp::fget::fget_stream;
+use smp_core::xftp::response::FileResponse;
+use smp_core::xftp::transmission::{decode_request_block, encode_response_block};
+use support::*;
+
+struct Counting;
+
+static CURRENT: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: every call is forwarded unchanged to the system allocator, which
+// upholds GlobalAlloc's contract; the counters only observe sizes.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        // SAFETY: same layout, forwarded as is.
+        let p = unsafe { System.alloc(l) };
+        if !p.is_null() {
+            let now = CURRENT.fetch_add(l.size(), Ordering::Relaxed) + l.size();
+            PEAK.fetch_max(now, Ordering::Relaxed);
+        }
+        p
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        // SAFETY: `p` came from `alloc` above with this layout.
+        unsafe { System.dealloc(p, l) };
+        CURRENT.fetch_sub(l.size(), Ordering::Relaxed);
+    }
+}
+
+#[global_allocator]
+static A: Counting = Counting;
+
+const PIECE: usize = 16 * 1024;
+
+/// Downloads `p` onto a fresh card image; returns the heap peak above the
+/// baseline taken after the card is mounted and the data prepared.
+fn peak_of(p: &Published, dir: &std::path::Path) -> usize {
+    let img = dir.join(format!("card{}.img", p.content.len()));
+    device_sync::image::create(&img, 256 << 20).unwrap();
+    let mut card = Card::init(Coalesce::new(FileDisk::open(&img).unwrap())).unwrap();
+    let srv = PrivateKey::from_raw(KeyAlgorithm::X25519, &[77; 32]).unwrap();
+    let nonce = CbNonce([5; 24]);
+    let mut rng = TestRng(9);
+    let mut piece = vec![0u8; PIECE];
+    let base = CURRENT.load(Ordering::Relaxed);
+    PEAK.store(base, Ordering::Relaxed);
+
+    let mut job = Job::create(&mut card, &device_keys(), &p.desc, &mut rng).unwrap();
+    loop {
+        let entry = job.next_chunk(&mut card).unwrap().unwrap();
+        job.begin(&mut card, entry, &mut rng).unwrap();
+        let req = job.fget_request(0, SESSION, None, &mut rng).unwrap();
+        let t = decode_request_block(&req, SESSION).unwrap();
+        let FileCommand::Fget { rcv_dh_key } = t.command else {
+            panic!()
+        };
+        let chunk = &p.chunks[t.raw.entity_id];
+        let block = encode_response_block(
+            SESSION,
+            b"",
+            t.raw.entity_id,
+            &FileResponse::File {
+                srv_dh_key: srv.public_key(),
+                nonce,
+            },
+            2,
+        )
+        .unwrap();
+        job.response(&mut card, &block, SESSION).unwrap();
+        drop(block);
+        drop(req);
+        let mut s = fget_stream(&rcv_dh_key, &srv, &nonce).unwrap();
+        for c in chunk.chunks(PIECE) {
+            let b = &mut piece[..c.len()];
+            b.copy_from_slice(c);
+            s.encrypt(b);
+            job.body(&mut card, b).unwrap();
+        }
+        let mut tag = s.tag();
+        job.body(&mut card, &mut tag).unwrap();
+        if job.end_body(&mut card).unwrap() == ChunkDone::Verified {
+            break;
+        }
+    }
+    job.close(&mut card).unwrap();
+    let peak = PEAK.load(Ordering::Relaxed) - base;
+    drop(card.into_device());
+    peak
+}
+
+#[test]
+fn the_job_stays_within_64_kib_whatever_the_file_size() {
+    let t = tempfile::tempdir().unwrap();
+    let small = publish(content(1 << 20, 1), 1);
+    let big = publish(content(20 << 20, 2), 1);
+    let p_small = peak_of(&small, t.path());
+    let p_big = peak_of(&big, t.path());
+    eprintln!("heap peak: 1 MiB file {p_small} B, 20 MiB file {p_big} B");
+    assert!(p_big <= 64 * 1024, "20 MiB download peaked at {p_big} B");
+    assert!(
+        p_big.abs_diff(p_small) <= 4 * 1024,
+        "peak grows with the file: {p_small} B for 1 MiB, {p_big} B for 20 MiB"
+    );
+}
