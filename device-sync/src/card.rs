@@ -784,32 +784,6 @@ fn short_name(n: &ShortFileName) -> String {
     s
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names() {
-        type E = crate::blockdev::DiskError;
-        assert!(check_name::<E>("F1A2B3C4.SGF").is_ok());
-        assert!(check_name::<E>("CARD.SGC").is_ok());
-        assert!(check_name::<E>("NOEXT").is_ok());
-        for bad in [
-            "",
-            ".",
-            "..",
-            "f1.sgf",
-            "TOOLONGNAME.SGF",
-            "A.SGFX",
-            "A.",
-            "A/B",
-            "A.B.C",
-        ] {
-            assert!(check_name::<E>(bad).is_err(), "{bad}");
-        }
-    }
-}
-
 fn storage_err<E: core::error::Error + 'static>(e: CardError<E>) -> crate::storage::StorageError {
     use crate::storage::StorageError as S;
     match e {
@@ -875,5 +849,31 @@ impl<D: BlockDevice + Durable> crate::storage::FileStore for Card<D> {
     }
     fn list(&mut self) -> Result<Vec<(String, u64)>, crate::storage::StorageError> {
         Card::list(self).map_err(storage_err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        type E = crate::blockdev::DiskError;
+        assert!(check_name::<E>("F1A2B3C4.SGF").is_ok());
+        assert!(check_name::<E>("CARD.SGC").is_ok());
+        assert!(check_name::<E>("NOEXT").is_ok());
+        for bad in [
+            "",
+            ".",
+            "..",
+            "f1.sgf",
+            "TOOLONGNAME.SGF",
+            "A.SGFX",
+            "A.",
+            "A/B",
+            "A.B.C",
+        ] {
+            assert!(check_name::<E>(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -98,10 +98,10 @@ pub fn create_keys(path: &Path) -> Result<DeviceKeys, KeyFileError> {
     f.sync_all().map_err(w)?;
     drop(f);
     std::fs::rename(&tmp, path).map_err(w)?;
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
+        && let Ok(d) = std::fs::File::open(dir)
+    {
+        let _ = d.sync_all();
     }
     Ok(keys)
 }
@@ -249,12 +249,10 @@ async fn attempt<S: FileStore>(
         None => {
             let addr =
                 ServerAddress::parse(server).map_err(|e| FetchError::Server(e.to_string()))?;
-            let c = XftpClient::connect(&addr, opts.client.clone())
-                .await
-                .map_err(|e| {
-                    clients.remove(server);
-                    net(e)
-                })?;
+            let c = XftpClient::connect(&addr, opts.client).await.map_err(|e| {
+                clients.remove(server);
+                net(e)
+            })?;
             clients.insert(server.to_string(), c.clone());
             c
         }
