@@ -56,6 +56,11 @@ async fn servers(dir: &Path, n: usize) -> (Vec<RunningServer>, String) {
 }
 
 async fn send(dir: &Path, servers: &str, data: &[u8]) -> PathBuf {
+    send_both(dir, servers, data).await.0
+}
+
+/// The recipient and the sender description.
+async fn send_both(dir: &Path, servers: &str, data: &[u8]) -> (PathBuf, PathBuf) {
     let file = dir.join("report.pdf");
     std::fs::write(&file, data).unwrap();
     let out = dir.join("sent");
@@ -73,7 +78,12 @@ async fn send(dir: &Path, servers: &str, data: &[u8]) -> PathBuf {
     )
     .await
     .unwrap();
-    o.recipient_descriptions[0].clone()
+    let rcv = dir.join(format!("rcv{}.xftp", data.len()));
+    std::fs::copy(&o.recipient_descriptions[0], &rcv).unwrap();
+    let snd = dir.join(format!("snd{}.xftp.private", data.len()));
+    std::fs::copy(&o.sender_description, &snd).unwrap();
+    std::fs::remove_dir_all(&o.dir).unwrap();
+    (rcv, snd)
 }
 
 fn run(args: &[&str]) -> Output {
@@ -271,4 +281,63 @@ async fn plain_errors_for_bad_input_and_foreign_cards() {
     assert!(!o.status.success());
     let o = run(&["init", p(&img)]);
     assert!(String::from_utf8_lossy(&o.stderr).contains("exists"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_expired_file_and_a_full_card_end_clearly() {
+    let t = tempfile::tempdir().unwrap();
+    let (_servers, list) = servers(t.path(), 1).await;
+    let img = t.path().join("card.img");
+    ok(&["init", p(&img), "--size", "40M"]);
+
+    // Deleted from its server before the device fetched it.
+    let (rcv, snd) = send_both(t.path(), &list, &content(3 << 20, 1)).await;
+    xftp_cli::del::delete_file(
+        &xftp_cli::recv::DescriptionSource::parse(p(&snd)),
+        TransferOptions::default(),
+    )
+    .await
+    .unwrap();
+    let o = run(&["fetch", p(&img), p(&rcv)]);
+    assert_eq!(
+        o.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no longer on its servers"));
+    let ls = ok(&["ls", p(&img)]);
+    assert!(ls.contains("failed (gone)"), "{ls}");
+
+    // Bigger than the card: a clear error, the space is given back, the
+    // card stays consistent and a file that fits still arrives.
+    let big = send(t.path(), &list, &content(45 << 20, 2)).await;
+    let o = run(&["fetch", p(&img), p(&big)]);
+    assert_eq!(
+        o.status.code(),
+        Some(5),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(String::from_utf8_lossy(&o.stderr).contains("card is full"));
+    let ls = ok(&["ls", p(&img)]);
+    assert!(ls.contains("failed (full)"), "{ls}");
+    linux_tools_accept(&img, t.path());
+    let data = content(20 << 20, 3);
+    let fits = send(t.path(), &list, &data).await;
+    ok(&["fetch", p(&img), p(&fits)]);
+    let got = t.path().join("got");
+    let ls = ok(&["ls", p(&img)]);
+    let id = ls
+        .lines()
+        .find(|l| l.contains("complete"))
+        .unwrap()
+        .split('\t')
+        .next()
+        .unwrap()
+        .to_string();
+    ok(&["extract", p(&img), &id, p(&got)]);
+    assert!(std::fs::read(&got).unwrap() == data);
+    ok(&["verify", p(&img)]);
+    linux_tools_accept(&img, t.path());
 }
