@@ -65,7 +65,12 @@ pub extern "C" fn smp_core_nostd_probe(ck: &[u8; 32], out: &mut [u8; 32]) -> usi
     let env = smp_core::agent::envelope::AgentMsgEnvelope::decode(b"").is_err() as usize;
     let link = smp_core::agent::link::ConnectionRequest::parse("simplex:/").is_err() as usize;
     let file = smp_core::file::chunks::prepare_chunk_sizes(1 << 20).len();
-    v + msg + env + link + file
+    let yaml = smp_core::file::description::ValidFileDescription::from_yaml(
+        "party: recipient",
+        smp_core::file::description::FileParty::Recipient,
+    )
+    .is_err() as usize;
+    v + msg + env + link + file + yaml
 }
 
 /// Pulls device-sync's core into the link: the layout, record sealing,

@@ -769,7 +769,6 @@ fn yaml_scalar(out: &mut String, s: &str) {
 
 // ---------------------------------------------------------------- reading
 
-#[cfg(feature = "std")]
 mod reader {
     use super::*;
     use crate::address::Scheme;
