@@ -196,3 +196,100 @@ async fn wrong_bytes_then_repaired_and_a_server_gone_then_back() {
     job.close(&mut store).unwrap();
     assert_eq!(extracted(&mut store), data);
 }
+
+/// A TCP relay in front of a server that, once armed, cuts the next
+/// connection after `n` bytes from the server: the server "vanishes" in
+/// the middle of a chunk body.
+async fn cutting_relay(
+    target: std::net::SocketAddr,
+) -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicU64>,
+) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let arm = Arc::new(AtomicU64::new(0));
+    let a = arm.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut c, _)) = l.accept().await else {
+                return;
+            };
+            let cut = a.swap(0, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let Ok(mut s) = tokio::net::TcpStream::connect(target).await else {
+                    return;
+                };
+                let (mut cr, mut cw) = c.split();
+                let (mut sr, mut sw) = s.split();
+                let up = tokio::io::copy(&mut cr, &mut sw);
+                let down = async {
+                    let mut sent = 0u64;
+                    let mut buf = vec![0u8; 16 << 10];
+                    loop {
+                        let n = sr.read(&mut buf).await.unwrap_or(0);
+                        if n == 0 {
+                            return;
+                        }
+                        let n = if cut > 0 {
+                            n.min((cut - sent) as usize)
+                        } else {
+                            n
+                        };
+                        if cw.write_all(&buf[..n]).await.is_err() {
+                            return;
+                        }
+                        sent += n as u64;
+                        if cut > 0 && sent >= cut {
+                            return; // gone, mid-stream
+                        }
+                    }
+                };
+                tokio::select! {
+                    _ = up => {}
+                    _ = down => {}
+                }
+            });
+        }
+    });
+    (addr, arm)
+}
+
+#[tokio::test]
+async fn a_server_that_vanishes_mid_chunk_is_fetched_again() {
+    use std::sync::atomic::Ordering;
+    let t = tempfile::tempdir().unwrap();
+    let a = server(t.path(), 0).await;
+    let (relay, arm) = cutting_relay(a.listen).await;
+    let via = Server {
+        address: a
+            .address
+            .replace(&a.listen.port().to_string(), &relay.port().to_string()),
+        files: a.files.clone(),
+        handle: None,
+        identity: a.identity.clone(),
+        dir: a.dir.clone(),
+        listen: relay,
+    };
+    let data = content(3 << 20, 14);
+    let desc = send(t.path(), &[&via], &data).await;
+    // The first download connection dies 1 MiB into the body.
+    arm.store(1 << 20, Ordering::SeqCst);
+    let mut store = MemFiles::default();
+    let mut job = Job::create(&mut store, &device_keys(), &desc, &mut TestRng(4)).unwrap();
+    let before = job.journal_entry().attempt;
+    run_job(&mut store, &mut job, &quick(), |_, _| {})
+        .await
+        .unwrap();
+    assert_eq!(job.state(), JobState::Verified);
+    assert!(
+        job.journal_entry().attempt > before + 1,
+        "the cut attempt was given up and the chunk fetched under a new one"
+    );
+    job.close(&mut store).unwrap();
+    assert_eq!(extracted(&mut store), data);
+    assert_eq!(arm.load(Ordering::SeqCst), 0, "the cut was used");
+}
