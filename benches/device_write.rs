@@ -15,8 +15,6 @@
 //! `cargo bench -p simplego-benches --bench device_write` (`BENCH_MIB`,
 //! default 64).
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use device_sync::blockdev::{Coalesce, Counting, FileDisk};
@@ -39,31 +37,8 @@ use smp_core::xftp::response::FileResponse;
 use smp_core::xftp::transmission::{decode_request_block, encode_response_block};
 use zeroize::Zeroizing;
 
-struct CountingAlloc;
-static CURRENT: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: forwards every call unchanged to the system allocator; the
-// counters only observe sizes.
-unsafe impl GlobalAlloc for CountingAlloc {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        // SAFETY: same layout, forwarded as is.
-        let p = unsafe { System.alloc(l) };
-        if !p.is_null() {
-            let now = CURRENT.fetch_add(l.size(), Ordering::Relaxed) + l.size();
-            PEAK.fetch_max(now, Ordering::Relaxed);
-        }
-        p
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        // SAFETY: `p` came from `alloc` with this layout.
-        unsafe { System.dealloc(p, l) };
-        CURRENT.fetch_sub(l.size(), Ordering::Relaxed);
-    }
-}
-
 #[global_allocator]
-static A: CountingAlloc = CountingAlloc;
+static A: device_sync::heap::CountingAlloc = device_sync::heap::CountingAlloc;
 
 type Stack = Card<Coalesce<Counting<FileDisk>>>;
 
@@ -232,8 +207,7 @@ fn job(card: &mut Stack, desc: &FileDescription, chunks: &[Vec<u8>]) -> (Duratio
     // known once the job built it, so each body is encrypted just before
     // it is fed, and that time is taken out.
     let mut piece = vec![0u8; 16 << 10];
-    let base = CURRENT.load(Ordering::Relaxed);
-    PEAK.store(base, Ordering::Relaxed);
+    let base = device_sync::heap::reset_peak();
     let mut spent = Duration::ZERO;
     let t = Instant::now();
     let mut j = Job::create(card, &keys, desc, &mut rng).unwrap();
@@ -275,7 +249,7 @@ fn job(card: &mut Stack, desc: &FileDescription, chunks: &[Vec<u8>]) -> (Duratio
     let elapsed = t.elapsed() - spent;
     assert_eq!(j.state(), JobState::Verified);
     j.close(card).unwrap();
-    (elapsed, PEAK.load(Ordering::Relaxed) - base)
+    (elapsed, device_sync::heap::peak() - base)
 }
 
 fn mibps(bytes: u64, d: Duration) -> f64 {

@@ -16,6 +16,8 @@ pub mod card;
 pub mod catalog;
 pub mod format;
 #[cfg(feature = "std")]
+pub mod heap;
+#[cfg(feature = "std")]
 pub mod host;
 #[cfg(feature = "std")]
 pub mod image;

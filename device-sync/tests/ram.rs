@@ -7,9 +7,6 @@
 
 mod support;
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use device_sync::blockdev::{Coalesce, FileDisk};
 use device_sync::card::Card;
 use device_sync::job::{ChunkDone, Job};
@@ -21,32 +18,8 @@ use smp_core::xftp::response::FileResponse;
 use smp_core::xftp::transmission::{decode_request_block, encode_response_block};
 use support::*;
 
-struct Counting;
-
-static CURRENT: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: every call is forwarded unchanged to the system allocator, which
-// upholds GlobalAlloc's contract; the counters only observe sizes.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        // SAFETY: same layout, forwarded as is.
-        let p = unsafe { System.alloc(l) };
-        if !p.is_null() {
-            let now = CURRENT.fetch_add(l.size(), Ordering::Relaxed) + l.size();
-            PEAK.fetch_max(now, Ordering::Relaxed);
-        }
-        p
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        // SAFETY: `p` came from `alloc` above with this layout.
-        unsafe { System.dealloc(p, l) };
-        CURRENT.fetch_sub(l.size(), Ordering::Relaxed);
-    }
-}
-
 #[global_allocator]
-static A: Counting = Counting;
+static A: device_sync::heap::CountingAlloc = device_sync::heap::CountingAlloc;
 
 const PIECE: usize = 16 * 1024;
 
@@ -60,8 +33,7 @@ fn peak_of(p: &Published, dir: &std::path::Path) -> usize {
     let nonce = CbNonce([5; 24]);
     let mut rng = TestRng(9);
     let mut piece = vec![0u8; PIECE];
-    let base = CURRENT.load(Ordering::Relaxed);
-    PEAK.store(base, Ordering::Relaxed);
+    let base = device_sync::heap::reset_peak();
 
     let mut job = Job::create(&mut card, &device_keys(), &p.desc, &mut rng).unwrap();
     loop {
@@ -101,7 +73,7 @@ fn peak_of(p: &Published, dir: &std::path::Path) -> usize {
         }
     }
     job.close(&mut card).unwrap();
-    let peak = PEAK.load(Ordering::Relaxed) - base;
+    let peak = device_sync::heap::peak() - base;
     drop(card.into_device());
     peak
 }
