@@ -22,8 +22,8 @@ use tokio::time::Instant;
 use zeroize::Zeroizing;
 
 use super::store::{
-    Commit, ConnId, InboxId, InboxItem, OutboxItem, ProcessedMsg, QueueRef, RcvQueueRecord, Store,
-    StoreError,
+    Commit, ConnId, InboxId, InboxItem, OutboxId, OutboxItem, ProcessedMsg, QueueRef,
+    RcvQueueRecord, Store, StoreError,
 };
 use crate::address::ServerAddress;
 use crate::agent::connection::{
@@ -200,6 +200,21 @@ pub struct Agent {
     /// Inbox items handed to the application in this run and not yet done
     /// (it may keep some open, e.g. parts of a file description).
     handed: std::collections::HashSet<InboxId>,
+    /// Outbox items the router accepted whose removal is not committed yet:
+    /// it goes into the next commit (or [`Agent::flush_outbox`], the wait
+    /// in [`Agent::next`], or drop), so a send costs one fsync, not two.
+    /// Until then they are skipped when the outbox runs; after a crash they
+    /// are sent again, which the recipient drops as duplicates (as it
+    /// always did for a crash between the router's OK and the removal).
+    sent: Vec<OutboxId>,
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if let Err(e) = self.persist_sent() {
+            tracing::warn!("removing sent outbox items failed: {e}");
+        }
+    }
 }
 
 impl std::fmt::Debug for Agent {
@@ -365,6 +380,7 @@ impl Agent {
             proxies: HashMap::new(),
             own_routers,
             handed: Default::default(),
+            sent: Vec::new(),
         };
         for (conn, rec) in agent.store.rcv_queues()? {
             let server = parse_server(&rec.server)?;
@@ -565,14 +581,18 @@ impl Agent {
     ) -> Result<bool, RuntimeError> {
         let (outbox, notices, infos, confirmation) = split(conn.own_queue(), out);
         let state = conn.encode().map_err(enc)?;
-        self.store.commit(&Commit {
-            conn: id,
-            state: &state,
-            processed,
-            outbox,
-            inbox: notices.iter().map(Notice::to_item).collect(),
-        })?;
-        self.store.set_status(id, conn.status())?;
+        self.store.commit_step(
+            &Commit {
+                conn: id,
+                state: &state,
+                processed,
+                outbox,
+                inbox: notices.iter().map(Notice::to_item).collect(),
+            },
+            Some(conn.status()),
+            &self.sent,
+        )?;
+        self.sent.clear();
         if let Some(name) = infos.last().and_then(|info| peer_name(info)) {
             let local = self.store.connection(id)?.and_then(|c| c.local_name);
             self.store.set_names(id, local.as_deref(), Some(&name))?;
@@ -585,7 +605,7 @@ impl Agent {
         let mut conn = self.load(id)?;
         let (msg_id, out) = conn.send_message(body, &mut self.ent)?;
         self.commit(id, &conn, None, out)?;
-        self.flush_outbox().await?;
+        self.run_outbox().await?;
         Ok(msg_id)
     }
 
@@ -604,7 +624,7 @@ impl Agent {
         };
         let out = conn.send_receipts(vec![r], &mut self.ent)?;
         self.commit(id, &conn, None, out)?;
-        self.flush_outbox().await
+        self.run_outbox().await
     }
 
     /// The next notice for the application: from the inbox, else after
@@ -624,6 +644,8 @@ impl Agent {
                 self.handed.insert(iid);
                 return Ok(Some((iid, conn, Notice::from_item(&item)?)));
             }
+            // About to wait: what was sent is removed for good now.
+            self.persist_sent()?;
             let ev = match deadline {
                 Some(d) => match tokio::time::timeout_at(d, self.events.recv()).await {
                     Ok(e) => e,
@@ -734,7 +756,7 @@ impl Agent {
             }
             let client = self.pool.client(&server).await?;
             next = client.ack(&queue, &msg.msg_id).await?;
-            self.flush_outbox().await?;
+            self.run_outbox().await?;
         }
         Ok(())
     }
@@ -830,16 +852,36 @@ impl Agent {
 
     /// Runs the outbox in order; stops at the first command a router could
     /// not take for a passing reason (kept for later), drops one it refused.
+    /// What was sent is removed from the store before this returns.
     pub async fn flush_outbox(&mut self) -> Result<(), RuntimeError> {
+        let r = self.run_outbox().await;
+        self.persist_sent()?;
+        r
+    }
+
+    /// Commits the removal of what the router accepted (see `sent`).
+    fn persist_sent(&mut self) -> Result<(), RuntimeError> {
+        if !self.sent.is_empty() {
+            self.store.outbox_done_all(&self.sent)?;
+            self.sent.clear();
+        }
+        Ok(())
+    }
+
+    /// [`Agent::flush_outbox`], leaving the removals to the next commit.
+    async fn run_outbox(&mut self) -> Result<(), RuntimeError> {
         for (oid, conn, item) in self.store.outbox()? {
+            if self.sent.contains(&oid) {
+                continue;
+            }
             match self.run_op(&item).await {
-                Ok(()) => self.store.outbox_done(oid)?,
+                Ok(()) => self.sent.push(oid),
                 // A full queue takes the message later; keep it.
                 Err(SmpClientError::Protocol(ErrorType::Quota))
                 | Err(SmpClientError::Relay(ErrorType::Quota)) => return Ok(()),
                 Err(SmpClientError::Protocol(e)) | Err(SmpClientError::Relay(e)) => {
                     tracing::warn!("router refused a command for a connection: {e:?}");
-                    self.store.outbox_done(oid)?;
+                    self.sent.push(oid);
                     let _ = conn;
                 }
                 Err(e) => {

@@ -631,6 +631,39 @@ impl Store {
         Ok(())
     }
 
+    /// [`Store::commit`], and in the same transaction: the connection's new
+    /// status word (if given) and the removal of outbox items the router
+    /// already accepted (`sent`; ids that are gone already are ignored).
+    /// One fsync for what would otherwise be up to three.
+    pub fn commit_step(
+        &mut self,
+        c: &Commit<'_>,
+        status: Option<&str>,
+        sent: &[OutboxId],
+    ) -> Result<(), StoreError> {
+        let tx = self.db.transaction()?;
+        commit_in(&tx, c)?;
+        if let Some(status) = status {
+            tx.prepare_cached("UPDATE connections SET status = ?2 WHERE id = ?1")?
+                .execute(params![c.conn.0, status])?;
+        }
+        delete_outbox_in(&tx, sent)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Removes several sends the router accepted, in one transaction (ids
+    /// that are gone already are ignored).
+    pub fn outbox_done_all(&mut self, ids: &[OutboxId]) -> Result<(), StoreError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let tx = self.db.transaction()?;
+        delete_outbox_in(&tx, ids)?;
+        tx.commit()?;
+        Ok(())
+    }
+
     /// Whether this message was committed as processed (a redelivery).
     pub fn is_processed(
         &self,
@@ -791,6 +824,17 @@ fn is_unique_violation(e: &rusqlite::Error) -> bool {
     matches!(e, rusqlite::Error::SqliteFailure(f, _)
         if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
             || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY)
+}
+
+fn delete_outbox_in(tx: &Transaction<'_>, ids: &[OutboxId]) -> Result<(), StoreError> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let mut st = tx.prepare_cached("DELETE FROM outbox WHERE id = ?1")?;
+    for id in ids {
+        st.execute([id.0])?;
+    }
+    Ok(())
 }
 
 /// The body of [`Store::commit`]; any error drops (rolls back) `tx`.
