@@ -165,9 +165,9 @@ impl Notice {
 
 /// An outgoing command as kept in the outbox (our own encoding in the
 /// item's body: a tag byte, then what the command needs).
-enum Op {
-    Send(Vec<u8>, Option<PrivateKey>),
-    Skey(PrivateKey),
+enum Op<'a> {
+    Send(&'a [u8], Option<Arc<PrivateKey>>),
+    Skey(Arc<PrivateKey>),
     Key(PublicKey),
 }
 
@@ -183,7 +183,9 @@ fn parse_server(s: &str) -> Result<ServerAddress, RuntimeError> {
 struct Subscribed {
     conn: ConnId,
     server: ServerAddress,
-    queue: RcvQueue,
+    /// Shared, not copied per message, so that the recipient key's derived
+    /// signing key (see `PrivateKey`) is kept for the next `ACK`.
+    queue: Arc<RcvQueue>,
 }
 
 /// The running agent of one profile.
@@ -207,6 +209,10 @@ pub struct Agent {
     /// are sent again, which the recipient drops as duplicates (as it
     /// always did for a crash between the router's OK and the removal).
     sent: Vec<OutboxId>,
+    /// Parsed sender keys by their DER, so that each send does not parse
+    /// the key and derive its public half again.
+    /// A few, most recent last.
+    sender_keys: Vec<(Zeroizing<Vec<u8>>, Arc<PrivateKey>)>,
 }
 
 impl Drop for Agent {
@@ -381,10 +387,11 @@ impl Agent {
             own_routers,
             handed: Default::default(),
             sent: Vec::new(),
+            sender_keys: Vec::new(),
         };
         for (conn, rec) in agent.store.rcv_queues()? {
             let server = parse_server(&rec.server)?;
-            let queue = rcv_queue_from(&rec)?;
+            let queue = Arc::new(rcv_queue_from(&rec)?);
             agent.queues.insert(
                 (rec.server.clone(), rec.rcv_id.clone()),
                 Subscribed {
@@ -475,7 +482,7 @@ impl Agent {
             Subscribed {
                 conn,
                 server: server.clone(),
-                queue: q,
+                queue: Arc::new(q),
             },
         );
         Ok(())
@@ -896,14 +903,12 @@ impl Agent {
     async fn run_op(&mut self, item: &OutboxItem) -> Result<(), SmpClientError> {
         let server = ServerAddress::parse(&item.queue.server)
             .map_err(|_| SmpClientError::UnexpectedResponse("stored router address"))?;
-        let key = item
-            .sender_key
-            .as_ref()
-            .map(|k| PrivateKey::from_der(k))
-            .transpose()
-            .map_err(SmpClientError::from)?;
+        let key = match &item.sender_key {
+            None => None,
+            Some(der) => Some(self.sender_key(der).map_err(SmpClientError::from)?),
+        };
         let op = match (item.body.split_first(), key) {
-            (Some((b'S', rest)), key) => Op::Send(rest.to_vec(), key),
+            (Some((b'S', rest)), key) => Op::Send(rest, key),
             (Some((b'K', _)), Some(key)) => Op::Skey(key),
             (Some((b'O', rest)), _) => {
                 Op::Key(PublicKey::from_der(rest).map_err(SmpClientError::from)?)
@@ -925,7 +930,7 @@ impl Agent {
             }
             (Op::Send(body, key), None) => {
                 let client = self.pool.client(&server).await?;
-                client.send(snd_id, key.as_ref(), item.notify, &body).await
+                client.send(snd_id, key.as_deref(), item.notify, body).await
             }
             (Op::Skey(key), None) => {
                 let client = self.pool.client(&server).await?;
@@ -944,7 +949,7 @@ impl Agent {
                 let r = match op {
                     Op::Send(body, key) => {
                         client
-                            .proxy_send(&relay, snd_id, key.as_ref(), item.notify, &body)
+                            .proxy_send(&relay, snd_id, key.as_deref(), item.notify, body)
                             .await
                     }
                     Op::Skey(key) => client.proxy_skey(&relay, snd_id, &key).await,
@@ -957,6 +962,20 @@ impl Agent {
                 r
             }
         }
+    }
+
+    /// A sender key from its DER, parsed once while it is in use.
+    fn sender_key(&mut self, der: &[u8]) -> Result<Arc<PrivateKey>, crate::crypto::CryptoError> {
+        if let Some((_, k)) = self.sender_keys.iter().find(|(d, _)| d.as_slice() == der) {
+            return Ok(k.clone());
+        }
+        let k = Arc::new(PrivateKey::from_der(der)?);
+        if self.sender_keys.len() >= 16 {
+            self.sender_keys.remove(0);
+        }
+        self.sender_keys
+            .push((Zeroizing::new(der.to_vec()), k.clone()));
+        Ok(k)
     }
 
     /// The proxy for a destination router: the user's first router, unless

@@ -444,6 +444,9 @@ impl Store {
              PRAGMA secure_delete = ON;
              PRAGMA busy_timeout = 1000;",
         )?;
+        // Every statement of a message's path is prepared once (about a
+        // dozen of them).
+        self.db.set_prepared_statement_cache_capacity(32);
         Ok(())
     }
 
@@ -544,11 +547,11 @@ impl Store {
     pub fn connection(&self, id: ConnId) -> Result<Option<StoredConnection>, StoreError> {
         Ok(self
             .db
-            .query_row(
-                &format!("SELECT {} FROM connections WHERE id = ?1", Self::CONN_COLS),
-                [id.0],
-                Self::conn_row,
-            )
+            .prepare_cached(
+                "SELECT id, local_name, peer_display_name, state, status
+                 FROM connections WHERE id = ?1",
+            )?
+            .query_row([id.0], Self::conn_row)
             .optional()?)
     }
 
@@ -600,10 +603,10 @@ impl Store {
 
     /// Sets the status word.
     pub fn set_status(&mut self, id: ConnId, status: &str) -> Result<(), StoreError> {
-        let n = self.db.execute(
-            "UPDATE connections SET status = ?2 WHERE id = ?1",
-            params![id.0, status],
-        )?;
+        let n = self
+            .db
+            .prepare_cached("UPDATE connections SET status = ?2 WHERE id = ?1")?
+            .execute(params![id.0, status])?;
         found(n)
     }
 
@@ -673,18 +676,17 @@ impl Store {
     ) -> Result<bool, StoreError> {
         Ok(self
             .db
-            .query_row(
+            .prepare_cached(
                 "SELECT 1 FROM processed_msgs WHERE server = ?1 AND rcv_id = ?2 AND msg_id = ?3",
-                params![server, rcv_id, msg_id],
-                |_| Ok(()),
-            )
+            )?
+            .query_row(params![server, rcv_id, msg_id], |_| Ok(()))
             .optional()?
             .is_some())
     }
 
     /// All pending sends, in the order they were committed.
     pub fn outbox(&self) -> Result<Vec<(OutboxId, ConnId, OutboxItem)>, StoreError> {
-        let mut st = self.db.prepare(
+        let mut st = self.db.prepare_cached(
             "SELECT id, conn_id, server, snd_id, body, sender_key, notify FROM outbox ORDER BY id",
         )?;
         Ok(st
@@ -710,7 +712,8 @@ impl Store {
     pub fn outbox_done(&mut self, id: OutboxId) -> Result<(), StoreError> {
         let n = self
             .db
-            .execute("DELETE FROM outbox WHERE id = ?1", [id.0])?;
+            .prepare_cached("DELETE FROM outbox WHERE id = ?1")?
+            .execute([id.0])?;
         found(n)
     }
 
@@ -719,7 +722,7 @@ impl Store {
     pub fn inbox_take(&self) -> Result<Vec<(InboxId, ConnId, InboxItem)>, StoreError> {
         let mut st = self
             .db
-            .prepare("SELECT id, conn_id, kind, body FROM inbox ORDER BY id")?;
+            .prepare_cached("SELECT id, conn_id, kind, body FROM inbox ORDER BY id")?;
         Ok(st
             .query_map([], |r| {
                 Ok((
@@ -736,7 +739,10 @@ impl Store {
 
     /// Removes an item the application has taken.
     pub fn inbox_done(&mut self, id: InboxId) -> Result<(), StoreError> {
-        let n = self.db.execute("DELETE FROM inbox WHERE id = ?1", [id.0])?;
+        let n = self
+            .db
+            .prepare_cached("DELETE FROM inbox WHERE id = ?1")?
+            .execute([id.0])?;
         found(n)
     }
 
@@ -840,17 +846,16 @@ fn delete_outbox_in(tx: &Transaction<'_>, ids: &[OutboxId]) -> Result<(), StoreE
 /// The body of [`Store::commit`]; any error drops (rolls back) `tx`.
 fn commit_in(tx: &Transaction<'_>, c: &Commit<'_>) -> Result<(), StoreError> {
     let t = now();
-    let n = tx.execute(
-        "UPDATE connections SET state = ?2 WHERE id = ?1",
-        params![c.conn.0, c.state],
-    )?;
+    let n = tx
+        .prepare_cached("UPDATE connections SET state = ?2 WHERE id = ?1")?
+        .execute(params![c.conn.0, c.state])?;
     found(n)?;
     if let Some(p) = &c.processed {
-        tx.execute(
+        tx.prepare_cached(
             "INSERT INTO processed_msgs (conn_id, server, rcv_id, msg_id, processed_at)
              VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![c.conn.0, p.server, p.rcv_id, p.msg_id, t],
-        )
+        )?
+        .execute(params![c.conn.0, p.server, p.rcv_id, p.msg_id, t])
         .map_err(|e| {
             if is_unique_violation(&e) {
                 StoreError::AlreadyProcessed
@@ -858,33 +863,33 @@ fn commit_in(tx: &Transaction<'_>, c: &Commit<'_>) -> Result<(), StoreError> {
                 e.into()
             }
         })?;
-        tx.execute(
+        tx.prepare_cached(
             "DELETE FROM processed_msgs WHERE server = ?1 AND rcv_id = ?2 AND id NOT IN
                (SELECT id FROM processed_msgs WHERE server = ?1 AND rcv_id = ?2
                 ORDER BY id DESC LIMIT ?3)",
-            params![p.server, p.rcv_id, PROCESSED_KEEP_PER_QUEUE],
-        )?;
+        )?
+        .execute(params![p.server, p.rcv_id, PROCESSED_KEEP_PER_QUEUE])?;
     }
     for o in &c.outbox {
-        tx.execute(
+        tx.prepare_cached(
             "INSERT INTO outbox (conn_id, server, snd_id, body, sender_key, notify, created_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![
-                c.conn.0,
-                o.queue.server,
-                o.queue.snd_id,
-                o.body,
-                o.sender_key.as_ref().map(|k| k.as_slice()),
-                o.notify,
-                t
-            ],
-        )?;
+        )?
+        .execute(params![
+            c.conn.0,
+            o.queue.server,
+            o.queue.snd_id,
+            o.body,
+            o.sender_key.as_ref().map(|k| k.as_slice()),
+            o.notify,
+            t
+        ])?;
     }
     for i in &c.inbox {
-        tx.execute(
+        tx.prepare_cached(
             "INSERT INTO inbox (conn_id, kind, body, created_at) VALUES (?1, ?2, ?3, ?4)",
-            params![c.conn.0, i.kind, i.body, t],
-        )?;
+        )?
+        .execute(params![c.conn.0, i.kind, i.body, t])?;
     }
     Ok(())
 }
