@@ -173,6 +173,10 @@ impl Signature {
     }
 }
 
+/// An X25519 peer public key and the shared secret with it.
+#[cfg(feature = "std")]
+type DhMemo = ([u8; 32], Zeroizing<[u8; 32]>);
+
 /// A private key. Its bytes are wiped on drop and compared in constant time.
 #[derive(Clone, Zeroize, ZeroizeOnDrop)]
 pub struct PrivateKey {
@@ -186,6 +190,12 @@ pub struct PrivateKey {
     #[cfg(feature = "std")]
     #[zeroize(skip)]
     ed25519_cache: std::sync::OnceLock<alloc::boxed::Box<ed25519_dalek::SigningKey>>,
+    /// The X25519 shared secret with the first peer key this key met, with
+    /// that peer key: a per-queue e2e key meets one peer, every message.
+    /// Wiped on drop.
+    #[cfg(feature = "std")]
+    #[zeroize(skip)]
+    dh_cache: std::sync::OnceLock<alloc::boxed::Box<DhMemo>>,
 }
 
 impl fmt::Debug for PrivateKey {
@@ -208,6 +218,8 @@ impl PrivateKey {
             raw,
             #[cfg(feature = "std")]
             ed25519_cache: std::sync::OnceLock::new(),
+            #[cfg(feature = "std")]
+            dh_cache: std::sync::OnceLock::new(),
         }
     }
 
@@ -325,8 +337,18 @@ impl PrivateKey {
         if self.alg != KeyAlgorithm::X25519 {
             return Err(CryptoError::WrongAlgorithm { expected: "X25519" });
         }
+        let peer = peer.x25519()?;
+        #[cfg(feature = "std")]
+        if let Some((p, s)) = self.dh_cache.get().map(|b| &**b)
+            && *p == peer
+        {
+            return Ok(s.clone());
+        }
         let k = Zeroizing::new(self.x25519_scalar());
-        Ok(Zeroizing::new(x25519_dalek::x25519(*k, peer.x25519()?)))
+        let s = Zeroizing::new(x25519_dalek::x25519(*k, peer));
+        #[cfg(feature = "std")]
+        let _ = self.dh_cache.set(alloc::boxed::Box::new((peer, s.clone())));
+        Ok(s)
     }
 
     /// Raw X448 DH (no hashing), as the reference's `dh'`. A peer key of low
@@ -340,5 +362,34 @@ impl PrivateKey {
         x448::x448(self.x448_scalar(), point)
             .map(Zeroizing::new)
             .ok_or(CryptoError::BadKey("X448"))
+    }
+}
+
+#[cfg(all(test, feature = "std"))]
+mod tests {
+    use super::*;
+
+    /// The derived-key caches give what a fresh key computes, for the
+    /// cached peer and for others.
+    #[test]
+    fn cached_dh_and_signatures_match_fresh_keys() {
+        let own = PrivateKey::generate(KeyAlgorithm::X25519);
+        let p1 = PrivateKey::generate(KeyAlgorithm::X25519).public_key();
+        let p2 = PrivateKey::generate(KeyAlgorithm::X25519).public_key();
+        let fresh = || PrivateKey::from_raw(KeyAlgorithm::X25519, own.raw()).unwrap();
+        for peer in [&p1, &p1, &p2, &p1, &p2] {
+            assert_eq!(*own.dh(peer).unwrap(), *fresh().dh(peer).unwrap());
+        }
+        let copy = own.clone();
+        assert_eq!(*copy.dh(&p2).unwrap(), *fresh().dh(&p2).unwrap());
+
+        let signer = PrivateKey::generate(KeyAlgorithm::Ed25519);
+        let fresh = || PrivateKey::from_raw(KeyAlgorithm::Ed25519, signer.raw()).unwrap();
+        for m in [&b"one"[..], b"two", b"one"] {
+            let sig = signer.sign(m).unwrap();
+            assert_eq!(sig.as_bytes(), fresh().sign(m).unwrap().as_bytes());
+            assert!(signer.public_key().verify(m, &sig));
+        }
+        assert_eq!(signer.public_key(), fresh().public_key());
     }
 }

@@ -213,7 +213,16 @@ pub struct Agent {
     /// the key and derive its public half again.
     /// A few, most recent last.
     sender_keys: Vec<(Zeroizing<Vec<u8>>, Arc<PrivateKey>)>,
+    /// The connections committed in this run, decoded, with the exact
+    /// state bytes committed. Used only while the stored state is still
+    /// those bytes (checked on every load), so it can never be stale; it
+    /// saves decoding and keeps what the keys derived (the e2e DH secret,
+    /// signing keys) from one message to the next.
+    conns: HashMap<ConnId, (Zeroizing<Vec<u8>>, Connection)>,
 }
+
+/// How many decoded connections [`Agent`] keeps.
+const CONN_CACHE: usize = 64;
 
 impl Drop for Agent {
     fn drop(&mut self) {
@@ -388,6 +397,7 @@ impl Agent {
             handed: Default::default(),
             sent: Vec::new(),
             sender_keys: Vec::new(),
+            conns: HashMap::new(),
         };
         for (conn, rec) in agent.store.rcv_queues()? {
             let server = parse_server(&rec.server)?;
@@ -565,7 +575,7 @@ impl Agent {
             .store
             .create_connection(local_name, &conn.encode().map_err(enc)?)?;
         self.remember(id, &server, q)?;
-        self.commit(id, &conn, None, out)?;
+        self.commit(id, conn, None, out)?;
         self.flush_outbox().await?;
         Ok(id)
     }
@@ -575,14 +585,34 @@ impl Agent {
             .store
             .connection(id)?
             .ok_or_else(|| RuntimeError::NoContact(format!("#{}", id.0)))?;
-        Connection::decode(&c.state).map_err(|e| RuntimeError::Corrupt(format!("connection: {e}")))
+        match self.conns.get(&id) {
+            Some((state, conn)) if state.as_slice() == c.state.as_slice() => Ok(conn.clone()),
+            _ => decode_connection(&c.state),
+        }
+    }
+
+    /// [`Agent::load`] for a step: the cached connection is taken out (the
+    /// step's commit puts the new one back).
+    fn take(&mut self, id: ConnId) -> Result<Connection, RuntimeError> {
+        let c = self
+            .store
+            .connection(id)?
+            .ok_or_else(|| RuntimeError::NoContact(format!("#{}", id.0)))?;
+        self.take_decoded(id, &c.state)
+    }
+
+    fn take_decoded(&mut self, id: ConnId, stored: &[u8]) -> Result<Connection, RuntimeError> {
+        match self.conns.remove(&id) {
+            Some((state, conn)) if state.as_slice() == stored => Ok(conn),
+            _ => decode_connection(stored),
+        }
     }
 
     /// Commits a connection's step: state, processed mark, outbox, notices.
     fn commit(
         &mut self,
         id: ConnId,
-        conn: &Connection,
+        conn: Connection,
         processed: Option<ProcessedMsg>,
         out: Vec<Output>,
     ) -> Result<bool, RuntimeError> {
@@ -600,6 +630,14 @@ impl Agent {
             &self.sent,
         )?;
         self.sent.clear();
+        debug_assert!(
+            Connection::decode(&state).is_ok_and(|d| d == conn),
+            "a connection must decode to what was encoded"
+        );
+        if self.conns.len() >= CONN_CACHE {
+            self.conns.clear();
+        }
+        self.conns.insert(id, (state, conn));
         if let Some(name) = infos.last().and_then(|info| peer_name(info)) {
             let local = self.store.connection(id)?.and_then(|c| c.local_name);
             self.store.set_names(id, local.as_deref(), Some(&name))?;
@@ -609,9 +647,9 @@ impl Agent {
 
     /// Sends a chat body to a connection; returns its agent message id.
     pub async fn send(&mut self, id: ConnId, body: &[u8]) -> Result<i64, RuntimeError> {
-        let mut conn = self.load(id)?;
+        let mut conn = self.take(id)?;
         let (msg_id, out) = conn.send_message(body, &mut self.ent)?;
-        self.commit(id, &conn, None, out)?;
+        self.commit(id, conn, None, out)?;
         self.run_outbox().await?;
         Ok(msg_id)
     }
@@ -623,14 +661,14 @@ impl Agent {
         msg_id: i64,
         hash: Vec<u8>,
     ) -> Result<(), RuntimeError> {
-        let mut conn = self.load(id)?;
+        let mut conn = self.take(id)?;
         let r = crate::agent::message::AMessageReceipt {
             agent_msg_id: msg_id,
             msg_hash: hash,
             rcpt_info: Vec::new(),
         };
         let out = conn.send_receipts(vec![r], &mut self.ent)?;
-        self.commit(id, &conn, None, out)?;
+        self.commit(id, conn, None, out)?;
         self.run_outbox().await
     }
 
@@ -642,11 +680,8 @@ impl Agent {
         deadline: Option<Instant>,
     ) -> Result<Option<(InboxId, ConnId, Notice)>, RuntimeError> {
         loop {
-            let fresh = self
-                .store
-                .inbox_take()?
-                .into_iter()
-                .find(|(iid, _, _)| !self.handed.contains(iid));
+            let handed = &self.handed;
+            let fresh = self.store.inbox_first(|iid| handed.contains(&iid))?;
             if let Some((iid, conn, item)) = fresh {
                 self.handed.insert(iid);
                 return Ok(Some((iid, conn, Notice::from_item(&item)?)));
@@ -785,8 +820,7 @@ impl Agent {
                 .accept_request(conn_id, &address, body, processed)
                 .await;
         }
-        let mut conn = Connection::decode(&row.state)
-            .map_err(|e| RuntimeError::Corrupt(format!("connection: {e}")))?;
+        let mut conn = self.take_decoded(conn_id, &row.state)?;
         match conn.receive(body, &mut self.ent) {
             Ok(mut out) => {
                 // Invitations are allowed at once, as the apps do.
@@ -796,14 +830,14 @@ impl Agent {
                 {
                     out.extend(conn.allow(&self.opts.conn_info, &mut self.ent)?);
                 }
-                self.commit(conn_id, &conn, Some(processed), out)?;
+                self.commit(conn_id, conn, Some(processed), out)?;
             }
             Err(e) => {
                 // Refused without a state change: record it, so a crash
                 // does not make us look at it again.
                 let note = Output::Event(AgentEvent::Unsupported("refused message"));
                 tracing::debug!("message refused: {e}");
-                self.commit(conn_id, &conn, Some(processed), vec![note])?;
+                self.commit(conn_id, conn, Some(processed), vec![note])?;
             }
         }
         Ok(())
@@ -853,7 +887,7 @@ impl Agent {
         }));
         // One transaction: the new connection's step and the request's
         // "processed" mark, so a crash cannot lose the acceptance.
-        self.commit(id, &conn, Some(processed), out)?;
+        self.commit(id, conn, Some(processed), out)?;
         Ok(())
     }
 
@@ -1010,6 +1044,10 @@ fn peer_name(info: &[u8]) -> Option<String> {
         crate::chat::ChatEvent::Contact(c) => Some(c.profile.display_name),
         _ => None,
     }
+}
+
+fn decode_connection(state: &[u8]) -> Result<Connection, RuntimeError> {
+    Connection::decode(state).map_err(|e| RuntimeError::Corrupt(format!("connection: {e}")))
 }
 
 fn enc(e: crate::encoding::EncodeError) -> RuntimeError {

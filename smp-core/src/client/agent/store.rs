@@ -737,6 +737,33 @@ impl Store {
             .collect::<Result<Vec<_>, _>>()?)
     }
 
+    /// The oldest item not yet marked done for which `skip` is false (e.g.
+    /// one not already handed out); reads no further rows than that.
+    pub fn inbox_first(
+        &self,
+        mut skip: impl FnMut(InboxId) -> bool,
+    ) -> Result<Option<(InboxId, ConnId, InboxItem)>, StoreError> {
+        let mut st = self
+            .db
+            .prepare_cached("SELECT id, conn_id, kind, body FROM inbox ORDER BY id")?;
+        let mut rows = st.query([])?;
+        while let Some(r) = rows.next()? {
+            let id = InboxId(r.get(0)?);
+            if skip(id) {
+                continue;
+            }
+            return Ok(Some((
+                id,
+                ConnId(r.get(1)?),
+                InboxItem {
+                    kind: r.get(2)?,
+                    body: r.get(3)?,
+                },
+            )));
+        }
+        Ok(None)
+    }
+
     /// Removes an item the application has taken.
     pub fn inbox_done(&mut self, id: InboxId) -> Result<(), StoreError> {
         let n = self
