@@ -430,6 +430,13 @@ impl Store {
     }
 
     fn configure(&self) -> Result<(), StoreError> {
+        // The profile lock already keeps every other connection out, so
+        // SQLite need not take and drop its file locks around each
+        // transaction; set before the first WAL access, it also keeps the
+        // WAL index in memory instead of a shared-memory file. Durability
+        // is unchanged (WAL, synchronous=FULL, recovery from the WAL on open).
+        self.db
+            .query_row("PRAGMA locking_mode = EXCLUSIVE", [], |_| Ok(()))?;
         let mode: String = self
             .db
             .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
