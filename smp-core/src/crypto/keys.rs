@@ -173,12 +173,29 @@ impl Signature {
     }
 }
 
+/// An X25519 peer public key and the shared secret with it.
+#[cfg(feature = "std")]
+type DhMemo = ([u8; 32], Zeroizing<[u8; 32]>);
+
 /// A private key. Its bytes are wiped on drop and compared in constant time.
 #[derive(Clone, Zeroize, ZeroizeOnDrop)]
 pub struct PrivateKey {
     #[zeroize(skip)]
     alg: KeyAlgorithm,
     raw: Vec<u8>,
+    /// The Ed25519 signing key with its public half, derived on the first
+    /// signature: deriving the public key (a base-point multiplication) is
+    /// half the cost of a signature, and a queue's key signs every command.
+    /// `SigningKey` wipes itself on drop.
+    #[cfg(feature = "std")]
+    #[zeroize(skip)]
+    ed25519_cache: std::sync::OnceLock<alloc::boxed::Box<ed25519_dalek::SigningKey>>,
+    /// The X25519 shared secret with the first peer key this key met, with
+    /// that peer key: a per-queue e2e key meets one peer, every message.
+    /// Wiped on drop.
+    #[cfg(feature = "std")]
+    #[zeroize(skip)]
+    dh_cache: std::sync::OnceLock<alloc::boxed::Box<DhMemo>>,
 }
 
 impl fmt::Debug for PrivateKey {
@@ -195,30 +212,38 @@ impl PartialEq for PrivateKey {
 impl Eq for PrivateKey {}
 
 impl PrivateKey {
+    fn new(alg: KeyAlgorithm, raw: Vec<u8>) -> Self {
+        Self {
+            alg,
+            raw,
+            #[cfg(feature = "std")]
+            ed25519_cache: std::sync::OnceLock::new(),
+            #[cfg(feature = "std")]
+            dh_cache: std::sync::OnceLock::new(),
+        }
+    }
+
     /// A private key from its raw bytes (the RFC 8032 seed for Ed25519/Ed448,
     /// the scalar for X25519/X448, stored unclamped as the reference does).
     pub fn from_raw(alg: KeyAlgorithm, raw: &[u8]) -> Result<Self, CryptoError> {
         if raw.len() != alg.private_len() {
             return Err(CryptoError::BadKey(alg.name()));
         }
-        Ok(Self {
-            alg,
-            raw: raw.to_vec(),
-        })
+        Ok(Self::new(alg, raw.to_vec()))
     }
     /// A new random key from the OS generator.
     #[cfg(feature = "std")]
     pub fn generate(alg: KeyAlgorithm) -> Self {
         let mut raw = alloc::vec![0u8; alg.private_len()];
         super::random_bytes(&mut raw);
-        Self { alg, raw }
+        Self::new(alg, raw)
     }
     /// A new random key from the caller's generator (no_std callers, and the
     /// sans-IO state machines, which never reach for OS randomness).
     pub fn generate_with(alg: KeyAlgorithm, rng: &mut impl rand_core::CryptoRng) -> Self {
         let mut raw = alloc::vec![0u8; alg.private_len()];
         rng.fill_bytes(&mut raw);
-        Self { alg, raw }
+        Self::new(alg, raw)
     }
     pub fn algorithm(&self) -> KeyAlgorithm {
         self.alg
@@ -237,7 +262,7 @@ impl PrivateKey {
 
     pub fn public_key(&self) -> PublicKey {
         let raw: Vec<u8> = match self.alg {
-            KeyAlgorithm::Ed25519 => self.ed25519().verifying_key().to_bytes().to_vec(),
+            KeyAlgorithm::Ed25519 => self.with_ed25519(|k| k.verifying_key().to_bytes().to_vec()),
             KeyAlgorithm::Ed448 => self.ed448().verifying_key().to_bytes().to_vec(),
             KeyAlgorithm::X25519 => {
                 x25519_dalek::x25519(self.x25519_scalar(), x25519_dalek::X25519_BASEPOINT_BYTES)
@@ -254,6 +279,18 @@ impl PrivateKey {
         let mut seed = Zeroizing::new([0u8; 32]);
         seed.copy_from_slice(&self.raw);
         ed25519_dalek::SigningKey::from_bytes(&seed)
+    }
+
+    #[cfg(feature = "std")]
+    fn with_ed25519<R>(&self, f: impl FnOnce(&ed25519_dalek::SigningKey) -> R) -> R {
+        f(self
+            .ed25519_cache
+            .get_or_init(|| alloc::boxed::Box::new(self.ed25519())))
+    }
+
+    #[cfg(not(feature = "std"))]
+    fn with_ed25519<R>(&self, f: impl FnOnce(&ed25519_dalek::SigningKey) -> R) -> R {
+        f(&self.ed25519())
     }
 
     fn ed448(&self) -> ed448_goldilocks::SigningKey {
@@ -279,7 +316,9 @@ impl PrivateKey {
         match self.alg {
             KeyAlgorithm::Ed25519 => {
                 use ed25519_dalek::Signer;
-                Ok(Signature::Ed25519(self.ed25519().sign(message).to_bytes()))
+                Ok(Signature::Ed25519(
+                    self.with_ed25519(|k| k.sign(message).to_bytes()),
+                ))
             }
             KeyAlgorithm::Ed448 => {
                 let sig = self.ed448().sign_raw(message).to_bytes();
@@ -298,8 +337,18 @@ impl PrivateKey {
         if self.alg != KeyAlgorithm::X25519 {
             return Err(CryptoError::WrongAlgorithm { expected: "X25519" });
         }
+        let peer = peer.x25519()?;
+        #[cfg(feature = "std")]
+        if let Some((p, s)) = self.dh_cache.get().map(|b| &**b)
+            && *p == peer
+        {
+            return Ok(s.clone());
+        }
         let k = Zeroizing::new(self.x25519_scalar());
-        Ok(Zeroizing::new(x25519_dalek::x25519(*k, peer.x25519()?)))
+        let s = Zeroizing::new(x25519_dalek::x25519(*k, peer));
+        #[cfg(feature = "std")]
+        let _ = self.dh_cache.set(alloc::boxed::Box::new((peer, s.clone())));
+        Ok(s)
     }
 
     /// Raw X448 DH (no hashing), as the reference's `dh'`. A peer key of low
@@ -313,5 +362,34 @@ impl PrivateKey {
         x448::x448(self.x448_scalar(), point)
             .map(Zeroizing::new)
             .ok_or(CryptoError::BadKey("X448"))
+    }
+}
+
+#[cfg(all(test, feature = "std"))]
+mod tests {
+    use super::*;
+
+    /// The derived-key caches give what a fresh key computes, for the
+    /// cached peer and for others.
+    #[test]
+    fn cached_dh_and_signatures_match_fresh_keys() {
+        let own = PrivateKey::generate(KeyAlgorithm::X25519);
+        let p1 = PrivateKey::generate(KeyAlgorithm::X25519).public_key();
+        let p2 = PrivateKey::generate(KeyAlgorithm::X25519).public_key();
+        let fresh = || PrivateKey::from_raw(KeyAlgorithm::X25519, own.raw()).unwrap();
+        for peer in [&p1, &p1, &p2, &p1, &p2] {
+            assert_eq!(*own.dh(peer).unwrap(), *fresh().dh(peer).unwrap());
+        }
+        let copy = own.clone();
+        assert_eq!(*copy.dh(&p2).unwrap(), *fresh().dh(&p2).unwrap());
+
+        let signer = PrivateKey::generate(KeyAlgorithm::Ed25519);
+        let fresh = || PrivateKey::from_raw(KeyAlgorithm::Ed25519, signer.raw()).unwrap();
+        for m in [&b"one"[..], b"two", b"one"] {
+            let sig = signer.sign(m).unwrap();
+            assert_eq!(sig.as_bytes(), fresh().sign(m).unwrap().as_bytes());
+            assert!(signer.public_key().verify(m, &sig));
+        }
+        assert_eq!(signer.public_key(), fresh().public_key());
     }
 }

@@ -22,8 +22,8 @@ use tokio::time::Instant;
 use zeroize::Zeroizing;
 
 use super::store::{
-    Commit, ConnId, InboxId, InboxItem, OutboxItem, ProcessedMsg, QueueRef, RcvQueueRecord, Store,
-    StoreError,
+    Commit, ConnId, InboxId, InboxItem, OutboxId, OutboxItem, ProcessedMsg, QueueRef,
+    RcvQueueRecord, Store, StoreError,
 };
 use crate::address::ServerAddress;
 use crate::agent::connection::AgentEntropy;
@@ -175,9 +175,9 @@ impl Notice {
 
 /// An outgoing command as kept in the outbox (our own encoding in the
 /// item's body: a tag byte, then what the command needs).
-enum Op {
-    Send(Vec<u8>, Option<PrivateKey>),
-    Skey(PrivateKey),
+enum Op<'a> {
+    Send(&'a [u8], Option<Arc<PrivateKey>>),
+    Skey(Arc<PrivateKey>),
     Key(PublicKey),
 }
 
@@ -193,7 +193,9 @@ fn parse_server(s: &str) -> Result<ServerAddress, RuntimeError> {
 struct Subscribed {
     conn: ConnId,
     server: ServerAddress,
-    queue: RcvQueue,
+    /// Shared, not copied per message, so that the recipient key's derived
+    /// signing key (see `PrivateKey`) is kept for the next `ACK`.
+    queue: Arc<RcvQueue>,
 }
 
 /// The running agent of one profile.
@@ -210,6 +212,34 @@ pub struct Agent {
     /// Inbox items handed to the application in this run and not yet done
     /// (it may keep some open, e.g. parts of a file description).
     handed: std::collections::HashSet<InboxId>,
+    /// Outbox items the router accepted whose removal is not committed yet:
+    /// it goes into the next commit (or [`Agent::flush_outbox`], the wait
+    /// in [`Agent::next`], or drop), so a send costs one fsync, not two.
+    /// Until then they are skipped when the outbox runs; after a crash they
+    /// are sent again, which the recipient drops as duplicates (as it
+    /// always did for a crash between the router's OK and the removal).
+    sent: Vec<OutboxId>,
+    /// Parsed sender keys by their DER, so that each send does not parse
+    /// the key and derive its public half again.
+    /// A few, most recent last.
+    sender_keys: Vec<(Zeroizing<Vec<u8>>, Arc<PrivateKey>)>,
+    /// The connections committed in this run, decoded, with the exact
+    /// state bytes committed. Used only while the stored state is still
+    /// those bytes (checked on every load), so it can never be stale; it
+    /// saves decoding and keeps what the keys derived (the e2e DH secret,
+    /// signing keys) from one message to the next.
+    conns: HashMap<ConnId, (Zeroizing<Vec<u8>>, Connection)>,
+}
+
+/// How many decoded connections [`Agent`] keeps.
+const CONN_CACHE: usize = 64;
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if let Err(e) = self.persist_sent() {
+            tracing::warn!("removing sent outbox items failed: {e}");
+        }
+    }
 }
 
 impl std::fmt::Debug for Agent {
@@ -375,10 +405,13 @@ impl Agent {
             proxies: HashMap::new(),
             own_routers,
             handed: Default::default(),
+            sent: Vec::new(),
+            sender_keys: Vec::new(),
+            conns: HashMap::new(),
         };
         for (conn, rec) in agent.store.rcv_queues()? {
             let server = parse_server(&rec.server)?;
-            let queue = rcv_queue_from(&rec)?;
+            let queue = Arc::new(rcv_queue_from(&rec)?);
             agent.queues.insert(
                 (rec.server.clone(), rec.rcv_id.clone()),
                 Subscribed {
@@ -469,7 +502,7 @@ impl Agent {
             Subscribed {
                 conn,
                 server: server.clone(),
-                queue: q,
+                queue: Arc::new(q),
             },
         );
         Ok(())
@@ -708,7 +741,7 @@ impl Agent {
             .store
             .create_connection(local_name, &conn.encode().map_err(enc)?)?;
         self.remember(id, &server, q)?;
-        self.commit(id, &conn, None, out)?;
+        self.commit(id, conn, None, out)?;
         if let Some((link_key, _)) = secured {
             self.store.forget_short_link_key(&link_key)?;
         }
@@ -813,27 +846,59 @@ impl Agent {
             .store
             .connection(id)?
             .ok_or_else(|| RuntimeError::NoContact(format!("#{}", id.0)))?;
-        Connection::decode(&c.state).map_err(|e| RuntimeError::Corrupt(format!("connection: {e}")))
+        match self.conns.get(&id) {
+            Some((state, conn)) if state.as_slice() == c.state.as_slice() => Ok(conn.clone()),
+            _ => decode_connection(&c.state),
+        }
+    }
+
+    /// [`Agent::load`] for a step: the cached connection is taken out (the
+    /// step's commit puts the new one back).
+    fn take(&mut self, id: ConnId) -> Result<Connection, RuntimeError> {
+        let c = self
+            .store
+            .connection(id)?
+            .ok_or_else(|| RuntimeError::NoContact(format!("#{}", id.0)))?;
+        self.take_decoded(id, &c.state)
+    }
+
+    fn take_decoded(&mut self, id: ConnId, stored: &[u8]) -> Result<Connection, RuntimeError> {
+        match self.conns.remove(&id) {
+            Some((state, conn)) if state.as_slice() == stored => Ok(conn),
+            _ => decode_connection(stored),
+        }
     }
 
     /// Commits a connection's step: state, processed mark, outbox, notices.
     fn commit(
         &mut self,
         id: ConnId,
-        conn: &Connection,
+        conn: Connection,
         processed: Option<ProcessedMsg>,
         out: Vec<Output>,
     ) -> Result<bool, RuntimeError> {
         let (outbox, notices, infos, confirmation) = split(conn.own_queue(), out);
         let state = conn.encode().map_err(enc)?;
-        self.store.commit(&Commit {
-            conn: id,
-            state: &state,
-            processed,
-            outbox,
-            inbox: notices.iter().map(Notice::to_item).collect(),
-        })?;
-        self.store.set_status(id, conn.status())?;
+        self.store.commit_step(
+            &Commit {
+                conn: id,
+                state: &state,
+                processed,
+                outbox,
+                inbox: notices.iter().map(Notice::to_item).collect(),
+            },
+            Some(conn.status()),
+            &self.sent,
+        )?;
+        self.sent.clear();
+        debug_assert!(
+            Connection::decode(&state).is_ok_and(|d| d == conn),
+            "a connection must decode to what was encoded"
+        );
+        if self.conns.len() >= CONN_CACHE {
+            self.conns.clear();
+        }
+        self.conns.insert(id, (state, conn));
         if let Some(name) = infos.last().and_then(|info| peer_name(info)) {
             let local = self.store.connection(id)?.and_then(|c| c.local_name);
             self.store.set_names(id, local.as_deref(), Some(&name))?;
@@ -843,10 +908,10 @@ impl Agent {
 
     /// Sends a chat body to a connection; returns its agent message id.
     pub async fn send(&mut self, id: ConnId, body: &[u8]) -> Result<i64, RuntimeError> {
-        let mut conn = self.load(id)?;
+        let mut conn = self.take(id)?;
         let (msg_id, out) = conn.send_message(body, &mut self.ent)?;
-        self.commit(id, &conn, None, out)?;
-        self.flush_outbox().await?;
+        self.commit(id, conn, None, out)?;
+        self.run_outbox().await?;
         Ok(msg_id)
     }
 
@@ -857,15 +922,15 @@ impl Agent {
         msg_id: i64,
         hash: Vec<u8>,
     ) -> Result<(), RuntimeError> {
-        let mut conn = self.load(id)?;
+        let mut conn = self.take(id)?;
         let r = crate::agent::message::AMessageReceipt {
             agent_msg_id: msg_id,
             msg_hash: hash,
             rcpt_info: Vec::new(),
         };
         let out = conn.send_receipts(vec![r], &mut self.ent)?;
-        self.commit(id, &conn, None, out)?;
-        self.flush_outbox().await
+        self.commit(id, conn, None, out)?;
+        self.run_outbox().await
     }
 
     /// The next notice for the application: from the inbox, else after
@@ -876,15 +941,14 @@ impl Agent {
         deadline: Option<Instant>,
     ) -> Result<Option<(InboxId, ConnId, Notice)>, RuntimeError> {
         loop {
-            let fresh = self
-                .store
-                .inbox_take()?
-                .into_iter()
-                .find(|(iid, _, _)| !self.handed.contains(iid));
+            let handed = &self.handed;
+            let fresh = self.store.inbox_first(|iid| handed.contains(&iid))?;
             if let Some((iid, conn, item)) = fresh {
                 self.handed.insert(iid);
                 return Ok(Some((iid, conn, Notice::from_item(&item)?)));
             }
+            // About to wait: what was sent is removed for good now.
+            self.persist_sent()?;
             let ev = match deadline {
                 Some(d) => match tokio::time::timeout_at(d, self.events.recv()).await {
                     Ok(e) => e,
@@ -995,7 +1059,7 @@ impl Agent {
             }
             let client = self.pool.client(&server).await?;
             next = client.ack(&queue, &msg.msg_id).await?;
-            self.flush_outbox().await?;
+            self.run_outbox().await?;
         }
         Ok(())
     }
@@ -1017,8 +1081,7 @@ impl Agent {
                 .accept_request(conn_id, &address, body, processed)
                 .await;
         }
-        let mut conn = Connection::decode(&row.state)
-            .map_err(|e| RuntimeError::Corrupt(format!("connection: {e}")))?;
+        let mut conn = self.take_decoded(conn_id, &row.state)?;
         match conn.receive(body, &mut self.ent) {
             Ok(mut out) => {
                 // Invitations are allowed at once, as the apps do.
@@ -1028,14 +1091,14 @@ impl Agent {
                 {
                     out.extend(conn.allow(&self.opts.conn_info, &mut self.ent)?);
                 }
-                self.commit(conn_id, &conn, Some(processed), out)?;
+                self.commit(conn_id, conn, Some(processed), out)?;
             }
             Err(e) => {
                 // Refused without a state change: record it, so a crash
                 // does not make us look at it again.
                 let note = Output::Event(AgentEvent::Unsupported("refused message"));
                 tracing::debug!("message refused: {e}");
-                self.commit(conn_id, &conn, Some(processed), vec![note])?;
+                self.commit(conn_id, conn, Some(processed), vec![note])?;
             }
         }
         Ok(())
@@ -1085,22 +1148,42 @@ impl Agent {
         }));
         // One transaction: the new connection's step and the request's
         // "processed" mark, so a crash cannot lose the acceptance.
-        self.commit(id, &conn, Some(processed), out)?;
+        self.commit(id, conn, Some(processed), out)?;
         Ok(())
     }
 
     /// Runs the outbox in order; stops at the first command a router could
     /// not take for a passing reason (kept for later), drops one it refused.
+    /// What was sent is removed from the store before this returns.
     pub async fn flush_outbox(&mut self) -> Result<(), RuntimeError> {
+        let r = self.run_outbox().await;
+        self.persist_sent()?;
+        r
+    }
+
+    /// Commits the removal of what the router accepted (see `sent`).
+    fn persist_sent(&mut self) -> Result<(), RuntimeError> {
+        if !self.sent.is_empty() {
+            self.store.outbox_done_all(&self.sent)?;
+            self.sent.clear();
+        }
+        Ok(())
+    }
+
+    /// [`Agent::flush_outbox`], leaving the removals to the next commit.
+    async fn run_outbox(&mut self) -> Result<(), RuntimeError> {
         for (oid, conn, item) in self.store.outbox()? {
+            if self.sent.contains(&oid) {
+                continue;
+            }
             match self.run_op(&item).await {
-                Ok(()) => self.store.outbox_done(oid)?,
+                Ok(()) => self.sent.push(oid),
                 // A full queue takes the message later; keep it.
                 Err(SmpClientError::Protocol(ErrorType::Quota))
                 | Err(SmpClientError::Relay(ErrorType::Quota)) => return Ok(()),
                 Err(SmpClientError::Protocol(e)) | Err(SmpClientError::Relay(e)) => {
                     tracing::warn!("router refused a command for a connection: {e:?}");
-                    self.store.outbox_done(oid)?;
+                    self.sent.push(oid);
                     let _ = conn;
                 }
                 Err(e) => {
@@ -1115,14 +1198,12 @@ impl Agent {
     async fn run_op(&mut self, item: &OutboxItem) -> Result<(), SmpClientError> {
         let server = ServerAddress::parse(&item.queue.server)
             .map_err(|_| SmpClientError::UnexpectedResponse("stored router address"))?;
-        let key = item
-            .sender_key
-            .as_ref()
-            .map(|k| PrivateKey::from_der(k))
-            .transpose()
-            .map_err(SmpClientError::from)?;
+        let key = match &item.sender_key {
+            None => None,
+            Some(der) => Some(self.sender_key(der).map_err(SmpClientError::from)?),
+        };
         let op = match (item.body.split_first(), key) {
-            (Some((b'S', rest)), key) => Op::Send(rest.to_vec(), key),
+            (Some((b'S', rest)), key) => Op::Send(rest, key),
             (Some((b'K', _)), Some(key)) => Op::Skey(key),
             (Some((b'O', rest)), _) => {
                 Op::Key(PublicKey::from_der(rest).map_err(SmpClientError::from)?)
@@ -1144,7 +1225,7 @@ impl Agent {
             }
             (Op::Send(body, key), None) => {
                 let client = self.pool.client(&server).await?;
-                client.send(snd_id, key.as_ref(), item.notify, &body).await
+                client.send(snd_id, key.as_deref(), item.notify, body).await
             }
             (Op::Skey(key), None) => {
                 let client = self.pool.client(&server).await?;
@@ -1163,7 +1244,7 @@ impl Agent {
                 let r = match op {
                     Op::Send(body, key) => {
                         client
-                            .proxy_send(&relay, snd_id, key.as_ref(), item.notify, &body)
+                            .proxy_send(&relay, snd_id, key.as_deref(), item.notify, body)
                             .await
                     }
                     Op::Skey(key) => client.proxy_skey(&relay, snd_id, &key).await,
@@ -1176,6 +1257,20 @@ impl Agent {
                 r
             }
         }
+    }
+
+    /// A sender key from its DER, parsed once while it is in use.
+    fn sender_key(&mut self, der: &[u8]) -> Result<Arc<PrivateKey>, crate::crypto::CryptoError> {
+        if let Some((_, k)) = self.sender_keys.iter().find(|(d, _)| d.as_slice() == der) {
+            return Ok(k.clone());
+        }
+        let k = Arc::new(PrivateKey::from_der(der)?);
+        if self.sender_keys.len() >= 16 {
+            self.sender_keys.remove(0);
+        }
+        self.sender_keys
+            .push((Zeroizing::new(der.to_vec()), k.clone()));
+        Ok(k)
     }
 
     /// The proxy for a destination router: the user's first router, unless
@@ -1210,6 +1305,10 @@ fn peer_name(info: &[u8]) -> Option<String> {
         crate::chat::ChatEvent::Contact(c) => Some(c.profile.display_name),
         _ => None,
     }
+}
+
+fn decode_connection(state: &[u8]) -> Result<Connection, RuntimeError> {
+    Connection::decode(state).map_err(|e| RuntimeError::Corrupt(format!("connection: {e}")))
 }
 
 fn enc(e: crate::encoding::EncodeError) -> RuntimeError {
