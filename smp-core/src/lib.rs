@@ -6,7 +6,10 @@
 //! protocol types) builds with `--no-default-features` under `no_std` + `alloc`
 //! so that firmware can use it; the `std` feature adds TLS and YAML parsing.
 #![cfg_attr(not(feature = "std"), no_std)]
-#![forbid(unsafe_code)]
+// The libsodium backend (crypto::backend::sodium) is the only place allowed
+// unsafe, to call its C API.
+#![cfg_attr(not(feature = "sodium"), forbid(unsafe_code))]
+#![cfg_attr(feature = "sodium", deny(unsafe_code))]
 
 extern crate alloc;
 

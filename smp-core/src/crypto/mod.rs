@@ -4,6 +4,7 @@
 //! sntrup761. All primitives come from maintained crates.
 
 pub mod aead;
+pub mod backend;
 pub mod cert;
 pub mod der;
 pub mod digest;

@@ -7,13 +7,10 @@
 //! last for streamed files and chunk downloads.
 
 use super::CryptoError;
+use super::backend::{self, XSalsa20Poly1305};
 use super::keys::{PrivateKey, PublicKey};
 use crate::encoding::pad;
 use alloc::vec::Vec;
-use poly1305::Poly1305;
-use poly1305::universal_hash::{Block, KeyInit, UniversalHash};
-use salsa20::XSalsa20;
-use salsa20::cipher::{KeyIvInit, StreamCipher, StreamCipherSeek};
 use subtle::ConstantTimeEq;
 use zeroize::{Zeroize, Zeroizing};
 
@@ -68,52 +65,14 @@ impl CbNonce {
 /// into pieces gives the same bytes, so memory stays constant for any length.
 /// A copy continues independently: a download can keep the state at a
 /// chunk's start and go back to it when the chunk must be fetched again.
-pub struct SbStream {
-    cipher: XSalsa20,
-    mac: Poly1305,
-    partial: [u8; 16],
-    partial_len: usize,
-    /// The HSalsa20 subkey and nonce, to rebuild the cipher in a copy
-    /// (salsa20's `XSalsa20` is not `Clone`; it is seekable).
-    subkey: Zeroizing<[u8; 32]>,
-    nonce: [u8; NONCE_SIZE],
-}
-
-impl Clone for SbStream {
-    fn clone(&self) -> Self {
-        let mut cipher = XSalsa20::new((&*self.subkey).into(), (&self.nonce).into());
-        cipher.seek(self.cipher.current_pos::<u64>());
-        Self {
-            cipher,
-            mac: self.mac.clone(),
-            partial: self.partial,
-            partial_len: self.partial_len,
-            subkey: self.subkey.clone(),
-            nonce: self.nonce,
-        }
-    }
-}
+/// The work is done by this build's [`backend::Active`].
+#[derive(Clone)]
+pub struct SbStream(backend::Active);
 
 impl SbStream {
     /// Keys the stream from a 32-byte secret (symmetric key or raw DH output).
     pub fn new(secret: &[u8; 32], nonce: &CbNonce) -> Self {
-        let mut k1 =
-            salsa20::hsalsa::<salsa20::cipher::consts::U10>(secret.into(), &Default::default());
-        let mut cipher = XSalsa20::new(&k1, (&nonce.0).into());
-        let mut subkey = Zeroizing::new([0u8; 32]);
-        subkey.copy_from_slice(&k1);
-        k1.zeroize();
-        let mut poly_key = Zeroizing::new([0u8; 32]);
-        cipher.apply_keystream(&mut poly_key[..]);
-        let mac = Poly1305::new((&*poly_key).into());
-        Self {
-            cipher,
-            mac,
-            partial: [0; 16],
-            partial_len: 0,
-            subkey,
-            nonce: nonce.0,
-        }
+        Self(backend::Active::new(secret, &nonce.0))
     }
 
     /// Keys the stream for a DH pair, as NaCl `crypto_box`.
@@ -126,44 +85,20 @@ impl SbStream {
         Ok(Self::new(&secret, nonce))
     }
 
-    fn mac_update(&mut self, mut data: &[u8]) {
-        if self.partial_len > 0 {
-            let n = (16 - self.partial_len).min(data.len());
-            self.partial[self.partial_len..self.partial_len + n].copy_from_slice(&data[..n]);
-            self.partial_len += n;
-            data = &data[n..];
-            if self.partial_len < 16 {
-                return;
-            }
-            let block = Block::<Poly1305>::from(self.partial);
-            self.mac.update(core::slice::from_ref(&block));
-            self.partial_len = 0;
-        }
-        let (blocks, rest) = Block::<Poly1305>::slice_as_chunks(data);
-        self.mac.update(blocks);
-        self.partial[..rest.len()].copy_from_slice(rest);
-        self.partial_len = rest.len();
-    }
-
     /// Encrypts `buf` in place and authenticates the ciphertext.
     pub fn encrypt(&mut self, buf: &mut [u8]) {
-        self.cipher.apply_keystream(buf);
-        self.mac_update(buf);
+        self.0.encrypt(buf);
     }
 
     /// Authenticates the ciphertext in `buf` and decrypts it in place. The
     /// plaintext is only trustworthy once [`SbStream::verify`] succeeds.
     pub fn decrypt(&mut self, buf: &mut [u8]) {
-        self.mac_update(buf);
-        self.cipher.apply_keystream(buf);
+        self.0.decrypt(buf);
     }
 
     /// The Poly1305 tag over all ciphertext seen so far.
     pub fn tag(self) -> [u8; TAG_SIZE] {
-        let partial = self.partial;
-        self.mac
-            .compute_unpadded(&partial[..self.partial_len])
-            .into()
+        self.0.tag()
     }
 
     /// Compares the tag with `expected` in constant time.
