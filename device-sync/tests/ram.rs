@@ -10,12 +10,6 @@ mod support;
 use device_sync::blockdev::{Coalesce, FileDisk};
 use device_sync::card::Card;
 use device_sync::job::{ChunkDone, Job};
-use smp_core::crypto::keys::{KeyAlgorithm, PrivateKey};
-use smp_core::crypto::secretbox::CbNonce;
-use smp_core::xftp::command::FileCommand;
-use smp_core::xftp::fget::fget_stream;
-use smp_core::xftp::response::FileResponse;
-use smp_core::xftp::transmission::{decode_request_block, encode_response_block};
 use support::*;
 
 #[global_allocator]
@@ -29,8 +23,6 @@ fn peak_of(p: &Published, dir: &std::path::Path) -> usize {
     let img = dir.join(format!("card{}.img", p.content.len()));
     device_sync::image::create(&img, 256 << 20).unwrap();
     let mut card = Card::init(Coalesce::new(FileDisk::open(&img).unwrap())).unwrap();
-    let srv = PrivateKey::from_raw(KeyAlgorithm::X25519, &[77; 32]).unwrap();
-    let nonce = CbNonce([5; 24]);
     let mut rng = TestRng(9);
     let mut piece = vec![0u8; PIECE];
     let base = device_sync::heap::reset_peak();
@@ -40,26 +32,9 @@ fn peak_of(p: &Published, dir: &std::path::Path) -> usize {
         let entry = job.next_chunk(&mut card).unwrap().unwrap();
         job.begin(&mut card, entry, &mut rng).unwrap();
         let req = job.fget_request(0, SESSION, None, &mut rng).unwrap();
-        let t = decode_request_block(&req, SESSION).unwrap();
-        let FileCommand::Fget { rcv_dh_key } = t.command else {
-            panic!()
-        };
-        let chunk = &p.chunks[t.raw.entity_id];
-        let block = encode_response_block(
-            SESSION,
-            b"",
-            t.raw.entity_id,
-            &FileResponse::File {
-                srv_dh_key: srv.public_key(),
-                nonce,
-            },
-            2,
-        )
-        .unwrap();
+        let (block, mut s, chunk) = serve(p, &req);
         job.response(&mut card, &block, SESSION).unwrap();
-        drop(block);
-        drop(req);
-        let mut s = fget_stream(&rcv_dh_key, &srv, &nonce).unwrap();
+        drop((block, req));
         for c in chunk.chunks(PIECE) {
             let b = &mut piece[..c.len()];
             b.copy_from_slice(c);

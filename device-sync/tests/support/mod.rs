@@ -11,7 +11,7 @@ use device_sync::storage::FileStore;
 use sha2::{Digest, Sha256, Sha512};
 use smp_core::address::ServerAddress;
 use smp_core::crypto::keys::{KeyAlgorithm, PrivateKey};
-use smp_core::crypto::secretbox::{CbNonce, SbKey};
+use smp_core::crypto::secretbox::{CbNonce, SbKey, SbStream};
 use smp_core::file::crypto::{FilePlan, encrypt_bytes};
 use smp_core::file::description::{
     FileChunk, FileChunkReplica, FileDescription, FileParty, ReplicaKey,
@@ -19,7 +19,7 @@ use smp_core::file::description::{
 use smp_core::file::header::FileHeader;
 use smp_core::xftp::command::FileCommand;
 use smp_core::xftp::error::XftpErrorType;
-use smp_core::xftp::fget::encrypt_fget_body;
+use smp_core::xftp::fget::fget_stream;
 use smp_core::xftp::response::FileResponse;
 use smp_core::xftp::transmission::{decode_request_block, encode_response_block};
 use zeroize::Zeroizing;
@@ -142,35 +142,15 @@ pub enum Fault {
     Auth,
 }
 
-/// The server's answer to a request block: response block and body.
-pub fn answer(p: &Published, request: &[u8], fault: Fault) -> (Vec<u8>, Vec<u8>) {
+/// The server side of one FGET: the `FILE` response block, the transit
+/// stream keyed for the requester and the stored chunk it asks for.
+pub fn serve<'a>(p: &'a Published, request: &[u8]) -> (Vec<u8>, SbStream, &'a [u8]) {
     let t = decode_request_block(request, SESSION).unwrap();
     let FileCommand::Fget { rcv_dh_key } = t.command else {
         panic!("not an FGET");
     };
-    if fault == Fault::Auth {
-        let b = encode_response_block(
-            SESSION,
-            b"",
-            t.raw.entity_id,
-            &FileResponse::Err(XftpErrorType::Auth),
-            2,
-        )
-        .unwrap();
-        return (b, Vec::new());
-    }
-    let chunk = &p.chunks[t.raw.entity_id];
     let srv = PrivateKey::from_raw(KeyAlgorithm::X25519, &[77; 32]).unwrap();
     let nonce = CbNonce([5; 24]);
-    let mut body = encrypt_fget_body(chunk, &rcv_dh_key, &srv, &nonce).unwrap();
-    match fault {
-        Fault::Flip(i) => {
-            let n = body.len();
-            body[i % n] ^= 0x40;
-        }
-        Fault::Cut(n) => body.truncate(n),
-        _ => {}
-    }
     let block = encode_response_block(
         SESSION,
         b"",
@@ -182,6 +162,36 @@ pub fn answer(p: &Published, request: &[u8], fault: Fault) -> (Vec<u8>, Vec<u8>)
         2,
     )
     .unwrap();
+    let stream = fget_stream(&rcv_dh_key, &srv, &nonce).unwrap();
+    (block, stream, &p.chunks[t.raw.entity_id])
+}
+
+/// The server's answer to a request block: response block and body.
+pub fn answer(p: &Published, request: &[u8], fault: Fault) -> (Vec<u8>, Vec<u8>) {
+    if fault == Fault::Auth {
+        let t = decode_request_block(request, SESSION).unwrap();
+        let b = encode_response_block(
+            SESSION,
+            b"",
+            t.raw.entity_id,
+            &FileResponse::Err(XftpErrorType::Auth),
+            2,
+        )
+        .unwrap();
+        return (b, Vec::new());
+    }
+    let (block, mut stream, chunk) = serve(p, request);
+    let mut body = chunk.to_vec();
+    stream.encrypt(&mut body);
+    body.extend_from_slice(&stream.tag());
+    match fault {
+        Fault::Flip(i) => {
+            let n = body.len();
+            body[i % n] ^= 0x40;
+        }
+        Fault::Cut(n) => body.truncate(n),
+        _ => {}
+    }
     (block, body)
 }
 

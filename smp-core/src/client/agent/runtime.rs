@@ -481,13 +481,7 @@ impl Agent {
                 ..CreateQueueOptions::default()
             })
             .await?;
-        let addr = QueueAddr {
-            server: server.clone(),
-            rcv_id: q.rcv_id.clone(),
-            snd_id: q.snd_id.clone(),
-            mode: q.queue_mode,
-        };
-        Ok((addr, q))
+        Ok((queue_addr(server, &q), q))
     }
 
     fn remember(
@@ -542,12 +536,7 @@ impl Agent {
                 ..CreateQueueOptions::default()
             })
             .await?;
-        let addr = QueueAddr {
-            server: server.clone(),
-            rcv_id: q.rcv_id.clone(),
-            snd_id: q.snd_id.clone(),
-            mode: q.queue_mode,
-        };
+        let addr = queue_addr(server, &q);
         if addr.mode != Some(mode) {
             return Err(RuntimeError::Smp(SmpClientError::UnexpectedResponse(
                 "IDS with another queue mode than requested",
@@ -1313,6 +1302,16 @@ fn decode_connection(state: &[u8]) -> Result<Connection, RuntimeError> {
 
 fn enc(e: crate::encoding::EncodeError) -> RuntimeError {
     RuntimeError::Corrupt(format!("cannot encode state: {e}"))
+}
+
+/// The connection layer's view of a queue the router just created.
+fn queue_addr(server: &ServerAddress, q: &RcvQueue) -> QueueAddr {
+    QueueAddr {
+        server: server.clone(),
+        rcv_id: q.rcv_id.clone(),
+        snd_id: q.snd_id.clone(),
+        mode: q.queue_mode,
+    }
 }
 
 /// Link data sealed for a new queue.
