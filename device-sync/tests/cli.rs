@@ -116,8 +116,25 @@ fn have(tool: &str) -> bool {
     found
 }
 
+/// What fsck.fat may report on an image whose writer was killed: FAT
+/// metadata is not crash-ordered (design/device.md §1), so a kill can leak
+/// a cluster and leave the FSInfo free count stale — both harmless by the
+/// FAT spec. Anything else (cross-links, bad entries) is a failure.
+fn benign_after_kill(line: &str) -> bool {
+    let l = line.trim();
+    l.is_empty()
+        || l.starts_with("fsck.fat ")
+        || l == "Leaving filesystem unchanged."
+        || l.contains(" files, ")
+        || l.starts_with("Reclaimed ")
+        || l.starts_with("Free cluster summary")
+        || l.starts_with("Auto-correcting")
+}
+
 /// `fsck.fat -n` on the partition (it has no offset option) and `mdir`.
-fn linux_tools_accept(image: &Path, dir: &Path) -> String {
+/// `killed`: the image's writer was killed at some point, so only the
+/// findings of [`benign_after_kill`] are allowed.
+fn linux_tools_accept(image: &Path, dir: &Path, killed: bool) -> String {
     if !(have("fsck.fat") && have("mdir")) {
         eprintln!("fsck.fat or mdir missing: Linux tool checks skipped");
         return String::new();
@@ -140,15 +157,19 @@ fn linux_tools_accept(image: &Path, dir: &Path) -> String {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&o.stdout).into_owned();
-    assert!(
-        o.status.success(),
-        "fsck.fat: {text}{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    assert!(
-        !text.contains("wrong") && !text.contains("Reclaimed"),
-        "{text}"
-    );
+    if killed {
+        assert!(text.lines().all(benign_after_kill), "fsck.fat: {text}");
+    } else {
+        assert!(
+            o.status.success(),
+            "fsck.fat: {text}{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert!(
+            !text.contains("wrong") && !text.contains("Reclaimed"),
+            "{text}"
+        );
+    }
     std::fs::remove_file(&part).unwrap();
     let o = Command::new("mdir")
         .args(["-i", &format!("{}@@1M", p(image)), "::/SIMPLEGO/FILES"])
@@ -213,7 +234,7 @@ async fn twenty_mib_over_two_servers_with_a_kill_in_the_middle() {
     );
     let v = ok(&["verify", p(&img)]);
     assert!(v.contains(": ok ("), "{v}");
-    let mdir = linux_tools_accept(&img, t.path());
+    let mdir = linux_tools_accept(&img, t.path(), true);
     if !mdir.is_empty() {
         assert!(
             mdir.contains("SGF") && mdir.contains("SGJ") && mdir.contains("CARD"),
@@ -322,7 +343,7 @@ async fn an_expired_file_and_a_full_card_end_clearly() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("card is full"));
     let ls = ok(&["ls", p(&img)]);
     assert!(ls.contains("failed (full)"), "{ls}");
-    linux_tools_accept(&img, t.path());
+    linux_tools_accept(&img, t.path(), false);
     let data = content(20 << 20, 3);
     let fits = send(t.path(), &list, &data).await;
     ok(&["fetch", p(&img), p(&fits)]);
@@ -339,5 +360,5 @@ async fn an_expired_file_and_a_full_card_end_clearly() {
     ok(&["extract", p(&img), &id, p(&got)]);
     assert!(std::fs::read(&got).unwrap() == data);
     ok(&["verify", p(&img)]);
-    linux_tools_accept(&img, t.path());
+    linux_tools_accept(&img, t.path(), false);
 }
