@@ -1,8 +1,9 @@
 //! The card layer over real FAT32 images: embedded-sdmmc through our checks,
 //! cross-checked with Linux's fsck.fat and mtools.
 
+mod linux_tools;
+
 use std::path::Path;
-use std::process::Command;
 
 use device_sync::blockdev::{
     Block, BlockDevice, BlockIdx, Coalesce, Counting, CutMode, DiskError, Durable, FileDisk,
@@ -39,56 +40,18 @@ fn read_all<D: BlockDevice + Durable>(card: &mut Card<D>, name: &str) -> Vec<u8>
     buf
 }
 
-/// Runs `tool`; `None` (with a note) if it is not installed and `CI` is
-/// unset; with `CI` set a missing tool fails the test.
-fn run_tool(tool: &str, args: &[&str]) -> Option<std::process::Output> {
-    match Command::new(tool)
-        .args(args)
-        .env("MTOOLS_SKIP_CHECK", "1")
-        .output()
-    {
-        Ok(o) => Some(o),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "{tool} missing (install dosfstools mtools)"
-            );
-            eprintln!("note: {tool} not installed; skipping that check");
-            None
-        }
-        Err(e) => panic!("{tool}: {e}"),
-    }
-}
-
-/// fsck.fat -n on the partition (it has no offset option, so the partition
-/// is copied out), and mdir must list `names` in /SIMPLEGO/FILES.
+/// Both Linux tools accept the image and `mdir` lists `names` in
+/// /SIMPLEGO/FILES.
 fn linux_tools_accept(img: &Path, names: &[&str]) {
-    let dir = tempfile::tempdir().unwrap();
-    let part = dir.path().join("p.img");
-    let bytes = std::fs::read(img).unwrap();
-    std::fs::write(&part, &bytes[(image::PARTITION_START * 512) as usize..]).unwrap();
-    if let Some(o) = run_tool("fsck.fat", &["-n", part.to_str().unwrap()]) {
-        let out = String::from_utf8_lossy(&o.stdout);
-        assert!(o.status.success(), "fsck.fat failed:\n{out}");
-        assert!(!out.contains("Reclaimed"), "leaked clusters:\n{out}");
-        assert!(!out.contains("wrong"), "FSInfo free count off:\n{out}");
+    let listing = linux_tools::check(img, false);
+    if listing.is_empty() {
+        return;
     }
-    let spec = format!("{}@@1M", img.display());
-    if let Some(o) = run_tool("mdir", &["-i", &spec, "::/SIMPLEGO/FILES"]) {
-        let out = String::from_utf8_lossy(&o.stdout);
+    for n in names {
         assert!(
-            o.status.success(),
-            "mdir failed: {}",
-            String::from_utf8_lossy(&o.stderr)
+            linux_tools::lists(&listing, n),
+            "mdir does not list {n}:\n{listing}"
         );
-        for n in names {
-            let (base, ext) = n.split_once('.').unwrap_or((n, ""));
-            assert!(
-                out.lines()
-                    .any(|l| l.starts_with(base) && l.contains(&format!(" {ext} "))),
-                "mdir does not list {n}:\n{out}"
-            );
-        }
     }
 }
 

@@ -3,6 +3,8 @@
 //! image (also after a kill -9 in the middle), extracted byte-exact, the
 //! image passes `fsck.fat -n` and `mdir`, and tampering is reported.
 
+mod linux_tools;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
@@ -105,81 +107,6 @@ fn p(x: &Path) -> &str {
     x.to_str().unwrap()
 }
 
-fn have(tool: &str) -> bool {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found && std::env::var_os("CI").is_some() {
-        panic!("{tool} is missing (CI installs dosfstools and mtools)");
-    }
-    found
-}
-
-/// What fsck.fat may report on an image whose writer was killed: FAT
-/// metadata is not crash-ordered (design/device.md §1), so a kill can leak
-/// a cluster and leave the FSInfo free count stale — both harmless by the
-/// FAT spec. Anything else (cross-links, bad entries) is a failure.
-fn benign_after_kill(line: &str) -> bool {
-    let l = line.trim();
-    l.is_empty()
-        || l.starts_with("fsck.fat ")
-        || l == "Leaving filesystem unchanged."
-        || l.contains(" files, ")
-        || l.starts_with("Reclaimed ")
-        || l.starts_with("Free cluster summary")
-        || l.starts_with("Auto-correcting")
-}
-
-/// `fsck.fat -n` on the partition (it has no offset option) and `mdir`.
-/// `killed`: the image's writer was killed at some point, so only the
-/// findings of [`benign_after_kill`] are allowed.
-fn linux_tools_accept(image: &Path, dir: &Path, killed: bool) -> String {
-    if !(have("fsck.fat") && have("mdir")) {
-        eprintln!("fsck.fat or mdir missing: Linux tool checks skipped");
-        return String::new();
-    }
-    let part = dir.join("partition.img");
-    let o = Command::new("dd")
-        .args([
-            &format!("if={}", p(image)),
-            &format!("of={}", p(&part)),
-            "bs=1M",
-            "skip=1",
-            "conv=sparse",
-            "status=none",
-        ])
-        .output()
-        .unwrap();
-    assert!(o.status.success());
-    let o = Command::new("fsck.fat")
-        .args(["-n", p(&part)])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&o.stdout).into_owned();
-    if killed {
-        assert!(text.lines().all(benign_after_kill), "fsck.fat: {text}");
-    } else {
-        assert!(
-            o.status.success(),
-            "fsck.fat: {text}{}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        assert!(
-            !text.contains("wrong") && !text.contains("Reclaimed"),
-            "{text}"
-        );
-    }
-    std::fs::remove_file(&part).unwrap();
-    let o = Command::new("mdir")
-        .args(["-i", &format!("{}@@1M", p(image)), "::/SIMPLEGO/FILES"])
-        .env("MTOOLS_SKIP_CHECK", "1")
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn twenty_mib_over_two_servers_with_a_kill_in_the_middle() {
     let t = tempfile::tempdir().unwrap();
@@ -234,7 +161,7 @@ async fn twenty_mib_over_two_servers_with_a_kill_in_the_middle() {
     );
     let v = ok(&["verify", p(&img)]);
     assert!(v.contains(": ok ("), "{v}");
-    let mdir = linux_tools_accept(&img, t.path(), true);
+    let mdir = linux_tools::check(&img, true);
     if !mdir.is_empty() {
         assert!(
             mdir.contains("SGF") && mdir.contains("SGJ") && mdir.contains("CARD"),
@@ -343,7 +270,7 @@ async fn an_expired_file_and_a_full_card_end_clearly() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("card is full"));
     let ls = ok(&["ls", p(&img)]);
     assert!(ls.contains("failed (full)"), "{ls}");
-    linux_tools_accept(&img, t.path(), false);
+    linux_tools::check(&img, false);
     let data = content(20 << 20, 3);
     let fits = send(t.path(), &list, &data).await;
     ok(&["fetch", p(&img), p(&fits)]);
@@ -360,5 +287,5 @@ async fn an_expired_file_and_a_full_card_end_clearly() {
     ok(&["extract", p(&img), &id, p(&got)]);
     assert!(std::fs::read(&got).unwrap() == data);
     ok(&["verify", p(&img)]);
-    linux_tools_accept(&img, t.path(), false);
+    linux_tools::check(&img, false);
 }
