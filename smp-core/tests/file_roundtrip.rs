@@ -5,7 +5,7 @@ use smp_core::crypto::secretbox::{CbNonce, SbKey};
 use smp_core::file::chunks::{FILE_OVERHEAD, SERVER_CHUNK_SIZES};
 use smp_core::file::crypto::FileCryptoError;
 use smp_core::file::header::FileHeader;
-use smp_core::file::stream::{StreamError, decrypt_file, encrypt_file};
+use smp_core::file::stream::{StreamError, decrypt_file, encrypt_file, encrypt_file_by_chunk};
 use std::io::Read;
 
 /// Deterministic content that is not a short repeating pattern.
@@ -164,4 +164,74 @@ fn a_source_that_changes_size_is_refused() {
         std::io::sink(),
     );
     assert!(matches!(r, Err(StreamError::SourceChanged { .. })));
+}
+
+/// Counts what reached the writer, so a callback can see how much of the
+/// file was written when it was told a chunk is ready.
+struct Tally(std::sync::Arc<std::sync::atomic::AtomicU64>, Vec<u8>);
+
+impl std::io::Write for Tally {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.1.extend_from_slice(buf);
+        self.0
+            .fetch_add(buf.len() as u64, std::sync::atomic::Ordering::SeqCst);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn each_chunk_is_reported_once_its_bytes_are_written() {
+    // 9 MiB: three chunks whose edges fall inside the 1 MiB pieces.
+    let len = 9 << 20;
+    let written = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut seen = Vec::new();
+    let ef = encrypt_file_by_chunk(
+        content(len),
+        len,
+        &FileHeader::new("big.bin"),
+        &SbKey([3; 32]),
+        &CbNonce([4; 24]),
+        std::io::BufWriter::with_capacity(1 << 20, Tally(written.clone(), Vec::new())),
+        |i, digest| {
+            seen.push((i, digest, written.load(std::sync::atomic::Ordering::SeqCst)));
+            true
+        },
+    )
+    .unwrap();
+    assert_eq!(seen.len(), ef.chunk_sizes.len());
+    let mut end = 0u64;
+    for (k, (i, digest, at)) in seen.iter().enumerate() {
+        end += u64::from(ef.chunk_sizes[k]);
+        assert_eq!(*i, k, "chunks come in order");
+        assert_eq!(*digest, ef.chunk_digests[k]);
+        // Flushed through the BufWriter exactly to the chunk's end: the
+        // chunk can be read back, and later chunks are not waited for.
+        assert_eq!(
+            *at, end,
+            "chunk {k} announced with {at} of {end} bytes written"
+        );
+    }
+}
+
+#[test]
+fn a_consumer_that_stops_stops_the_encryption() {
+    let len = 9 << 20;
+    let mut calls = 0;
+    let r = encrypt_file_by_chunk(
+        content(len),
+        len,
+        &FileHeader::new("big.bin"),
+        &SbKey([3; 32]),
+        &CbNonce([4; 24]),
+        std::io::sink(),
+        |_, _| {
+            calls += 1;
+            false
+        },
+    );
+    assert!(matches!(r, Err(StreamError::Io(_))), "{r:?}");
+    assert_eq!(calls, 1);
 }

@@ -3,8 +3,10 @@
 //! rename that into place only after the tag, the file digest and the size
 //! checked out. On any failure nothing is left behind.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use smp_core::crypto::keys::PrivateKey;
 use smp_core::crypto::secretbox::{CbNonce, SbKey};
@@ -12,6 +14,7 @@ use smp_core::file::chunks::CHUNK_4M;
 use smp_core::file::description::{
     DescriptionError, FileChunk, FileDescription, FileParty, ValidFileDescription,
 };
+use smp_core::file::header::FileHeader;
 use smp_core::file::stream::{StreamError, decrypt_file};
 use smp_core::file::weblink::{WebLinkError, decode_web_link};
 use tokio::io::{AsyncSeekExt, AsyncWriteExt};
@@ -20,7 +23,7 @@ use tokio::task::JoinSet;
 use crate::error::{CliError, Op};
 use crate::pool::{Pool, TransferOptions};
 use crate::progress::Progress;
-use crate::{CountingReader, sanitize_file_name, unique_combine};
+use crate::{sanitize_file_name, unique_combine};
 
 /// Where a description comes from.
 #[derive(Debug, Clone)]
@@ -143,16 +146,7 @@ pub async fn receive_file(
         if desc.size > u64::from(CHUNK_4M) {
             return Err(CliError::RedirectMismatch);
         }
-        let enc = download(&pool, &desc, &opts.tmp_dir, progress).await?;
-        let mut yaml = Vec::new();
-        let (_, digest) = decrypt_file(
-            std::fs::File::open(enc.path()).map_err(|e| CliError::io("temporary file", e))?,
-            desc.size,
-            &SbKey(desc.key),
-            &CbNonce(desc.nonce),
-            &mut yaml,
-        )
-        .map_err(CliError::Decrypt)?;
+        let (_, digest, yaml) = fetch(&pool, &desc, &opts.tmp_dir, progress, Vec::new()).await?;
         if digest[..] != desc.digest[..] {
             return Err(CliError::FileDigest);
         }
@@ -170,43 +164,18 @@ pub async fn receive_file(
     } else {
         desc
     };
-    let enc = download(&pool, &desc, &opts.tmp_dir, progress).await?;
-    let size = std::fs::metadata(enc.path())
-        .map_err(|e| CliError::io("temporary file", e))?
-        .len();
-    if size != desc.size {
-        return Err(CliError::FileSize {
-            expected: desc.size,
-            found: size,
-        });
-    }
-
-    progress.item("Decrypting file...");
     let out_dir = target.dir();
     let tmp_out = tempfile::Builder::new()
         .prefix(".xftp-recv")
         .suffix(".part")
         .tempfile_in(&out_dir)
         .map_err(|e| CliError::io(format!("creating a file in {}", out_dir.display()), e))?;
-    let bar = progress.bar("decrypting", desc.size, None);
-    let src = std::fs::File::open(enc.path()).map_err(|e| CliError::io("temporary file", e))?;
     let dst = tmp_out
         .as_file()
         .try_clone()
         .map_err(|e| CliError::io("temporary file", e))?;
-    let (header, digest) = decrypt_file(
-        std::io::BufReader::with_capacity(1 << 20, CountingReader::new(src, |n| bar.inc(n))),
-        desc.size,
-        &SbKey(desc.key),
-        &CbNonce(desc.nonce),
-        std::io::BufWriter::with_capacity(1 << 20, dst),
-    )
-    .map_err(|e| match e {
-        StreamError::Io(io) => CliError::io("decrypting", io),
-        other => CliError::Decrypt(other),
-    })?;
-    bar.finish();
-    drop(enc);
+    let dst = std::io::BufWriter::with_capacity(1 << 20, dst);
+    let (header, digest, _) = fetch(&pool, &desc, &opts.tmp_dir, progress, dst).await?;
     if digest[..] != desc.digest[..] {
         return Err(CliError::FileDigest);
     }
@@ -262,14 +231,102 @@ fn persist(
     }
 }
 
+/// Which chunks of the temporary file are downloaded and verified, shared
+/// between the download tasks and the decrypting thread.
+#[derive(Default)]
+struct Arrivals {
+    state: std::sync::Mutex<ArrivalState>,
+    changed: std::sync::Condvar,
+}
+
+#[derive(Default)]
+struct ArrivalState {
+    done: Vec<bool>,
+    /// The downloads failed: the decryption must stop.
+    aborted: bool,
+}
+
+impl Arrivals {
+    fn new(chunks: usize) -> Self {
+        Self {
+            state: std::sync::Mutex::new(ArrivalState {
+                done: vec![false; chunks],
+                aborted: false,
+            }),
+            changed: std::sync::Condvar::new(),
+        }
+    }
+
+    fn update(&self, f: impl FnOnce(&mut ArrivalState)) {
+        f(&mut self.state.lock().unwrap_or_else(|p| p.into_inner()));
+        self.changed.notify_all();
+    }
+
+    /// Blocks until chunk `i` is in; `false` if the downloads were aborted.
+    fn wait(&self, i: usize) -> bool {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        while !st.done[i] && !st.aborted {
+            st = self.changed.wait(st).unwrap_or_else(|p| p.into_inner());
+        }
+        !st.aborted
+    }
+}
+
+/// Reads the temporary file in order, each chunk only once it arrived, so
+/// decryption runs while later chunks are still downloading.
+struct ArrivedReader {
+    file: std::fs::File,
+    /// End offset of each chunk.
+    ends: Vec<u64>,
+    arrivals: Arc<Arrivals>,
+    pos: u64,
+    chunk: usize,
+    /// Plaintext progress for the bar.
+    read: Arc<AtomicU64>,
+}
+
+impl std::io::Read for ArrivedReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.chunk < self.ends.len() && self.pos == self.ends[self.chunk] {
+            self.chunk += 1;
+        }
+        if self.chunk == self.ends.len() || buf.is_empty() {
+            return Ok(0);
+        }
+        if !self.arrivals.wait(self.chunk) {
+            return Err(std::io::Error::other("the download stopped"));
+        }
+        let want = ((self.ends[self.chunk] - self.pos) as usize).min(buf.len());
+        let n = self.file.read(&mut buf[..want])?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        self.pos += n as u64;
+        self.read.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
 /// Downloads every chunk (first replica, as the reference) into one
-/// temporary file at the chunk's offset, several at a time per server.
-async fn download(
+/// temporary file at the chunk's offset, several at a time per server, and
+/// decrypts the file into `dst` as its chunks arrive in order. Returns the
+/// header, the SHA-512 of the encrypted file (the caller compares it with
+/// the description) and `dst`, which holds unauthenticated bytes if this
+/// fails.
+async fn fetch<W: Write + Send + 'static>(
     pool: &Arc<Pool>,
     desc: &FileDescription,
     tmp_dir: &Path,
     progress: &Progress,
-) -> Result<tempfile::NamedTempFile, CliError> {
+    dst: W,
+) -> Result<(FileHeader, [u8; 64], W), CliError> {
+    let sum: u64 = desc.chunks.iter().map(|c| u64::from(c.chunk_size)).sum();
+    if sum != desc.size {
+        return Err(CliError::FileSize {
+            expected: desc.size,
+            found: sum,
+        });
+    }
     let tmp = tempfile::Builder::new()
         .prefix("xftp.encrypted")
         .tempfile_in(tmp_dir)
@@ -277,49 +334,96 @@ async fn download(
     tmp.as_file()
         .set_len(desc.size)
         .map_err(|e| CliError::io("allocating the temporary file", e))?;
-    let bar = progress.bar("downloading", desc.size, Some("Downloaded"));
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<u64>();
+    let arrivals = Arc::new(Arrivals::new(desc.chunks.len()));
+    let read = Arc::new(AtomicU64::new(0));
+    let decryption = {
+        let reader = ArrivedReader {
+            file: tmp
+                .reopen()
+                .map_err(|e| CliError::io("temporary file", e))?,
+            ends: desc
+                .chunks
+                .iter()
+                .scan(0u64, |end, c| {
+                    *end += u64::from(c.chunk_size);
+                    Some(*end)
+                })
+                .collect(),
+            arrivals: arrivals.clone(),
+            pos: 0,
+            chunk: 0,
+            read: read.clone(),
+        };
+        let (size, key, nonce) = (desc.size, SbKey(desc.key), CbNonce(desc.nonce));
+        tokio::task::spawn_blocking(move || {
+            let mut dst = dst;
+            let r = decrypt_file(
+                std::io::BufReader::with_capacity(1 << 20, reader),
+                size,
+                &key,
+                &nonce,
+                &mut dst,
+            );
+            r.map(|(h, d)| (h, d, dst))
+        })
+    };
+    let down_bar = progress.bar("downloading", desc.size, Some("Downloaded"));
+    let dec_bar = progress.bar("decrypting", desc.size, None);
+    let mut shown = 0;
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(100));
     let mut tasks = JoinSet::new();
     let mut offset = 0u64;
-    for chunk in &desc.chunks {
+    for (i, chunk) in desc.chunks.iter().enumerate() {
         let chunk = chunk.clone();
         let at = offset;
         offset += u64::from(chunk.chunk_size);
         let path = tmp.path().to_path_buf();
         let pool = pool.clone();
-        let tx = tx.clone();
         tasks.spawn(async move {
             download_one(&pool, &chunk, &path, at).await?;
-            let _ = tx.send(u64::from(chunk.chunk_size));
-            Ok::<_, CliError>(())
+            Ok::<_, CliError>((i, chunk.chunk_size))
         });
     }
-    drop(tx);
     let result: Result<(), CliError> = async {
         loop {
             tokio::select! {
-                Some(n) = rx.recv() => bar.chunk_done(n),
                 joined = tasks.join_next() => match joined {
                     None => break,
-                    Some(Ok(Ok(()))) => {}
+                    Some(Ok(Ok((i, size)))) => {
+                        arrivals.update(|s| s.done[i] = true);
+                        down_bar.chunk_done(u64::from(size));
+                    }
                     Some(Ok(Err(e))) => return Err(e),
                     Some(Err(e)) => std::panic::resume_unwind(e.into_panic()),
                 },
+                _ = tick.tick() => {
+                    let now = read.load(Ordering::Relaxed);
+                    dec_bar.inc(now - shown);
+                    shown = now;
+                }
             }
-        }
-        while let Ok(n) = rx.try_recv() {
-            bar.chunk_done(n);
         }
         Ok(())
     }
     .await;
-    if result.is_err() {
+    if let Err(e) = result {
+        arrivals.update(|s| s.aborted = true);
         tasks.abort_all();
         while tasks.join_next().await.is_some() {}
+        let _ = decryption.await;
+        return Err(e);
     }
-    result?;
-    bar.finish();
-    Ok(tmp)
+    down_bar.finish();
+    progress.item("Decrypting file...");
+    let decrypted = decryption
+        .await
+        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+    dec_bar.inc(read.load(Ordering::Relaxed) - shown);
+    dec_bar.finish();
+    decrypted.map_err(|e| match e {
+        StreamError::Io(io) => CliError::io("decrypting", io),
+        other => CliError::Decrypt(other),
+    })
 }
 
 async fn download_one(
@@ -396,4 +500,69 @@ async fn ack_all(pool: &Arc<Pool>, desc: &FileDescription) -> Vec<CliError> {
         }
     }
     failures
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    fn reader(chunks: &[&[u8]]) -> (ArrivedReader, Arc<Arrivals>, tempfile::NamedTempFile) {
+        let mut tmp = tempfile::NamedTempFile::new().unwrap();
+        for c in chunks {
+            tmp.write_all(c).unwrap();
+        }
+        let arrivals = Arc::new(Arrivals::new(chunks.len()));
+        let r = ArrivedReader {
+            file: tmp.reopen().unwrap(),
+            ends: chunks
+                .iter()
+                .scan(0u64, |e, c| {
+                    *e += c.len() as u64;
+                    Some(*e)
+                })
+                .collect(),
+            arrivals: arrivals.clone(),
+            pos: 0,
+            chunk: 0,
+            read: Arc::new(AtomicU64::new(0)),
+        };
+        (r, arrivals, tmp)
+    }
+
+    #[test]
+    fn bytes_are_read_only_in_order_of_arrived_chunks() {
+        let (mut r, arrivals, _tmp) = reader(&[b"first-", b"second-", b"third"]);
+        let read = r.read.clone();
+        let t = std::thread::spawn(move || {
+            let mut out = Vec::new();
+            r.read_to_end(&mut out).map(|_| out)
+        });
+        arrivals.update(|s| s.done[2] = true);
+        arrivals.update(|s| s.done[1] = true);
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert_eq!(
+            read.load(Ordering::SeqCst),
+            0,
+            "read past a missing chunk 0"
+        );
+        arrivals.update(|s| s.done[0] = true);
+        assert_eq!(t.join().unwrap().unwrap(), b"first-second-third");
+    }
+
+    #[test]
+    fn an_aborted_download_ends_the_reader_with_an_error() {
+        let (mut r, arrivals, _tmp) = reader(&[b"abc", b"def"]);
+        arrivals.update(|s| s.done[0] = true);
+        let t = std::thread::spawn(move || {
+            let mut out = Vec::new();
+            let e = r.read_to_end(&mut out);
+            (e.is_err(), out)
+        });
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        arrivals.update(|s| s.aborted = true);
+        let (failed, out) = t.join().unwrap();
+        assert!(failed);
+        assert_eq!(out, b"abc", "the arrived chunk was read, nothing after it");
+    }
 }

@@ -1,17 +1,21 @@
-//! `xftp send`: encrypt a file in one streaming pass into a temporary file,
-//! upload its chunks concurrently over the servers, write the descriptions.
+//! `xftp send`: encrypt a file in one streaming pass into a temporary file
+//! while its finished chunks are already uploaded, concurrently over the
+//! servers; then write the descriptions.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use smp_core::address::{ServerAddress, ServerWithAuth};
 use smp_core::client::xftp::XftpClientError;
 use smp_core::crypto::keys::{KeyAlgorithm, PrivateKey};
 use smp_core::crypto::secretbox::{CbNonce, SbKey};
 use smp_core::file::chunks::MAX_FILE_SIZE;
+use smp_core::file::chunks::{ChunkSpec, prepare_chunk_specs};
+use smp_core::file::crypto::FilePlan;
 use smp_core::file::description::{ReplicaKey, UploadedChunk, UploadedFile, split_descriptions};
 use smp_core::file::header::FileHeader;
-use smp_core::file::stream::{ChunkSpec, EncryptedFile, chunk_specs, encrypt_file};
+use smp_core::file::stream::{EncryptedFile, StreamError, encrypt_file_by_chunk};
 use smp_core::file::weblink::web_link;
 use smp_core::xftp::command::{BasicAuth, FileInfo};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
@@ -19,7 +23,7 @@ use tokio::task::JoinSet;
 
 use crate::error::{CliError, Op, exit};
 use crate::pool::{Pool, ServerConn, TransferOptions};
-use crate::progress::{Bar, Progress};
+use crate::progress::Progress;
 use crate::servers::plan_chunks;
 use crate::{CountingReader, unique_combine};
 
@@ -66,8 +70,10 @@ pub async fn send_file(opts: &SendOptions, progress: &Progress) -> Result<SendOu
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "file".into());
 
-    // 1. Encrypt and hash in one streaming pass into a temporary file, which
-    //    is removed when this function returns, whatever happens.
+    // 1. Encrypt and hash in one streaming pass into a temporary file (removed
+    //    when this function returns, whatever happens); 2. each chunk is
+    //    uploaded as soon as its bytes and digest are ready, while later
+    //    chunks are still being encrypted.
     progress.item("Encrypting file...");
     let tmp = tempfile::Builder::new()
         .prefix("xftp.encrypted")
@@ -75,53 +81,59 @@ pub async fn send_file(opts: &SendOptions, progress: &Progress) -> Result<SendOu
         .map_err(|e| CliError::io(format!("creating a file in {}", opts.tmp_dir.display()), e))?;
     let key = SbKey::generate();
     let nonce = CbNonce::generate();
-    let encrypted = {
-        let bar = progress.bar("encrypting", meta.len(), None);
+    let header = FileHeader::new(name.clone());
+    let plan = FilePlan::new(&header, meta.len()).map_err(|e| CliError::Decrypt(e.into()))?;
+    let specs = prepare_chunk_specs(&plan.chunk_sizes);
+    let read = Arc::new(AtomicU64::new(0));
+    let (ready_tx, ready_rx) = tokio::sync::mpsc::unbounded_channel();
+    let encryption = {
         let src = std::fs::File::open(&opts.file)
             .map_err(|e| CliError::io(format!("opening {}", opts.file.display()), e))?;
         let dst = tmp
             .as_file()
             .try_clone()
             .map_err(|e| CliError::io("temporary file", e))?;
-        let header = FileHeader::new(name.clone());
-        let len = meta.len();
-        // Blocking, on purpose: nothing else runs while the file is encrypted.
-        let result = encrypt_file(
-            CountingReader::new(src, |n| bar.inc(n)),
-            len,
-            &header,
-            &key,
-            &nonce,
-            std::io::BufWriter::with_capacity(1 << 20, dst),
-        );
-        bar.finish();
-        result.map_err(|e| match e {
-            smp_core::file::stream::StreamError::Io(io) => {
+        let (key, nonce, read, len) = (key.clone(), nonce.clone(), read.clone(), meta.len());
+        tokio::task::spawn_blocking(move || {
+            encrypt_file_by_chunk(
+                CountingReader::new(src, |n| {
+                    read.fetch_add(n, Ordering::Relaxed);
+                }),
+                len,
+                &header,
+                &key,
+                &nonce,
+                std::io::BufWriter::with_capacity(1 << 20, dst),
+                |i, digest| ready_tx.send((i, digest)).is_ok(),
+            )
+        })
+    };
+    progress.item("Uploading file...");
+    let pool = Arc::new(Pool::new(opts.transfer));
+    let pipeline = Pipeline {
+        path: tmp.path(),
+        specs: &specs,
+        read: &read,
+        content_len: meta.len(),
+        recipients,
+    };
+    let (encrypted, uploaded) = pipeline
+        .run(&pool, &opts.servers, encryption, ready_rx, progress)
+        .await
+        .map_err(|e| match e {
+            Failure::Cli(e) => e,
+            Failure::Encrypt(StreamError::Io(io)) => {
                 CliError::io(format!("encrypting {}", opts.file.display()), io)
             }
-            other => CliError::Decrypt(other),
-        })?
-    };
+            Failure::Encrypt(other) => CliError::Decrypt(other),
+        })?;
+    drop(tmp);
     tracing::debug!(
         "encrypted {} bytes into {} chunks of {} bytes",
         meta.len(),
         encrypted.chunk_sizes.len(),
         encrypted.enc_size
     );
-
-    // 2. Upload.
-    progress.item("Uploading file...");
-    let pool = Arc::new(Pool::new(opts.transfer));
-    let uploaded = upload_chunks(
-        &pool,
-        &opts.servers,
-        tmp.path(),
-        &encrypted,
-        recipients,
-        progress,
-    )
-    .await?;
-    drop(tmp);
     progress.item("File uploaded!");
 
     // 3. Descriptions.
@@ -176,87 +188,111 @@ struct Job {
     recipients: usize,
 }
 
-/// Uploads every chunk, spread by [`plan_chunks`], several at a time per
-/// server. A chunk whose server is unreachable after the retries moves to
-/// the next reachable server; the upload fails when none is left.
-async fn upload_chunks(
-    pool: &Arc<Pool>,
-    servers: &[ServerWithAuth],
-    path: &Path,
-    encrypted: &EncryptedFile,
-    recipients: usize,
-    progress: &Progress,
-) -> Result<Vec<UploadedChunk>, CliError> {
-    let specs = chunk_specs(encrypted);
-    let plan = plan_chunks(specs.len(), servers.len());
-    let conns: Arc<Vec<(Arc<ServerConn>, Option<BasicAuth>)>> = Arc::new(
-        servers
-            .iter()
-            .map(|s| {
-                let auth = s
-                    .auth
-                    .as_ref()
-                    .and_then(|a| BasicAuth::new(a.as_str().as_bytes()));
-                (pool.get(&s.server), auth)
-            })
-            .collect(),
-    );
-    let bar = progress.bar("uploading", encrypted.enc_size, Some("Uploaded"));
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<u64>();
-    let mut tasks = JoinSet::new();
-    for (i, spec) in specs.iter().enumerate() {
-        let job = Job {
-            path: path.to_path_buf(),
-            spec: *spec,
-            chunk_no: i as u32 + 1,
-            digest: encrypted.chunk_digests[i],
-            recipients,
-        };
-        let conns = conns.clone();
-        let first = plan[i];
-        let retries = pool.options().retries;
-        let tx = tx.clone();
-        tasks.spawn(async move {
-            let r = upload_with_failover(&conns, first, &job, retries).await;
-            if r.is_ok() {
-                let _ = tx.send(u64::from(job.spec.size));
-            }
-            r
-        });
-    }
-    drop(tx);
-    let mut done = Vec::with_capacity(specs.len());
-    let result = collect(&mut tasks, &mut rx, &bar, &mut done).await;
-    if result.is_err() {
-        tasks.abort_all();
-    }
-    result?;
-    bar.finish();
-    done.sort_by_key(|c| c.chunk_no);
-    Ok(done)
+enum Failure {
+    Cli(CliError),
+    Encrypt(StreamError),
 }
 
-async fn collect(
-    tasks: &mut JoinSet<Result<UploadedChunk, CliError>>,
-    rx: &mut tokio::sync::mpsc::UnboundedReceiver<u64>,
-    bar: &Bar<'_>,
-    done: &mut Vec<UploadedChunk>,
-) -> Result<(), CliError> {
-    loop {
-        tokio::select! {
-            Some(n) = rx.recv() => bar.chunk_done(n),
-            joined = tasks.join_next() => match joined {
-                None => break,
-                Some(Ok(Ok(c))) => done.push(c),
-                Some(Ok(Err(e))) => return Err(e),
-                Some(Err(e)) => std::panic::resume_unwind(e.into_panic()),
-            },
+/// Encryption on a blocking thread feeding uploads: each chunk reported
+/// ready is uploaded at once, spread by [`plan_chunks`], several at a time
+/// per server. A chunk whose server is unreachable after the retries moves
+/// to the next reachable server; the send fails when none is left.
+struct Pipeline<'a> {
+    path: &'a Path,
+    specs: &'a [ChunkSpec],
+    /// Plaintext bytes the encryption has read (its progress).
+    read: &'a AtomicU64,
+    content_len: u64,
+    recipients: usize,
+}
+
+type Encryption = tokio::task::JoinHandle<Result<EncryptedFile, StreamError>>;
+
+impl Pipeline<'_> {
+    async fn run(
+        &self,
+        pool: &Arc<Pool>,
+        servers: &[ServerWithAuth],
+        mut encryption: Encryption,
+        mut ready: tokio::sync::mpsc::UnboundedReceiver<(usize, [u8; 32])>,
+        progress: &Progress,
+    ) -> Result<(EncryptedFile, Vec<UploadedChunk>), Failure> {
+        let plan = plan_chunks(self.specs.len(), servers.len());
+        let conns: Arc<Vec<(Arc<ServerConn>, Option<BasicAuth>)>> = Arc::new(
+            servers
+                .iter()
+                .map(|s| {
+                    let auth = s
+                        .auth
+                        .as_ref()
+                        .and_then(|a| BasicAuth::new(a.as_str().as_bytes()));
+                    (pool.get(&s.server), auth)
+                })
+                .collect(),
+        );
+        let enc_size = self.specs.iter().map(|c| u64::from(c.size)).sum();
+        let enc_bar = progress.bar("encrypting", self.content_len, None);
+        let up_bar = progress.bar("uploading", enc_size, Some("Uploaded"));
+        let mut shown = 0;
+        let mut tick = tokio::time::interval(std::time::Duration::from_millis(100));
+        let mut tasks = JoinSet::new();
+        let mut encrypted = None;
+        let mut done = Vec::with_capacity(self.specs.len());
+        let result = loop {
+            tokio::select! {
+                Some((i, digest)) = ready.recv() => {
+                    let job = Job {
+                        path: self.path.to_path_buf(),
+                        spec: self.specs[i],
+                        chunk_no: i as u32 + 1,
+                        digest,
+                        recipients: self.recipients,
+                    };
+                    let (conns, first, retries) = (conns.clone(), plan[i], pool.options().retries);
+                    tasks.spawn(async move { upload_with_failover(&conns, first, &job, retries).await });
+                }
+                joined = &mut encryption, if encrypted.is_none() => match joined {
+                    Ok(Ok(e)) => encrypted = Some(e),
+                    Ok(Err(e)) => break Err(Failure::Encrypt(e)),
+                    Err(e) => std::panic::resume_unwind(e.into_panic()),
+                },
+                Some(joined) = tasks.join_next() => match joined {
+                    Ok(Ok(c)) => {
+                        up_bar.chunk_done(u64::from(c.chunk_size));
+                        done.push(c);
+                    }
+                    Ok(Err(e)) => break Err(Failure::Cli(e)),
+                    Err(e) => std::panic::resume_unwind(e.into_panic()),
+                },
+                _ = tick.tick() => {
+                    let now = self.read.load(Ordering::Relaxed);
+                    enc_bar.inc(now - shown);
+                    shown = now;
+                }
+            }
+            if encrypted.is_some() && tasks.is_empty() && ready.is_empty() {
+                break Ok(());
+            }
+        };
+        if let Err(e) = result {
+            tasks.abort_all();
+            // Closing the channel stops the encryption at its next chunk;
+            // wait for it so that no thread still writes the temporary file.
+            drop(ready);
+            if encrypted.is_none() {
+                let _ = encryption.await;
+            }
+            while tasks.join_next().await.is_some() {}
+            return Err(e);
         }
+        enc_bar.inc(self.read.load(Ordering::Relaxed) - shown);
+        enc_bar.finish();
+        up_bar.finish();
+        let encrypted = encrypted.expect("the loop ends only once encryption is done");
+        debug_assert_eq!(done.len(), self.specs.len());
+        done.sort_by_key(|c| c.chunk_no);
+        Ok((encrypted, done))
     }
-    while let Ok(n) = rx.try_recv() {
-        bar.chunk_done(n);
-    }
-    Ok(())
 }
 
 async fn upload_with_failover(

@@ -61,27 +61,36 @@ fn sha512_worker(rx: Receiver<Piece>) -> [u8; 64] {
     h.finalize().into()
 }
 
-/// Writes every piece and hashes each chunk with SHA-256.
+/// Writes every piece and hashes each chunk with SHA-256. At each chunk's
+/// end `dst` is flushed and `on_chunk(index, digest)` called, so the chunk
+/// can be uploaded while later ones are still being encrypted; `false`
+/// from it stops the encryption.
 fn chunk_worker(
     rx: Receiver<Piece>,
     sizes: &[u32],
     dst: &mut impl Write,
+    on_chunk: &mut dyn FnMut(usize, [u8; 32]) -> bool,
 ) -> io::Result<Vec<[u8; 32]>> {
     let mut digests = Vec::with_capacity(sizes.len());
-    let mut sizes_iter = sizes.iter();
-    let mut left = sizes_iter.next().map_or(0, |&s| s as u64);
+    let size_of = |i: usize| sizes.get(i).map_or(u64::MAX, |&s| u64::from(s));
+    let mut left = size_of(0);
     let mut h = Sha256::new();
     for p in rx {
-        dst.write_all(&p)?;
         let mut data = &p[..];
         while !data.is_empty() {
             let n = (data.len() as u64).min(left) as usize;
+            dst.write_all(&data[..n])?;
             h.update(&data[..n]);
             data = &data[n..];
             left -= n as u64;
             if left == 0 {
-                digests.push(h.finalize_reset().into());
-                left = sizes_iter.next().map_or(u64::MAX, |&s| s as u64);
+                dst.flush()?;
+                let digest: [u8; 32] = h.finalize_reset().into();
+                if !on_chunk(digests.len(), digest) {
+                    return Err(io::Error::other("the chunk consumer stopped"));
+                }
+                digests.push(digest);
+                left = size_of(digests.len());
             }
         }
     }
@@ -99,12 +108,28 @@ fn send_both(a: &SyncSender<Piece>, b: &SyncSender<Piece>, p: Vec<u8>) -> io::Re
 /// Encrypts `content_len` bytes of `src` as the file named in `header`,
 /// writing exactly `enc_size` bytes to `dst`.
 pub fn encrypt_file<R: Read, W: Write + Send>(
+    src: R,
+    content_len: u64,
+    header: &FileHeader,
+    key: &SbKey,
+    nonce: &CbNonce,
+    dst: W,
+) -> Result<EncryptedFile, StreamError> {
+    encrypt_file_by_chunk(src, content_len, header, key, nonce, dst, |_, _| true)
+}
+
+/// [`encrypt_file`] that reports each chunk as soon as its bytes are in
+/// `dst` (flushed) and its SHA-256 is known: `on_chunk(index, digest)`, in
+/// chunk order, from another thread. Returning `false` stops the work with
+/// an error. The file digest needs every byte, so it comes only at the end.
+pub fn encrypt_file_by_chunk<R: Read, W: Write + Send>(
     mut src: R,
     content_len: u64,
     header: &FileHeader,
     key: &SbKey,
     nonce: &CbNonce,
     mut dst: W,
+    mut on_chunk: impl FnMut(usize, [u8; 32]) -> bool + Send,
 ) -> Result<EncryptedFile, StreamError> {
     let plan = FilePlan::new(header, content_len)?;
     let (mut enc, first) =
@@ -114,7 +139,7 @@ pub fn encrypt_file<R: Read, W: Write + Send>(
     let sizes = plan.chunk_sizes.clone();
     let (digest, chunk_digests, produced) = std::thread::scope(|s| {
         let hasher = s.spawn(move || sha512_worker(rx_hash));
-        let writer = s.spawn(|| chunk_worker(rx_write, &sizes, &mut dst));
+        let writer = s.spawn(|| chunk_worker(rx_write, &sizes, &mut dst, &mut on_chunk));
         let produced = (|| -> Result<(), StreamError> {
             send_both(&tx_hash, &tx_write, first)?;
             while enc.content_left() > 0 {
@@ -148,8 +173,10 @@ pub fn encrypt_file<R: Read, W: Write + Send>(
         let chunks = writer.join().expect("writer thread panicked");
         (digest, chunks, produced)
     });
-    produced?;
+    // The writer's own error (a full disk, a stopped consumer) explains a
+    // failed send better than the producer's "worker stopped".
     let chunk_digests = chunk_digests?;
+    produced?;
     debug_assert_eq!(chunk_digests.len(), plan.chunk_sizes.len());
     Ok(EncryptedFile {
         enc_size: plan.enc_size,
