@@ -93,7 +93,7 @@ pub async fn send_file(opts: &SendOptions, progress: &Progress) -> Result<SendOu
             .as_file()
             .try_clone()
             .map_err(|e| CliError::io("temporary file", e))?;
-        let (key, nonce, read, len) = (key.clone(), nonce.clone(), read.clone(), meta.len());
+        let (key, nonce, read, len) = (key.clone(), nonce, read.clone(), meta.len());
         tokio::task::spawn_blocking(move || {
             encrypt_file_by_chunk(
                 CountingReader::new(src, |n| {
