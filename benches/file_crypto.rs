@@ -132,7 +132,7 @@ fn main() {
     println!(
         "file crypto over {mib} MiB ({} cores, {} backend)",
         std::thread::available_parallelism().map_or(1, |n| n.get()),
-        backend::ACTIVE
+        backend::active().name()
     );
     let (base, base_rss) = run("xsalsa20");
     let (sha, _) = run("sha512");

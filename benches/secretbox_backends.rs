@@ -38,7 +38,7 @@ fn main() {
     println!(
         "XSalsa20-Poly1305 streaming encrypt over {mib} MiB ({} cores; smp-core uses {})",
         std::thread::available_parallelism().map_or(1, |n| n.get()),
-        backend::ACTIVE
+        backend::active().name()
     );
     println!("{:<34}{:>10}{:>16}", "case", "MiB/s", "vs RustCrypto");
     // Warm both up (page faults, libsodium's CPU dispatch) off the clock.

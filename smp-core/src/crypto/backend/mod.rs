@@ -7,10 +7,12 @@
 //!   about four times faster on x86_64.
 //!
 //! [`Active`] is the one [`SbStream`](super::secretbox::SbStream) and every
-//! box use: `Sodium` when the `sodium` feature is on, unless the build was
-//! made with `SMP_CORE_CRYPTO_BACKEND=rustcrypto` (so that the vector tests
-//! can be run against the pure-Rust backend in a std build; see `build.rs`).
-//! Both compute the same bytes; the tests here compare them.
+//! box use. Without the `sodium` feature it is RustCrypto. With it, the
+//! build picks a default — libsodium, unless built with
+//! `SMP_CORE_CRYPTO_BACKEND=rustcrypto` (see `build.rs`) — and a process
+//! may switch at run time ([`select`], or the same variable in its
+//! environment), so that benches can measure one against the other in the
+//! same run. Both compute the same bytes; the tests here compare them.
 
 mod rustcrypto;
 #[cfg(feature = "sodium")]
@@ -36,20 +38,128 @@ pub trait XSalsa20Poly1305: Clone + Send + Sync {
     fn tag(self) -> [u8; 16];
 }
 
-/// The backend this build uses.
-#[cfg(smp_sodium)]
-pub type Active = Sodium;
-/// The backend this build uses.
-#[cfg(not(smp_sodium))]
+/// A backend by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sodium,
+    RustCrypto,
+}
+
+impl Backend {
+    /// `"sodium"` or `"rustcrypto"`, as `SMP_CORE_CRYPTO_BACKEND` spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Sodium => "sodium",
+            Self::RustCrypto => "rustcrypto",
+        }
+    }
+
+    /// The build's default (see `build.rs`).
+    pub const fn build_default() -> Self {
+        if cfg!(smp_sodium) {
+            Self::Sodium
+        } else {
+            Self::RustCrypto
+        }
+    }
+}
+
+/// The backend new states are keyed with.
+#[cfg(not(feature = "sodium"))]
 pub type Active = RustCrypto;
 
-/// The name of [`Active`] (`"sodium"` or `"rustcrypto"`), for logs and for
-/// tests that check a build got the backend it asked for.
-pub const ACTIVE: &str = if cfg!(smp_sodium) {
-    "sodium"
-} else {
-    "rustcrypto"
-};
+/// Without libsodium there is nothing to choose.
+#[cfg(not(feature = "sodium"))]
+pub fn active() -> Backend {
+    Backend::RustCrypto
+}
+
+#[cfg(feature = "sodium")]
+mod switch {
+    use super::{Backend, RustCrypto, Sodium, XSalsa20Poly1305};
+    use core::sync::atomic::{AtomicU8, Ordering};
+
+    /// 0: not decided yet; then 1 + the `Backend` discriminant.
+    static CHOSEN: AtomicU8 = AtomicU8::new(0);
+
+    fn encode(b: Backend) -> u8 {
+        match b {
+            Backend::Sodium => 1,
+            Backend::RustCrypto => 2,
+        }
+    }
+
+    /// Makes new states use `backend`, process-wide (states already keyed
+    /// keep theirs). For measuring one backend against the other in one
+    /// run; both give the same bytes.
+    pub fn select(backend: Backend) {
+        CHOSEN.store(encode(backend), Ordering::Relaxed);
+    }
+
+    /// The backend in use: [`select`]'s choice, else
+    /// `SMP_CORE_CRYPTO_BACKEND` read from the environment at first use
+    /// (so a bench can run child processes on either), else the build's
+    /// default.
+    pub fn active() -> Backend {
+        match CHOSEN.load(Ordering::Relaxed) {
+            1 => Backend::Sodium,
+            2 => Backend::RustCrypto,
+            _ => {
+                let b = match std::env::var("SMP_CORE_CRYPTO_BACKEND").as_deref() {
+                    Ok("sodium") => Backend::Sodium,
+                    Ok("rustcrypto") => Backend::RustCrypto,
+                    _ => Backend::build_default(),
+                };
+                // A racing `select` wins over the environment.
+                let _ = CHOSEN.compare_exchange(0, encode(b), Ordering::Relaxed, Ordering::Relaxed);
+                active()
+            }
+        }
+    }
+
+    /// A state of whichever backend was active when it was keyed: one
+    /// branch per call, next to kilobytes of cipher work.
+    #[derive(Clone)]
+    pub enum Switched {
+        Sodium(Sodium),
+        RustCrypto(RustCrypto),
+    }
+
+    impl XSalsa20Poly1305 for Switched {
+        fn new(secret: &[u8; 32], nonce: &[u8; 24]) -> Self {
+            match active() {
+                Backend::Sodium => Self::Sodium(Sodium::new(secret, nonce)),
+                Backend::RustCrypto => Self::RustCrypto(RustCrypto::new(secret, nonce)),
+            }
+        }
+        fn encrypt(&mut self, buf: &mut [u8]) {
+            match self {
+                Self::Sodium(s) => s.encrypt(buf),
+                Self::RustCrypto(s) => s.encrypt(buf),
+            }
+        }
+        fn decrypt(&mut self, buf: &mut [u8]) {
+            match self {
+                Self::Sodium(s) => s.decrypt(buf),
+                Self::RustCrypto(s) => s.decrypt(buf),
+            }
+        }
+        fn tag(self) -> [u8; 16] {
+            match self {
+                Self::Sodium(s) => s.tag(),
+                Self::RustCrypto(s) => s.tag(),
+            }
+        }
+    }
+}
+
+#[cfg(feature = "sodium")]
+pub use switch::{Switched, active, select};
+
+/// The state every box and stream uses: with libsodium built in, either
+/// backend, as [`active`] says when the state is keyed.
+#[cfg(feature = "sodium")]
+pub type Active = Switched;
 
 #[cfg(all(test, feature = "sodium"))]
 mod tests;
