@@ -1,14 +1,20 @@
-//! SMP router throughput and memory, one run:
+//! SMP router throughput, CPU and memory, one run:
 //! - SEND→MSG messages per second through one router (v18, block
-//!   encryption on), and through a proxy pair (sender → A → B → recipient);
+//!   encryption on) with libsodium and with RustCrypto (router and clients
+//!   switched together), and through a proxy pair (sender → A → B →
+//!   recipient);
+//! - the router's CPU time per delivered message (utime + stime from
+//!   /proc) against the mandatory crypto of one SEND→MSG→ACK, timed here:
+//!   two 16 KiB blocks opened (SEND, ACK) and two sealed (OK, MSG — the
+//!   ACK's answer can be the next MSG), the MSG body's 16 KiB box, the
+//!   ACK's Ed25519 signature check, and the four 16 KiB TLS records those
+//!   blocks travel in (rustls in memory, one side each);
+//! - the AUTH timing of unknown and known queues;
 //! - resident memory per idle queue, from 100k queues created on a fresh
 //!   router (`BENCH_QUEUES` to change).
 //!
-//! Each delivered message costs the router a 16 KiB crypto_box (the `MSG`
-//! body is always padded to 16106 bytes) plus block encryption on both
-//! ends, so the figures are also given as a ratio to the XSalsa20-Poly1305
-//! rate of this machine measured in the same run (16 KiB seals per second
-//! on one core). Routers run in child processes, so their RSS is their own.
+//! Routers run in child processes, so their RSS and CPU are their own.
+//! `BENCH_QUICK=1` runs it in under a minute.
 
 #[path = "support.rs"]
 mod support;
@@ -18,30 +24,105 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use smp_core::client::smp::CreateQueueOptions;
+use smp_core::crypto::backend::{self, Backend};
 use smp_core::crypto::keys::KeyAlgorithm;
-use smp_core::crypto::secretbox::{CbNonce, cb_encrypt};
-use support::{Router, rss_kib, throughput};
+use smp_core::crypto::keys::PrivateKey;
+use smp_core::crypto::secretbox::{CbNonce, cb_decrypt, cb_encrypt};
+use support::{Goal, Router, cpu_seconds, figure, quick, rss_kib, throughput};
 
 fn messages() -> usize {
     std::env::var("BENCH_MESSAGES")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(20_000)
+        .unwrap_or(if quick() { 4_000 } else { 20_000 })
 }
 const QUEUES: usize = 64;
+const BLOCK: usize = 16384;
 
-/// 16 KiB XSalsa20-Poly1305 seals per second on one core.
-fn seal_rate() -> f64 {
+/// Seconds per call of `f`, best of three rounds of `n`.
+fn time_per(n: usize, mut f: impl FnMut(usize)) -> f64 {
+    let mut best = f64::MAX;
+    for _ in 0..3 {
+        let t = Instant::now();
+        for i in 0..n {
+            f(i);
+        }
+        best = best.min(t.elapsed().as_secs_f64() / n as f64);
+    }
+    best
+}
+
+/// Seconds of one side's work on a 16 KiB TLS 1.3 record (the mean of a
+/// seal and an open), with our rustls configs in memory, no sockets.
+fn tls_record_seconds() -> f64 {
+    use rustls::{ClientConnection, ServerConnection};
+    use std::io::{Read, Write};
+    let (identity, _) =
+        smp_core::tls::ServerIdentity::generate(KeyAlgorithm::Ed25519, "127.0.0.1").unwrap();
+    let scfg = smp_core::tls::server_config(&identity, smp_core::tls::SMP_SERVER_ALPN).unwrap();
+    let ccfg =
+        smp_core::tls::client_config(identity.fingerprint(), smp_core::tls::ALPN_SMP).unwrap();
+    let mut c = ClientConnection::new(Arc::new(ccfg), "127.0.0.1".try_into().unwrap()).unwrap();
+    let mut s = ServerConnection::new(Arc::new(scfg)).unwrap();
+    let mut wire = Vec::new();
+    while c.is_handshaking() || s.is_handshaking() {
+        wire.clear();
+        while c.wants_write() {
+            c.write_tls(&mut wire).unwrap();
+        }
+        s.read_tls(&mut &wire[..]).unwrap();
+        s.process_new_packets().unwrap();
+        wire.clear();
+        while s.wants_write() {
+            s.write_tls(&mut wire).unwrap();
+        }
+        c.read_tls(&mut &wire[..]).unwrap();
+        c.process_new_packets().unwrap();
+    }
+    let block = vec![7u8; BLOCK];
+    let mut got = vec![0u8; BLOCK];
+    let pair = time_per(4000, |_| {
+        wire.clear();
+        c.writer().write_all(&block).unwrap();
+        while c.wants_write() {
+            c.write_tls(&mut wire).unwrap();
+        }
+        let mut rd = &wire[..];
+        while !rd.is_empty() {
+            s.read_tls(&mut rd).unwrap();
+            s.process_new_packets().unwrap();
+        }
+        s.reader().read_exact(&mut got).unwrap();
+    });
+    pair / 2.0
+}
+
+/// Seconds of mandatory crypto in the router for one delivered message
+/// (see the module docs), on the active backend.
+fn mandatory_seconds() -> f64 {
     let key = [7u8; 32];
     let msg = vec![1u8; 16000];
-    let n = 20_000;
-    let t = Instant::now();
-    for i in 0..n {
-        let mut nonce = [0u8; 24];
-        nonce[..8].copy_from_slice(&(i as u64).to_le_bytes());
-        std::hint::black_box(cb_encrypt(&key, &CbNonce(nonce), &msg, 16106).unwrap());
-    }
-    n as f64 / t.elapsed().as_secs_f64()
+    let nonce = |i: usize| {
+        let mut n = [0u8; 24];
+        n[..8].copy_from_slice(&(i as u64).to_le_bytes());
+        CbNonce(n)
+    };
+    let seal = time_per(4000, |i| {
+        std::hint::black_box(cb_encrypt(&key, &nonce(i), &msg, BLOCK - 16).unwrap());
+    });
+    let sealed = cb_encrypt(&key, &nonce(0), &msg, BLOCK - 16).unwrap();
+    let open = time_per(4000, |_| {
+        std::hint::black_box(cb_decrypt(&key, &nonce(0), &sealed).unwrap());
+    });
+    let body = time_per(4000, |i| {
+        std::hint::black_box(cb_encrypt(&key, &nonce(i), &msg[..100], 16106).unwrap());
+    });
+    let signer = PrivateKey::generate(KeyAlgorithm::Ed25519);
+    let public = signer.public_key();
+    let signed = vec![5u8; 200];
+    let sig = signer.sign(&signed).unwrap();
+    let verify = time_per(4000, |_| assert!(public.verify(&signed, &sig)));
+    2.0 * open + 2.0 * seal + body + verify + 4.0 * tls_record_seconds()
 }
 
 /// Median microseconds of a SUB answered `AUTH` for an unknown queue and
@@ -109,6 +190,19 @@ async fn idle_queue_bytes(n: usize) -> f64 {
     (after.saturating_sub(before) * 1024) as f64 / n as f64
 }
 
+/// Direct SEND→MSG msg/s on a fresh router running `b`, with this
+/// process's clients on `b` too, and the router's CPU seconds per message.
+async fn direct_on(b: Backend) -> (f64, f64) {
+    backend::select(b);
+    let r = Router::spawn_on(None, b);
+    let n = messages();
+    let (u0, s0) = cpu_seconds(Some(r.child.id()));
+    let rate = throughput(&r, None, QUEUES, n, 100).await;
+    let (u1, s1) = cpu_seconds(Some(r.child.id()));
+    backend::select(Backend::build_default());
+    (rate, (u1 - u0 + s1 - s0) / n as f64)
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("--router") {
@@ -117,32 +211,78 @@ fn main() {
     if args.iter().any(|a| a == "--list") {
         return;
     }
-    let seals = seal_rate();
-    println!("baseline: {seals:.0} XSalsa20-Poly1305 seals of 16 KiB per second on one core");
+    backend::select(Backend::Sodium);
+    let mandatory = mandatory_seconds();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let relay = Router::spawn(None);
-        let direct = throughput(&relay, None, QUEUES, messages(), 100).await;
-        println!(
-            "direct: {direct:.0} msg/s ({:.2} of the seal rate; target >= 50000 msg/s)",
-            direct / seals
+        let (sodium, cpu) = direct_on(Backend::Sodium).await;
+        let (rust, rust_cpu) = direct_on(Backend::RustCrypto).await;
+        figure(
+            "direct SEND->MSG, libsodium",
+            sodium,
+            "msg/s",
+            Goal::AtLeast(50000.0),
         );
+        figure("direct SEND->MSG, RustCrypto", rust, "msg/s", Goal::None);
+        figure(
+            "direct msg/s, libsodium / RustCrypto",
+            sodium / rust,
+            "ratio",
+            Goal::AtLeast(1.8),
+        );
+        figure(
+            "mandatory crypto per message (libsodium)",
+            mandatory * 1e6,
+            "µs",
+            Goal::None,
+        );
+        figure(
+            "router CPU per message, libsodium",
+            cpu * 1e6,
+            "µs",
+            Goal::None,
+        );
+        figure(
+            "router CPU per message, RustCrypto",
+            rust_cpu * 1e6,
+            "µs",
+            Goal::None,
+        );
+        figure(
+            "router CPU / mandatory crypto",
+            cpu / mandatory,
+            "ratio",
+            Goal::AtMost(1.5),
+        );
+        let relay = Router::spawn(None);
         let proxy = Router::spawn(Some(format!("relay.bench={}", relay.port)));
         let proxied = throughput(&relay, Some(&proxy), QUEUES, messages(), 100).await;
-        println!(
-            "through a proxy pair: {proxied:.0} msg/s ({:.2} of direct)",
-            proxied / direct
-        );
+        figure("through a proxy pair", proxied, "msg/s", Goal::None);
+        figure("proxy pair / direct", proxied / sodium, "ratio", Goal::None);
         let (unknown, bad) = auth_timing(&relay).await;
-        println!(
-            "AUTH timing (median SUB round trip): unknown queue {unknown:.0} µs, wrong key {bad:.0} µs (ratio {:.2})",
-            unknown / bad
+        figure(
+            "AUTH median round trip, unknown queue",
+            unknown,
+            "µs",
+            Goal::None,
+        );
+        figure("AUTH median round trip, wrong key", bad, "µs", Goal::None);
+        figure(
+            "AUTH unknown / wrong key",
+            unknown / bad,
+            "ratio",
+            Goal::None,
         );
         let n = std::env::var("BENCH_QUEUES")
             .ok()
             .and_then(|s| s.parse().ok())
-            .unwrap_or(100_000);
+            .unwrap_or(if quick() { 20_000 } else { 100_000 });
         let per = idle_queue_bytes(n).await;
-        println!("idle queues: {per:.0} bytes of router RSS per queue over {n} (target <= 1024)");
+        figure(
+            &format!("router RSS per idle queue ({n} queues)"),
+            per,
+            "bytes",
+            Goal::AtMost(1024.0),
+        );
     });
 }

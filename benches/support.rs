@@ -6,13 +6,47 @@ use std::io::{self, Read, Write};
 
 pub const PIECE: usize = 1 << 20;
 
-/// Bytes per run: `BENCH_MIB` MiB, 1 GiB by default.
+/// `BENCH_QUICK=1`: every bench sized to finish in under a minute.
+pub fn quick() -> bool {
+    std::env::var_os("BENCH_QUICK").is_some_and(|v| v != "0")
+}
+
+/// Bytes per run: `BENCH_MIB` MiB; else 1 GiB, or 128 MiB when quick.
 pub fn size() -> u64 {
     std::env::var("BENCH_MIB")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(1024)
+        .unwrap_or(if quick() { 128 } else { 1024 })
         << 20
+}
+
+/// A bench target: the figure must be at least or at most this.
+#[derive(Clone, Copy)]
+pub enum Goal {
+    AtLeast(f64),
+    AtMost(f64),
+    /// Reported for context, no target.
+    None,
+}
+
+/// Prints one figure as every bench does: name, value, target, met or not.
+pub fn figure(name: &str, value: f64, unit: &str, goal: Goal) {
+    let (target, met) = match goal {
+        Goal::AtLeast(t) => (format!(">= {t}"), Some(value >= t)),
+        Goal::AtMost(t) => (format!("<= {t}"), Some(value <= t)),
+        Goal::None => (String::from("-"), None),
+    };
+    let verdict = match met {
+        Some(true) => "met",
+        Some(false) => "NOT met",
+        None => "",
+    };
+    let value = if value >= 100.0 {
+        format!("{value:.0}")
+    } else {
+        format!("{value:.2}")
+    };
+    println!("{name:<48} {value:>9} {unit:<8} target {target:<8} {verdict}");
 }
 
 /// Non-repeating bytes that cost almost nothing to produce, so the source
@@ -100,9 +134,18 @@ pub fn wait_for_stdin_eof() {
 }
 
 pub fn spawn_ready(args: &[String]) -> (std::process::Child, Vec<String>) {
+    spawn_ready_with_env(args, &[])
+}
+
+/// [`spawn_ready`] with extra environment variables for the child.
+pub fn spawn_ready_with_env(
+    args: &[String],
+    env: &[(&str, &str)],
+) -> (std::process::Child, Vec<String>) {
     use std::io::BufRead;
     let mut child = std::process::Command::new(std::env::current_exe().unwrap())
         .args(args)
+        .envs(env.iter().copied())
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()
@@ -169,9 +212,15 @@ pub struct Router {
 
 impl Router {
     pub fn spawn(relay: Option<String>) -> Self {
+        Self::spawn_on(relay, smp_core::crypto::backend::Backend::build_default())
+    }
+
+    /// A router whose XSalsa20-Poly1305 runs on `backend`.
+    pub fn spawn_on(relay: Option<String>, backend: smp_core::crypto::backend::Backend) -> Self {
         let mut args = vec!["--router".to_string()];
         args.extend(relay);
-        let (child, fields) = spawn_ready(&args);
+        let (child, fields) =
+            spawn_ready_with_env(&args, &[("SMP_CORE_CRYPTO_BACKEND", backend.name())]);
         Self {
             child,
             port: fields[0].parse().unwrap(),

@@ -1,51 +1,40 @@
-//! `xftp send` and `xftp recv` of one file over loopback, as ratios to the
-//! crypto-only bound measured in the same run, and the peak RSS of each.
+//! `xftp send` and `xftp recv` of one file over loopback, as ratios to
+//! their yardsticks (`yardstick.rs`: the protocol's mandatory work per byte
+//! with ideal overlap, same backend, TLS and HTTP/2), as libsodium over
+//! RustCrypto ratios, and the peak RSS of each, all in one run.
 //!
-//! The bound is what no client can beat on this machine: encrypting the
-//! same number of bytes in memory with the full pipeline (XSalsa20-Poly1305,
-//! SHA-512 of the file, SHA-256 per chunk; `encrypt_file` from memory into a
-//! sink). `send` and `recv` run as child processes executing
-//! `xftp_cli::cli::main`, the `xftp` binary's code, against three servers on
-//! 127.0.0.1 whose files, like the source, the temporary files and the
-//! output, live on /dev/shm; each child reports its own peak RSS (VmHWM).
-//! The servers run in this process and share the machine's cores with the
-//! client, as on a one-machine loopback.
+//! `send` and `recv` run as child processes executing `xftp_cli::cli::main`,
+//! the `xftp` binary's code, against three servers on 127.0.0.1 whose
+//! files, like the source, the temporary files and the output, live on
+//! /dev/shm; each child reports its own peak RSS (VmHWM). The servers run
+//! in this process and share the machine's cores with the client, as on a
+//! one-machine loopback. For the RustCrypto runs the servers are switched
+//! with `backend::select` and the child gets `SMP_CORE_CRYPTO_BACKEND`.
 //!
 //! `cargo bench -p simplego-benches --bench xftp_cli`
-//! (`BENCH_MIB=256` for a shorter run; default 1024 = 1 GiB).
+//! (`BENCH_MIB=256` to size it; `BENCH_QUICK=1`: 128 MiB, under a minute).
 
 mod support;
+mod yardstick;
 
 use std::io::{self, Read, Write};
 use std::path::Path;
 use std::time::Instant;
-use support::{PIECE, Source, peak_rss_kib, size};
+use support::{Goal, PIECE, Source, figure, peak_rss_kib, size};
 
+use smp_core::crypto::backend::{self, Backend};
 use smp_core::crypto::keys::KeyAlgorithm;
-use smp_core::crypto::secretbox::{CbNonce, SbKey};
-use smp_core::file::header::FileHeader;
-use smp_core::file::stream::encrypt_file;
 use smp_core::tls::ServerIdentity;
 use xftp_server::app::{Settings, start};
 
-struct Sink;
-
-impl Write for Sink {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        std::hint::black_box(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Runs `xftp ARGS` in a child; returns seconds and its peak RSS in KiB.
-async fn xftp(args: &[&str]) -> (f64, u64) {
+/// Runs `xftp ARGS` in a child on `backend`; returns seconds and its peak
+/// RSS in KiB.
+async fn xftp(args: &[&str], backend: Backend) -> (f64, u64) {
     let t = Instant::now();
     let out = tokio::process::Command::new(std::env::current_exe().unwrap())
         .arg("--as-xftp")
         .args(args)
+        .env("SMP_CORE_CRYPTO_BACKEND", backend.name())
         .stdin(std::process::Stdio::null())
         .output()
         .await
@@ -114,20 +103,6 @@ fn main() {
         "xftp send/recv over {mib} MiB on loopback, 3 servers ({} cores)",
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
-
-    // The bound: the whole encryption pipeline in memory.
-    let t = Instant::now();
-    encrypt_file(
-        Source::new(len),
-        len,
-        &FileHeader::new("bench.bin"),
-        &SbKey([1; 32]),
-        &CbNonce([2; 24]),
-        Sink,
-    )
-    .expect("encryption failed");
-    let bound = mib / t.elapsed().as_secs_f64();
-
     let work = work_dir();
     let w = work.path();
     let src = w.join("bench.bin");
@@ -138,6 +113,14 @@ fn main() {
     }
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
+        // The yardsticks, on libsodium as the default runs.
+        backend::select(Backend::Sodium);
+        let y_send = yardstick::send(Source::new(len), len).await;
+        let stored = w.join("yardstick.enc");
+        let specs = yardstick::store_encrypted(Source::new(len), len, &stored);
+        let y_recv = yardstick::recv(&stored, specs, len).await;
+        std::fs::remove_file(&stored).unwrap();
+
         let mut servers = Vec::new();
         let mut addresses = Vec::new();
         for i in 0..3 {
@@ -158,46 +141,73 @@ fn main() {
             servers.push(server);
         }
         let list = addresses.join(";");
-        let tmp = w.join("tmp");
-        let out = w.join("out");
-        std::fs::create_dir(&tmp).unwrap();
-        std::fs::create_dir(&out).unwrap();
-        let tmp_arg = format!("--tmp={}", tmp.display());
         let s = |p: &Path| p.to_string_lossy().into_owned();
-
-        let (send_secs, send_rss) = xftp(&["send", &s(&src), &s(w), "-s", &list, &tmp_arg]).await;
-        let rcv1 = w.join("bench.bin.xftp/rcv1.xftp");
-        let (recv_secs, recv_rss) = xftp(&["recv", &s(&rcv1), &s(&out), &tmp_arg, "-y"]).await;
+        let mut runs = Vec::new();
+        for b in [Backend::Sodium, Backend::RustCrypto] {
+            backend::select(b);
+            let run = w.join(b.name());
+            let (tmp, out) = (run.join("tmp"), run.join("out"));
+            std::fs::create_dir_all(&tmp).unwrap();
+            std::fs::create_dir_all(&out).unwrap();
+            let tmp_arg = format!("--tmp={}", tmp.display());
+            let send = xftp(&["send", &s(&src), &s(&run), "-s", &list, &tmp_arg], b).await;
+            let rcv1 = run.join("bench.bin.xftp/rcv1.xftp");
+            let recv = xftp(&["recv", &s(&rcv1), &s(&out), &tmp_arg, "-y"], b).await;
+            assert!(
+                same_content(&src, &out.join("bench.bin")),
+                "the received file differs"
+            );
+            // xftp recv acknowledged (deleted) the chunks; drop the rest.
+            std::fs::remove_dir_all(&run).unwrap();
+            runs.push((mib / send.0, send.1, mib / recv.0, recv.1));
+        }
+        backend::select(Backend::Sodium);
         for server in servers {
             server.stop().await;
         }
-        assert!(
-            same_content(&src, &out.join("bench.bin")),
-            "the received file differs"
+        let (sodium, rust) = (runs[0], runs[1]);
+        figure("send yardstick (MiB/s)", y_send, "MiB/s", Goal::None);
+        figure("recv yardstick (MiB/s)", y_recv, "MiB/s", Goal::None);
+        figure("xftp send, libsodium", sodium.0, "MiB/s", Goal::None);
+        figure("xftp recv, libsodium", sodium.2, "MiB/s", Goal::None);
+        figure("xftp send, RustCrypto", rust.0, "MiB/s", Goal::None);
+        figure("xftp recv, RustCrypto", rust.2, "MiB/s", Goal::None);
+        figure(
+            "xftp send / send yardstick",
+            sodium.0 / y_send,
+            "ratio",
+            Goal::AtLeast(0.85),
         );
-
-        let send_rate = mib / send_secs;
-        let recv_rate = mib / recv_secs;
-        println!(
-            "{:<34}{:>10}{:>10}{:>12}",
-            "case", "MiB/s", "ratio", "peak RSS"
+        figure(
+            "xftp recv / recv yardstick",
+            sodium.2 / y_recv,
+            "ratio",
+            Goal::AtLeast(0.85),
         );
-        println!(
-            "{:<34}{:>10.0}{:>10}{:>12}",
-            "crypto-only bound (in memory)", bound, "1.00", "-"
+        figure(
+            "xftp send, libsodium / RustCrypto",
+            sodium.0 / rust.0,
+            "ratio",
+            Goal::AtLeast(1.2),
         );
-        for (name, rate, rss) in [
-            ("xftp send (encrypt + upload)", send_rate, send_rss),
-            ("xftp recv (download + decrypt)", recv_rate, recv_rss),
-        ] {
-            println!(
-                "{:<34}{:>10.0}{:>10.2}{:>9} MiB",
-                name,
-                rate,
-                rate / bound,
-                rss / 1024
-            );
-        }
-        println!("targets: ratio >= 0.8 each, peak RSS <= 32 MiB each");
+        figure(
+            "xftp recv, libsodium / RustCrypto",
+            sodium.2 / rust.2,
+            "ratio",
+            Goal::AtLeast(1.6),
+        );
+        let mib_of = |kib: u64| kib as f64 / 1024.0;
+        figure(
+            "xftp send peak RSS",
+            mib_of(sodium.1.max(rust.1)),
+            "MiB",
+            Goal::AtMost(32.0),
+        );
+        figure(
+            "xftp recv peak RSS",
+            mib_of(sodium.3.max(rust.3)),
+            "MiB",
+            Goal::AtMost(32.0),
+        );
     });
 }

@@ -8,7 +8,7 @@
 //! peak RSS is read from /proc. The server runs in its own process.
 //!
 //! `cargo bench -p simplego-benches --bench xftp_server`
-//! (`BENCH_CHUNKS=64` for a shorter run).
+//! (`BENCH_CHUNKS=64` for a shorter run; `BENCH_QUICK=1`: 48 chunks).
 
 mod support;
 
@@ -21,7 +21,7 @@ use smp_core::xftp::command::FileInfo;
 use std::process::Child;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::peak_rss_kib;
+use support::{Goal, figure, peak_rss_kib};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -32,7 +32,7 @@ fn chunks() -> usize {
     std::env::var("BENCH_CHUNKS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(256)
+        .unwrap_or(if support::quick() { 48 } else { 256 })
 }
 
 fn chunk_bytes(i: usize) -> Vec<u8> {
@@ -241,27 +241,12 @@ fn main() {
         let client = XftpClient::connect(&server.addr, opts).await.unwrap();
         let (up, files) = upload(&client, n).await;
         let down = download(std::slice::from_ref(&client), &files, IN_FLIGHT).await;
-        println!("{:<34}{:>10}{:>16}", "case", "MiB/s", "vs plain TLS");
-        println!(
-            "{:<34}{:>10.0}{:>16.2}",
-            "plain TLS copy, upload (baseline)", base_up, 1.0
-        );
-        println!(
-            "{:<34}{:>10.0}{:>16.2}",
-            "XFTP upload (FNEW + FPUT)",
-            up,
-            up / base_up
-        );
-        println!(
-            "{:<34}{:>10.0}{:>16.2}",
-            "plain TLS copy, download (baseline)", base_down, 1.0
-        );
-        println!(
-            "{:<34}{:>10.0}{:>16.2}",
-            "XFTP download (FGET)",
-            down,
-            down / base_down
-        );
+        figure("plain TLS copy, upload", base_up, "MiB/s", Goal::None);
+        figure("XFTP upload (FNEW + FPUT)", up, "MiB/s", Goal::None);
+        figure("plain TLS copy, download", base_down, "MiB/s", Goal::None);
+        figure("XFTP download (FGET)", down, "MiB/s", Goal::None);
+        figure("upload / plain TLS copy", up / base_up, "ratio", Goal::AtLeast(0.65));
+        figure("download / plain TLS copy", down / base_down, "ratio", Goal::AtLeast(0.5));
 
         let mut many = Vec::new();
         for _ in 0..100 {
@@ -269,11 +254,13 @@ fn main() {
         }
         let take = files.len().min(100);
         let rate = download(&many, &files[..take], 100).await;
-        println!(
-            "100 concurrent downloads: {rate:.0} MiB/s, server peak RSS {} MiB (target <= 64 MiB)",
-            peak_rss_kib(Some(server.child.id())) / 1024
+        figure("100 concurrent downloads", rate, "MiB/s", Goal::None);
+        figure(
+            "server peak RSS, 100 concurrent downloads",
+            peak_rss_kib(Some(server.child.id())) as f64 / 1024.0,
+            "MiB",
+            Goal::AtMost(64.0),
         );
-        println!("targets: each ratio >= 0.8");
     });
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);

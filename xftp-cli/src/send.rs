@@ -1,15 +1,16 @@
-//! `xftp send`: encrypt a file in one streaming pass into a temporary file
-//! while its finished chunks are already uploaded, concurrently over the
-//! servers; then write the descriptions.
+//! `xftp send`: encrypt a file in one streaming pass while its finished
+//! chunks are already uploaded from memory, concurrently over the servers;
+//! then write the descriptions.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use bytes::Bytes;
 use smp_core::address::{ServerAddress, ServerWithAuth};
-use smp_core::client::xftp::XftpClientError;
 use smp_core::crypto::keys::{KeyAlgorithm, PrivateKey};
 use smp_core::crypto::secretbox::{CbNonce, SbKey};
+use smp_core::file::chunks::CHUNK_4M;
 use smp_core::file::chunks::MAX_FILE_SIZE;
 use smp_core::file::chunks::{ChunkSpec, prepare_chunk_specs};
 use smp_core::file::crypto::FilePlan;
@@ -18,7 +19,6 @@ use smp_core::file::header::FileHeader;
 use smp_core::file::stream::{EncryptedFile, StreamError, encrypt_file_by_chunk};
 use smp_core::file::weblink::web_link;
 use smp_core::xftp::command::{BasicAuth, FileInfo};
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::task::JoinSet;
 
 use crate::error::{CliError, Op, exit};
@@ -34,7 +34,8 @@ pub struct SendOptions {
     /// Number of recipient descriptions (`-n`).
     pub recipients: usize,
     pub servers: Vec<ServerWithAuth>,
-    /// Directory for the temporary encrypted file (`--tmp`).
+    /// `--tmp`: accepted as the reference has it, but `send` writes no
+    /// temporary file (chunks go from memory to the servers).
     pub tmp_dir: PathBuf,
     pub transfer: TransferOptions,
 }
@@ -70,15 +71,13 @@ pub async fn send_file(opts: &SendOptions, progress: &Progress) -> Result<SendOu
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "file".into());
 
-    // 1. Encrypt and hash in one streaming pass into a temporary file (removed
-    //    when this function returns, whatever happens); 2. each chunk is
-    //    uploaded as soon as its bytes and digest are ready, while later
-    //    chunks are still being encrypted.
+    // Encryption and hashing run in one streaming pass on blocking threads;
+    // each finished chunk is handed over in memory and uploaded at once,
+    // while later chunks are still being encrypted. Chunks live in
+    // `CHUNK_BUFFERS` buffers that go round (the encryption waits for a free
+    // one), which bounds memory whatever the file size; a chunk stays in
+    // its buffer until it is uploaded, for the retries.
     progress.item("Encrypting file...");
-    let tmp = tempfile::Builder::new()
-        .prefix("xftp.encrypted")
-        .tempfile_in(&opts.tmp_dir)
-        .map_err(|e| CliError::io(format!("creating a file in {}", opts.tmp_dir.display()), e))?;
     let key = SbKey::generate();
     let nonce = CbNonce::generate();
     let header = FileHeader::new(name.clone());
@@ -86,13 +85,10 @@ pub async fn send_file(opts: &SendOptions, progress: &Progress) -> Result<SendOu
     let specs = prepare_chunk_specs(&plan.chunk_sizes);
     let read = Arc::new(AtomicU64::new(0));
     let (ready_tx, ready_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (collector, free) = Collector::new();
     let encryption = {
         let src = std::fs::File::open(&opts.file)
             .map_err(|e| CliError::io(format!("opening {}", opts.file.display()), e))?;
-        let dst = tmp
-            .as_file()
-            .try_clone()
-            .map_err(|e| CliError::io("temporary file", e))?;
         let (key, nonce, read, len) = (key.clone(), nonce, read.clone(), meta.len());
         tokio::task::spawn_blocking(move || {
             encrypt_file_by_chunk(
@@ -103,22 +99,24 @@ pub async fn send_file(opts: &SendOptions, progress: &Progress) -> Result<SendOu
                 &header,
                 &key,
                 &nonce,
-                std::io::BufWriter::with_capacity(1 << 20, dst),
-                |i, digest| ready_tx.send((i, digest)).is_ok(),
+                collector.clone(),
+                |i, digest| {
+                    let data = Bytes::from(collector.take());
+                    ready_tx.send(Ready { i, digest, data }).is_ok()
+                },
             )
         })
     };
     progress.item("Uploading file...");
     let pool = Arc::new(Pool::new(opts.transfer));
     let pipeline = Pipeline {
-        path: tmp.path(),
         specs: &specs,
         read: &read,
         content_len: meta.len(),
         recipients,
     };
     let (encrypted, uploaded) = pipeline
-        .run(&pool, &opts.servers, encryption, ready_rx, progress)
+        .run(&pool, &opts.servers, encryption, ready_rx, free, progress)
         .await
         .map_err(|e| match e {
             Failure::Cli(e) => e,
@@ -127,7 +125,6 @@ pub async fn send_file(opts: &SendOptions, progress: &Progress) -> Result<SendOu
             }
             Failure::Encrypt(other) => CliError::Decrypt(other),
         })?;
-    drop(tmp);
     tracing::debug!(
         "encrypted {} bytes into {} chunks of {} bytes",
         meta.len(),
@@ -180,8 +177,68 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), CliError> {
     res.map_err(|e| CliError::io(format!("writing {}", path.display()), e))
 }
 
+/// Chunk buffers (4 MiB each) going round between the encryption and the
+/// uploads: what `send` holds in memory, and how many chunks upload at once.
+const CHUNK_BUFFERS: usize = 4;
+
+/// Collects the chunk being written by the encryption in a buffer taken
+/// from the free ones, waiting for one when all are uploading.
+#[derive(Clone)]
+struct Collector {
+    current: Arc<std::sync::Mutex<Option<Vec<u8>>>>,
+    free: Arc<std::sync::Mutex<std::sync::mpsc::Receiver<Vec<u8>>>>,
+}
+
+impl Collector {
+    /// The collector, and where uploads give buffers back.
+    fn new() -> (Self, std::sync::mpsc::SyncSender<Vec<u8>>) {
+        let (tx, rx) = std::sync::mpsc::sync_channel(CHUNK_BUFFERS);
+        for _ in 0..CHUNK_BUFFERS {
+            tx.send(Vec::new())
+                .expect("the channel has room for every buffer");
+        }
+        let c = Self {
+            current: Arc::default(),
+            free: Arc::new(std::sync::Mutex::new(rx)),
+        };
+        (c, tx)
+    }
+
+    fn take(&self) -> Vec<u8> {
+        let mut cur = self.current.lock().unwrap_or_else(|p| p.into_inner());
+        cur.take().unwrap_or_default()
+    }
+}
+
+impl std::io::Write for Collector {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let mut cur = self.current.lock().unwrap_or_else(|p| p.into_inner());
+        if cur.is_none() {
+            let free = self.free.lock().unwrap_or_else(|p| p.into_inner());
+            let mut b = free
+                .recv()
+                .map_err(|_| std::io::Error::other("the uploads stopped"))?;
+            b.clear();
+            b.reserve_exact(CHUNK_4M as usize);
+            *cur = Some(b);
+        }
+        cur.as_mut().expect("set above").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A chunk the encryption finished.
+struct Ready {
+    i: usize,
+    digest: [u8; 32],
+    data: Bytes,
+}
+
 struct Job {
-    path: PathBuf,
+    data: Bytes,
     spec: ChunkSpec,
     chunk_no: u32,
     digest: [u8; 32],
@@ -198,7 +255,6 @@ enum Failure {
 /// per server. A chunk whose server is unreachable after the retries moves
 /// to the next reachable server; the send fails when none is left.
 struct Pipeline<'a> {
-    path: &'a Path,
     specs: &'a [ChunkSpec],
     /// Plaintext bytes the encryption has read (its progress).
     read: &'a AtomicU64,
@@ -214,7 +270,8 @@ impl Pipeline<'_> {
         pool: &Arc<Pool>,
         servers: &[ServerWithAuth],
         mut encryption: Encryption,
-        mut ready: tokio::sync::mpsc::UnboundedReceiver<(usize, [u8; 32])>,
+        mut ready: tokio::sync::mpsc::UnboundedReceiver<Ready>,
+        free: std::sync::mpsc::SyncSender<Vec<u8>>,
         progress: &Progress,
     ) -> Result<(EncryptedFile, Vec<UploadedChunk>), Failure> {
         let plan = plan_chunks(self.specs.len(), servers.len());
@@ -240,16 +297,24 @@ impl Pipeline<'_> {
         let mut done = Vec::with_capacity(self.specs.len());
         let result = loop {
             tokio::select! {
-                Some((i, digest)) = ready.recv() => {
+                Some(Ready { i, digest, data }) = ready.recv() => {
                     let job = Job {
-                        path: self.path.to_path_buf(),
+                        data,
                         spec: self.specs[i],
                         chunk_no: i as u32 + 1,
                         digest,
                         recipients: self.recipients,
                     };
                     let (conns, first, retries) = (conns.clone(), plan[i], pool.options().retries);
-                    tasks.spawn(async move { upload_with_failover(&conns, first, &job, retries).await });
+                    let free = free.clone();
+                    tasks.spawn(async move {
+                        let r = upload_with_failover(&conns, first, &job, retries).await;
+                        // The buffer goes back for the next chunk (a new one
+                        // if something still shares it, which nothing should).
+                        let buf = job.data.try_into_mut().map(Vec::from).unwrap_or_default();
+                        let _ = free.try_send(buf);
+                        r
+                    });
                 }
                 joined = &mut encryption, if encrypted.is_none() => match joined {
                     Ok(Ok(e)) => encrypted = Some(e),
@@ -276,9 +341,10 @@ impl Pipeline<'_> {
         };
         if let Err(e) = result {
             tasks.abort_all();
-            // Closing the channel stops the encryption at its next chunk;
-            // wait for it so that no thread still writes the temporary file.
+            // Closing the channels stops the encryption at its next chunk;
+            // wait for it so no thread outlives the send.
             drop(ready);
+            drop(free);
             if encrypted.is_none() {
                 let _ = encryption.await;
             }
@@ -354,14 +420,7 @@ async fn upload_one(
     let sid = &sender_id;
     conn.client
         .retry(retries, |c| async move {
-            let mut f = tokio::fs::File::open(&job.path)
-                .await
-                .map_err(XftpClientError::Source)?;
-            f.seek(std::io::SeekFrom::Start(job.spec.offset))
-                .await
-                .map_err(XftpClientError::Source)?;
-            let reader =
-                tokio::io::BufReader::with_capacity(64 << 10, f).take(u64::from(job.spec.size));
+            let reader = std::io::Cursor::new(job.data.clone());
             c.upload_chunk(sid, snd_ref, reader, job.spec.size).await
         })
         .await

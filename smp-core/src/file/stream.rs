@@ -11,9 +11,11 @@ use std::io::{self, Read, Write};
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
-/// Size of the pieces moved between threads.
-pub const PIECE: usize = 1 << 20;
-/// Pieces in flight per channel; bounds memory to a few MiB.
+/// Size of the pieces moved between threads: small enough that the pieces
+/// in flight cost little of a 32 MiB budget, large enough that moving them
+/// costs nothing next to the hashing.
+pub const PIECE: usize = 256 << 10;
+/// Pieces in flight per channel.
 const IN_FLIGHT: usize = 4;
 
 #[derive(Debug, thiserror::Error)]

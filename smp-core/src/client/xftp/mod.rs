@@ -216,11 +216,12 @@ impl XftpClient {
                 .peer_certificates()
                 .and_then(|c| c.first())
                 .map(|c| c.to_vec());
-            // Large windows and frames keep 4 MiB chunks flowing without
-            // waiting for window updates on a fast link.
+            // The windows bound what a server may send ahead of the
+            // client's reading — memory the client holds per connection —
+            // while 1 MiB per stream keeps chunks flowing on fast links.
             let (sender, conn) = http2::Builder::new(TokioExecutor::new())
-                .initial_stream_window_size(4 << 20)
-                .initial_connection_window_size(16 << 20)
+                .initial_stream_window_size(1 << 20)
+                .initial_connection_window_size(4 << 20)
                 .max_frame_size(1 << 16)
                 .handshake(TokioIo::new(tls))
                 .await?;

@@ -119,6 +119,9 @@ mod switch {
 
     /// A state of whichever backend was active when it was keyed: one
     /// branch per call, next to kilobytes of cipher work.
+    // Unboxed on purpose: boxing the larger state would cost an allocation
+    // per box opened or sealed, and a state is one per message or chunk.
+    #[allow(clippy::large_enum_variant)]
     #[derive(Clone)]
     pub enum Switched {
         Sodium(Sodium),
