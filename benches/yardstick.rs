@@ -149,13 +149,20 @@ async fn connect(port: u16, fp: tls::KeyHash) -> Vec<Sender> {
     out
 }
 
-/// The encrypted bytes of the chunk being written, handed out whole.
-#[derive(Clone, Default)]
-struct Collector(Arc<Mutex<Vec<u8>>>);
+/// The encrypted bytes of the chunk being written, handed out whole, in
+/// buffers that are reused (as the CLI does, so neither pays for fresh
+/// 4 MiB allocations).
+#[derive(Clone)]
+struct Collector(Arc<Mutex<Vec<u8>>>, Arc<Mutex<Vec<Vec<u8>>>>);
 
 impl Write for Collector {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
+        let mut cur = self.0.lock().unwrap();
+        if cur.capacity() == 0 {
+            *cur = self.1.lock().unwrap().pop().unwrap_or_default();
+            cur.clear();
+        }
+        cur.extend_from_slice(buf);
         Ok(buf.len())
     }
     fn flush(&mut self) -> io::Result<()> {
@@ -169,7 +176,8 @@ pub async fn send(src: impl Read + Send + 'static, len: u64) -> f64 {
     let senders = connect(port, fp).await;
     let t = Instant::now();
     let (tx, mut rx) = mpsc::channel::<(usize, Vec<u8>)>(4);
-    let collector = Collector::default();
+    let spare = Arc::new(Mutex::new(Vec::new()));
+    let collector = Collector(Arc::default(), spare.clone());
     let encryption = {
         let c = collector.clone();
         tokio::task::spawn_blocking(move || {
@@ -193,13 +201,18 @@ pub async fn send(src: impl Read + Send + 'static, len: u64) -> f64 {
     while let Some((i, chunk)) = rx.recv().await {
         let permit = slots.clone().acquire_owned().await.unwrap();
         let mut s = senders[i % CONNECTIONS].clone();
+        let spare = spare.clone();
         puts.spawn(async move {
+            let body = Bytes::from(chunk);
             let req = Request::put(format!("/{i}"))
-                .body(Full::new(Bytes::from(chunk)))
+                .body(Full::new(body.clone()))
                 .unwrap();
             s.ready().await.unwrap();
             let resp = s.send_request(req).await.unwrap();
             assert!(resp.status().is_success());
+            if let Ok(b) = body.try_into_mut() {
+                spare.lock().unwrap().push(Vec::from(b));
+            }
             drop(permit);
         });
     }

@@ -233,7 +233,7 @@ fn persist(
 /// Chunks held in memory at once, downloading or waiting for the in-order
 /// decryption (4 MiB each): `recv`'s memory budget and its downloads in
 /// flight.
-const CHUNK_BUFFERS: usize = 4;
+const CHUNK_BUFFERS: usize = 3;
 
 /// Chunk buffers going round: taken by a download, given back by the
 /// decryption once it read the chunk. Allocated once and reused, so the

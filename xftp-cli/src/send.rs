@@ -179,7 +179,7 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), CliError> {
 
 /// Chunk buffers (4 MiB each) going round between the encryption and the
 /// uploads: what `send` holds in memory, and how many chunks upload at once.
-const CHUNK_BUFFERS: usize = 4;
+const CHUNK_BUFFERS: usize = 3;
 
 /// Collects the chunk being written by the encryption in a buffer taken
 /// from the free ones, waiting for one when all are uploading.
