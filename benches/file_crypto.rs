@@ -160,6 +160,17 @@ fn main() {
         mib / sha256,
         base / sha256
     );
+    // OpenSSL's SHA-512 assembly, measured by its own tool (no dependency
+    // on it is taken): what a digest backend on OpenSSL would give.
+    if let Some(openssl) = openssl_sha512_mib_s() {
+        println!(
+            "{:<28}{:>10.0}{:>14}   ({:.2} of the sha2 crate)",
+            "SHA-512, openssl speed",
+            openssl,
+            "-",
+            openssl / (mib / sha)
+        );
+    }
     // The three passes share two cores: the best a pipeline can reach.
     let bound = 2.0 / (base + sha + sha256);
     println!(
@@ -184,4 +195,28 @@ fn main() {
         );
     }
     println!("target: peak RSS of encryption under 32 MiB");
+}
+
+/// MiB/s of `openssl speed -evp sha512` on 1 MiB blocks, if the tool is here.
+fn openssl_sha512_mib_s() -> Option<f64> {
+    let secs = if support::quick() { "1" } else { "3" };
+    let out = std::process::Command::new("openssl")
+        .args([
+            "speed", "-evp", "sha512", "-bytes", "1048576", "-seconds", secs,
+        ])
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    // The last line: `sha512  860880.90k` (thousands of bytes per second).
+    let text = String::from_utf8_lossy(&out.stdout);
+    let k: f64 = text
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("sha512"))?
+        .split_whitespace()
+        .nth(1)?
+        .trim_end_matches('k')
+        .parse()
+        .ok()?;
+    Some(k * 1000.0 / (1 << 20) as f64)
 }
