@@ -331,9 +331,13 @@ async fn fetch<W: Write + Send + 'static>(
     let (mut started, mut delivered) = (0, 0);
     let n = desc.chunks.len();
     let mut tx = Some(tx);
-    let result: Result<(), CliError> = async {
+    // `Ok(Some(..))`: the decryption ended before every chunk was handed to
+    // it (a corrupt file); then its result is the answer, and the downloads
+    // still in flight are dropped with the task set.
+    let result: Result<Option<_>, CliError> = async {
         while delivered < n {
             tokio::select! {
+                ended = &mut decryption => return Ok(Some(ended)),
                 Some(buf) = buffers.recv(), if started < n => {
                     let (i, chunk, pool) = (started, desc.chunks[started].clone(), pool.clone());
                     started += 1;
@@ -353,7 +357,7 @@ async fn fetch<W: Write + Send + 'static>(
                             };
                             if !sent {
                                 // The decryption ended early: it says why.
-                                return Ok(());
+                                return Ok(Some((&mut decryption).await));
                             }
                             delivered += 1;
                         }
@@ -368,22 +372,27 @@ async fn fetch<W: Write + Send + 'static>(
                 }
             }
         }
-        Ok(())
+        Ok(None)
     }
     .await;
     // No more chunks: the decryption sees the end of its input.
     tx.take();
-    if let Err(e) = result {
-        tasks.abort_all();
-        while tasks.join_next().await.is_some() {}
-        let _ = (&mut decryption).await;
-        return Err(e);
-    }
+    let ended = match result {
+        Ok(ended) => ended,
+        Err(e) => {
+            tasks.abort_all();
+            while tasks.join_next().await.is_some() {}
+            let _ = decryption.await;
+            return Err(e);
+        }
+    };
     down_bar.finish();
     progress.item("Decrypting file...");
-    let decrypted = decryption
-        .await
-        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+    let decrypted = match ended {
+        Some(r) => r,
+        None => decryption.await,
+    }
+    .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
     dec_bar.inc(read.load(Ordering::Relaxed) - shown);
     dec_bar.finish();
     decrypted.map_err(|e| match e {

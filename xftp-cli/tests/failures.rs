@@ -115,6 +115,44 @@ async fn corrupted_chunk_leaves_no_output() {
     servers.stop_all().await;
 }
 
+/// A description with the wrong file key: every chunk downloads and
+/// verifies, but the file does not decrypt. The decryption gives up on the
+/// first bytes while more chunks than fit in memory are still to come:
+/// recv ends with the decryption error and no output. (recv also watches
+/// the decryption itself, for the timing where every buffer sits in its
+/// queue when it gives up; this test does not force that timing.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_file_key_ends_recv_early_and_leaves_no_output() {
+    let servers = Servers::start(1).await;
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("many.bin");
+    write_file(&src, 30 << 20, 4);
+    let run = xftp(&["send", p(&src), p(work.path()), "-s", &servers.list()]).await;
+    check_send_output(&run, work.path(), "many.bin", 1);
+    let rcv1 = work.path().join("many.bin.xftp/rcv1.xftp");
+    let yaml = std::fs::read_to_string(&rcv1).unwrap();
+    let key_line = yaml
+        .lines()
+        .find(|l| l.starts_with("key: "))
+        .expect("the description has a key")
+        .to_string();
+    let other = format!("key: {}", "A".repeat(key_line.len() - 6) + "=");
+    assert_ne!(other, key_line);
+    let forged = work.path().join("forged.xftp");
+    std::fs::write(&forged, yaml.replace(&key_line, &other)).unwrap();
+    let out = work.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let r = tokio::time::timeout(
+        std::time::Duration::from_secs(120),
+        xftp(&["recv", p(&forged), p(&out), "-y"]),
+    )
+    .await
+    .expect("recv hung after the decryption failed");
+    assert_eq!(r.status, exit::CORRUPT, "{}\n{}", r.stdout, r.stderr);
+    assert_eq!(std::fs::read_dir(&out).unwrap().count(), 0, "no output");
+    servers.stop_all().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stopped_servers() {
     let mut servers = Servers::start(3).await;
