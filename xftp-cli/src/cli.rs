@@ -176,7 +176,7 @@ struct Common {
     /// Number of attempts for each network request
     #[arg(short = 'r', long = "retry", value_name = "RETRY", default_value_t = 3)]
     retry: u32,
-    /// Directory for temporary encrypted file (default: system temp directory)
+    /// Directory for temporary files (default: system temp directory)
     #[arg(long = "tmp", value_name = "TMP")]
     tmp: Option<PathBuf>,
     /// Verbose output: progress on separate lines and debug logs on stderr
