@@ -348,7 +348,6 @@ async fn run(
             let opts = RecvOptions {
                 source: source.clone(),
                 out: dir,
-                tmp_dir: common.tmp_dir(),
                 transfer: common.transfer(),
             };
             let out = receive_file(&opts, &progress).await?;

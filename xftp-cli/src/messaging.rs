@@ -402,7 +402,6 @@ async fn receive(
         &recv::RecvOptions {
             source: recv::DescriptionSource::File(path),
             out: Some(files.to_path_buf()),
-            tmp_dir: tmp_dir.to_path_buf(),
             transfer: *transfer,
         },
         &progress,

@@ -78,9 +78,6 @@ pub struct RecvOptions {
     /// from its header, made unique), or a path that does not exist yet (the
     /// file is saved there). `None`: `~/Downloads`.
     pub out: Option<PathBuf>,
-    /// `--tmp`: accepted as the reference has it; `recv` keeps chunks in
-    /// memory and writes only the output (its temporary name is beside it).
-    pub tmp_dir: PathBuf,
     pub transfer: TransferOptions,
 }
 

@@ -34,8 +34,9 @@ pub struct SendOptions {
     /// Number of recipient descriptions (`-n`).
     pub recipients: usize,
     pub servers: Vec<ServerWithAuth>,
-    /// `--tmp`: accepted as the reference has it, but `send` writes no
-    /// temporary file (chunks go from memory to the servers).
+    /// `--tmp`: `send` itself writes no temporary file (chunks go from
+    /// memory to the servers); the messaging commands put their temporary
+    /// descriptions here.
     pub tmp_dir: PathBuf,
     pub transfer: TransferOptions,
 }
