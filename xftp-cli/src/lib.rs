@@ -27,6 +27,11 @@ use std::path::{Path, PathBuf};
 
 pub use error::CliError;
 
+/// Chunk buffers (4 MiB each) `send` and `recv` pass round between the
+/// network and the file crypto: their memory budget, and how many chunks
+/// are in flight at once.
+pub(crate) const CHUNK_BUFFERS: usize = 3;
+
 /// The reference's fixed version string (`xftpClientVersion`).
 pub const CLIENT_VERSION: &str = "SimpleX XFTP client v1.0.1";
 

@@ -133,6 +133,15 @@ impl Bar<'_> {
         }
     }
 
+    /// Moves the bar up to `pos` bytes done (a counter kept elsewhere, e.g.
+    /// by a blocking thread); never back.
+    pub fn advance_to(&self, pos: u64) {
+        let done = self.done.load(Ordering::Relaxed);
+        if pos > done {
+            self.inc(pos - done);
+        }
+    }
+
     /// A chunk of `n` bytes finished: advances the bar and, in plain mode,
     /// prints the reference's `Uploaded <n>%` item.
     pub fn chunk_done(&self, n: u64) {

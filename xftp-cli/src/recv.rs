@@ -22,7 +22,7 @@ use tokio::task::JoinSet;
 use crate::error::{CliError, Op};
 use crate::pool::{Pool, TransferOptions};
 use crate::progress::Progress;
-use crate::{sanitize_file_name, unique_combine};
+use crate::{CHUNK_BUFFERS, sanitize_file_name, unique_combine};
 
 /// Where a description comes from.
 #[derive(Debug, Clone)]
@@ -227,11 +227,6 @@ fn persist(
     }
 }
 
-/// Chunks held in memory at once, downloading or waiting for the in-order
-/// decryption (4 MiB each): `recv`'s memory budget and its downloads in
-/// flight.
-const CHUNK_BUFFERS: usize = 3;
-
 /// Chunk buffers going round: taken by a download, given back by the
 /// decryption once it read the chunk. Allocated once and reused, so the
 /// allocator never sees 4 MiB blocks come and go (glibc's would keep
@@ -319,7 +314,6 @@ async fn fetch<W: Write + Send + 'static>(
     };
     let down_bar = progress.bar("downloading", desc.size, Some("Downloaded"));
     let dec_bar = progress.bar("decrypting", desc.size, None);
-    let mut shown = 0;
     let mut tick = tokio::time::interval(std::time::Duration::from_millis(100));
     // Buffers are taken in chunk order, so the chunk the decryption waits
     // for always has one: no deadlock.
@@ -327,7 +321,6 @@ async fn fetch<W: Write + Send + 'static>(
     let mut waiting = std::collections::BTreeMap::new();
     let (mut started, mut delivered) = (0, 0);
     let n = desc.chunks.len();
-    let mut tx = Some(tx);
     // `Ok(Some(..))`: the decryption ended before every chunk was handed to
     // it (a corrupt file); then its result is the answer, and the downloads
     // still in flight are dropped with the task set.
@@ -348,11 +341,7 @@ async fn fetch<W: Write + Send + 'static>(
                         down_bar.chunk_done(data.len() as u64);
                         waiting.insert(i, data);
                         while let Some(next) = waiting.remove(&delivered) {
-                            let sent = match &tx {
-                                Some(tx) => tx.send(next).await.is_ok(),
-                                None => false,
-                            };
-                            if !sent {
+                            if tx.send(next).await.is_err() {
                                 // The decryption ended early: it says why.
                                 return Ok(Some((&mut decryption).await));
                             }
@@ -363,9 +352,7 @@ async fn fetch<W: Write + Send + 'static>(
                     Err(e) => std::panic::resume_unwind(e.into_panic()),
                 },
                 _ = tick.tick() => {
-                    let now = read.load(Ordering::Relaxed);
-                    dec_bar.inc(now - shown);
-                    shown = now;
+                    dec_bar.advance_to(read.load(Ordering::Relaxed));
                 }
             }
         }
@@ -373,7 +360,7 @@ async fn fetch<W: Write + Send + 'static>(
     }
     .await;
     // No more chunks: the decryption sees the end of its input.
-    tx.take();
+    drop(tx);
     let ended = match result {
         Ok(ended) => ended,
         Err(e) => {
@@ -390,7 +377,7 @@ async fn fetch<W: Write + Send + 'static>(
         None => decryption.await,
     }
     .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
-    dec_bar.inc(read.load(Ordering::Relaxed) - shown);
+    dec_bar.advance_to(read.load(Ordering::Relaxed));
     dec_bar.finish();
     decrypted.map_err(|e| match e {
         StreamError::Io(io) => CliError::io("decrypting", io),

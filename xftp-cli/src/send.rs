@@ -25,7 +25,7 @@ use crate::error::{CliError, Op, exit};
 use crate::pool::{Pool, ServerConn, TransferOptions};
 use crate::progress::Progress;
 use crate::servers::plan_chunks;
-use crate::{CountingReader, unique_combine};
+use crate::{CHUNK_BUFFERS, CountingReader, unique_combine};
 
 pub struct SendOptions {
     pub file: PathBuf,
@@ -178,10 +178,6 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), CliError> {
     res.map_err(|e| CliError::io(format!("writing {}", path.display()), e))
 }
 
-/// Chunk buffers (4 MiB each) going round between the encryption and the
-/// uploads: what `send` holds in memory, and how many chunks upload at once.
-const CHUNK_BUFFERS: usize = 3;
-
 /// Collects the chunk being written by the encryption in a buffer taken
 /// from the free ones, waiting for one when all are uploading.
 #[derive(Clone)]
@@ -291,7 +287,6 @@ impl Pipeline<'_> {
         let enc_size = self.specs.iter().map(|c| u64::from(c.size)).sum();
         let enc_bar = progress.bar("encrypting", self.content_len, None);
         let up_bar = progress.bar("uploading", enc_size, Some("Uploaded"));
-        let mut shown = 0;
         let mut tick = tokio::time::interval(std::time::Duration::from_millis(100));
         let mut tasks = JoinSet::new();
         let mut encrypted = None;
@@ -331,9 +326,7 @@ impl Pipeline<'_> {
                     Err(e) => std::panic::resume_unwind(e.into_panic()),
                 },
                 _ = tick.tick() => {
-                    let now = self.read.load(Ordering::Relaxed);
-                    enc_bar.inc(now - shown);
-                    shown = now;
+                    enc_bar.advance_to(self.read.load(Ordering::Relaxed));
                 }
             }
             if encrypted.is_some() && tasks.is_empty() && ready.is_empty() {
@@ -352,7 +345,7 @@ impl Pipeline<'_> {
             while tasks.join_next().await.is_some() {}
             return Err(e);
         }
-        enc_bar.inc(self.read.load(Ordering::Relaxed) - shown);
+        enc_bar.advance_to(self.read.load(Ordering::Relaxed));
         enc_bar.finish();
         up_bar.finish();
         let encrypted = encrypted.expect("the loop ends only once encryption is done");
