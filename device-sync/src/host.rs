@@ -14,9 +14,14 @@ use smp_core::client::xftp::{XftpClient, XftpClientError, XftpClientOptions};
 use smp_core::crypto::random_array;
 use zeroize::Zeroizing;
 
+use crate::blockdev::{Coalesce, FileDisk};
+use crate::card::Card;
+use crate::catalog;
 use crate::format::journal::JobState;
+use crate::format::marker::CardMarker;
 use crate::job::{ChunkDone, ChunkError, DeviceKeys, Entropy, Job, JobError};
-use crate::storage::FileStore;
+use crate::storage::{FileStore, OpenMode, StorageError};
+use smp_core::file::description::ValidFileDescription;
 
 /// The OS CSPRNG.
 pub struct OsEntropy;
@@ -134,6 +139,126 @@ pub fn load_keys(path: &Path) -> Result<DeviceKeys, KeyFileError> {
         device_id: dev.ok_or_else(bad)?,
         key_id: id.ok_or_else(bad)?,
     })
+}
+
+/// The host board's card: an image file behind the write-coalescing layer.
+pub type HostCard = Card<Coalesce<FileDisk>>;
+
+/// The card marker's name in `/SIMPLEGO/FILES`.
+pub const MARKER: &str = "CARD.SGC";
+
+/// Why a card image could not be made or used.
+#[derive(Debug, thiserror::Error)]
+pub enum CardSetupError {
+    #[error("{0} exists already")]
+    Exists(PathBuf),
+    #[error("cannot open the image {0}: {1}")]
+    Image(PathBuf, std::io::Error),
+    #[error("{0}: {1}")]
+    Card(PathBuf, String),
+    #[error("the card has no SimpleGo marker; run init")]
+    NoMarker,
+    #[error("this card belongs to another device or key file; it is left untouched")]
+    Foreign,
+    #[error("{0}")]
+    Keys(#[from] KeyFileError),
+}
+
+/// Creates a FAT32 image of `size` bytes, its key file, the card
+/// directories and the marker (written last, so a card without one is
+/// known to be unfinished).
+pub fn init_card(image: &Path, size: u64, keys_path: &Path) -> Result<DeviceKeys, CardSetupError> {
+    if image.exists() {
+        return Err(CardSetupError::Exists(image.to_path_buf()));
+    }
+    let io = |e: String| CardSetupError::Card(image.to_path_buf(), e);
+    crate::image::create(image, size).map_err(|e| io(e.to_string()))?;
+    let keys = create_keys(keys_path)?;
+    let disk = FileDisk::open(image).map_err(|e| CardSetupError::Image(image.to_path_buf(), e))?;
+    let mut card = Card::init(Coalesce::new(disk)).map_err(|e| io(e.to_string()))?;
+    let mut card_id = [0u8; 16];
+    OsEntropy.fill(&mut card_id);
+    let marker = CardMarker {
+        card_id,
+        key_id: keys.key_id,
+    }
+    .encode(&keys.files_mk, &keys.device_id);
+    let st = |e: StorageError| io(e.to_string());
+    let m = FileStore::open(&mut card, MARKER, OpenMode::CreateNew).map_err(st)?;
+    card.write_at(m, 0, &marker)
+        .map_err(|e| io(e.to_string()))?;
+    FileStore::flush(&mut card, m).map_err(st)?;
+    FileStore::close(&mut card, m).map_err(st)?;
+    FileStore::sync(&mut card).map_err(st)?;
+    drop(card.into_device());
+    Ok(keys)
+}
+
+/// Mounts the image and checks that its marker was made with these keys.
+pub fn open_card(image: &Path, keys: &DeviceKeys) -> Result<HostCard, CardSetupError> {
+    let disk = FileDisk::open(image).map_err(|e| CardSetupError::Image(image.to_path_buf(), e))?;
+    let mut card = Card::mount(Coalesce::new(disk))
+        .map_err(|e| CardSetupError::Card(image.to_path_buf(), e.to_string()))?;
+    let m = FileStore::open(&mut card, MARKER, OpenMode::ReadOnly)
+        .map_err(|_| CardSetupError::NoMarker)?;
+    let mut b = [0u8; 512];
+    let n = card.read_at(m, 0, &mut b);
+    let _ = card.close(m);
+    match n {
+        Ok(512) if CardMarker::decode(&b, &keys.files_mk, &keys.device_id).is_ok() => Ok(card),
+        _ => Err(CardSetupError::Foreign),
+    }
+}
+
+/// The job already on the card for the file with this digest, still
+/// fetching or complete.
+pub fn find_job<S: FileStore>(
+    card: &mut S,
+    keys: &DeviceKeys,
+    digest: &[u8],
+) -> Result<Option<Job<S>>, JobError> {
+    let listed = catalog::list(card, keys)?;
+    for f in listed.into_iter().flatten() {
+        if !matches!(
+            f.state,
+            JobState::Fetching | JobState::Verified | JobState::Acked
+        ) {
+            continue;
+        }
+        match Job::resume(card, keys, &f.base) {
+            Ok(job) if job.digest().as_slice() == digest => return Ok(Some(job)),
+            Ok(job) => job.close(card)?,
+            Err(_) => {}
+        }
+    }
+    Ok(None)
+}
+
+/// Deletes the files of jobs that never started (power lost at creation).
+pub fn clean_unstarted<S: FileStore>(card: &mut S, keys: &DeviceKeys) -> Result<(), StorageError> {
+    let listed = catalog::list(card, keys)?;
+    for (base, e) in listed.into_iter().filter_map(Result::err) {
+        if matches!(e, JobError::NotStarted) {
+            for ext in ["SGF", "SGJ", "SGM"] {
+                let _ = card.delete(&format!("{base}.{ext}"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The job for `desc`: the one on the card (to resume or already done),
+/// or a new one.
+pub fn job_for<S: FileStore>(
+    card: &mut S,
+    keys: &DeviceKeys,
+    desc: &ValidFileDescription,
+) -> Result<Job<S>, JobError> {
+    clean_unstarted(card, keys)?;
+    match find_job(card, keys, &desc.digest)? {
+        Some(j) => Ok(j),
+        None => Job::create(card, keys, desc, &mut OsEntropy),
+    }
 }
 
 /// How hard a download tries.

@@ -6,21 +6,15 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use device_sync::blockdev::{Coalesce, FileDisk};
-use device_sync::card::Card;
 use device_sync::catalog::{self, ExtractError, StoredFile};
 use device_sync::format::journal::{Failure, JobState};
-use device_sync::format::marker::CardMarker;
-use device_sync::host::{self, FetchError, FetchOptions, OsEntropy, run_job};
-use device_sync::job::{DeviceKeys, Entropy, Job, JobError};
-use device_sync::storage::{FileStore, OpenMode, StorageError};
+use device_sync::host::{self, CardSetupError, FetchError, FetchOptions, run_job};
+use device_sync::job::{DeviceKeys, JobError};
+use device_sync::storage::StorageError;
 use smp_core::file::description::{FileParty, ValidFileDescription};
 use smp_core::file::header::safe_file_name;
 
-type Disk = Coalesce<FileDisk>;
-type Store = Card<Disk>;
-
-const MARKER: &str = "CARD.SGC";
+type Store = host::HostCard;
 
 #[derive(Parser)]
 #[command(
@@ -123,47 +117,22 @@ fn key_path(cli_keys: &Option<PathBuf>, image: &Path) -> PathBuf {
         .unwrap_or_else(|| host::default_key_path(image))
 }
 
-fn open_card(image: &Path, keys: &DeviceKeys) -> Result<Store, Fail> {
-    let disk = FileDisk::open(image)
-        .map_err(|e| Fail::new(7, format!("cannot open the image {}: {e}", image.display())))?;
-    let mut card = Card::mount(Coalesce::new(disk))
-        .map_err(|e| Fail::new(7, format!("{}: {e}", image.display())))?;
-    let m = FileStore::open(&mut card, MARKER, OpenMode::ReadOnly)
-        .map_err(|_| Fail::new(7, "the card has no SimpleGo marker; run init"))?;
-    let mut b = [0u8; 512];
-    let n = card.read_at(m, 0, &mut b);
-    let _ = card.close(m);
-    match n {
-        Ok(512) if CardMarker::decode(&b, &keys.files_mk, &keys.device_id).is_ok() => Ok(card),
-        _ => Err(Fail::new(
-            7,
-            "this card belongs to another device or key file; it is left untouched",
-        )),
+fn setup(e: CardSetupError) -> Fail {
+    match e {
+        CardSetupError::Exists(_) => Fail::new(1, e.to_string()),
+        e => Fail::new(7, e.to_string()),
     }
+}
+
+fn open_card(image: &Path, keys: &DeviceKeys) -> Result<Store, Fail> {
+    host::open_card(image, keys).map_err(setup)
 }
 
 fn init(image: &Path, size: u64, keys_path: &Path) -> Result<(), Fail> {
     if image.exists() {
         return Err(Fail::new(1, format!("{} exists already", image.display())));
     }
-    device_sync::image::create(image, size).map_err(|e| Fail::new(1, e.to_string()))?;
-    let keys = host::create_keys(keys_path).map_err(|e| Fail::new(7, e.to_string()))?;
-    let disk = FileDisk::open(image).map_err(|e| Fail::new(1, e.to_string()))?;
-    let mut card = Card::init(Coalesce::new(disk)).map_err(|e| Fail::new(1, e.to_string()))?;
-    let mut card_id = [0u8; 16];
-    OsEntropy.fill(&mut card_id);
-    let marker = CardMarker {
-        card_id,
-        key_id: keys.key_id,
-    }
-    .encode(&keys.files_mk, &keys.device_id);
-    let io = |e: StorageError| Fail::new(1, e.to_string());
-    let m = FileStore::open(&mut card, MARKER, OpenMode::CreateNew).map_err(io)?;
-    card.write_at(m, 0, &marker).map_err(|e| io(storage(e)))?;
-    FileStore::flush(&mut card, m).map_err(io)?;
-    FileStore::close(&mut card, m).map_err(io)?;
-    FileStore::sync(&mut card).map_err(io)?;
-    drop(card.into_device());
+    host::init_card(image, size, keys_path).map_err(setup)?;
     println!(
         "created {} ({} MiB, FAT32) and its keys in {}",
         image.display(),
@@ -171,10 +140,6 @@ fn init(image: &Path, size: u64, keys_path: &Path) -> Result<(), Fail> {
         keys_path.display()
     );
     Ok(())
-}
-
-fn storage<E: std::fmt::Display>(e: E) -> StorageError {
-    StorageError::Io(e.to_string())
 }
 
 fn read_description(arg: &str) -> Result<ValidFileDescription, Fail> {
@@ -187,50 +152,10 @@ fn read_description(arg: &str) -> Result<ValidFileDescription, Fail> {
         .map_err(|e| Fail::new(1, format!("not a recipient file description: {e}")))
 }
 
-/// The job for this description already on the card (by file digest).
-fn find_job(
-    card: &mut Store,
-    keys: &DeviceKeys,
-    desc: &ValidFileDescription,
-) -> Result<Option<Job<Store>>, Fail> {
-    let listed = catalog::list(card, keys).map_err(|e| Fail::new(1, e.to_string()))?;
-    for f in listed.into_iter().flatten() {
-        if !matches!(
-            f.state,
-            JobState::Fetching | JobState::Verified | JobState::Acked
-        ) {
-            continue;
-        }
-        match Job::resume(card, keys, &f.base) {
-            Ok(job) if job.digest().as_slice() == desc.digest.as_slice() => return Ok(Some(job)),
-            Ok(job) => job.close(card).map_err(job_fail)?,
-            Err(_) => {}
-        }
-    }
-    Ok(None)
-}
-
-/// Deletes the files of jobs that never started (power lost at creation).
-fn clean_unstarted(card: &mut Store, keys: &DeviceKeys) -> Result<(), Fail> {
-    let listed = catalog::list(card, keys).map_err(|e| Fail::new(1, e.to_string()))?;
-    for (base, e) in listed.into_iter().filter_map(Result::err) {
-        if matches!(e, JobError::NotStarted) {
-            for ext in ["SGF", "SGJ", "SGM"] {
-                let _ = FileStore::delete(card, &format!("{base}.{ext}"));
-            }
-        }
-    }
-    Ok(())
-}
-
 async fn fetch(image: &Path, keys: &DeviceKeys, arg: &str) -> Result<(), Fail> {
     let desc = read_description(arg)?;
     let mut card = open_card(image, keys)?;
-    clean_unstarted(&mut card, keys)?;
-    let mut job = match find_job(&mut card, keys, &desc)? {
-        Some(j) => j,
-        None => Job::create(&mut card, keys, &desc, &mut OsEntropy).map_err(job_fail)?,
-    };
+    let mut job = host::job_for(&mut card, keys, &desc).map_err(job_fail)?;
     let bar = indicatif::ProgressBar::new(desc.size);
     bar.set_style(
         indicatif::ProgressStyle::with_template(
