@@ -21,6 +21,7 @@ crate-type = ["staticlib"]
 [dependencies]
 smp-core = { path = "$root/smp-core", default-features = false }
 device-sync = { path = "$root/device-sync", default-features = false }
+firmware = { path = "$root/firmware", default-features = false }
 
 [profile.release]
 panic = "abort"
@@ -91,6 +92,20 @@ pub extern "C" fn device_sync_nostd_probe(key: &[u8; 32], out: &mut [u8; 4096]) 
         device_sync::job::Job<device_sync::card::Card<device_sync::blockdev::RamDisk>>,
     >();
     runs.data_len() as usize + card + job
+}
+
+/// Pulls the firmware core into the link: the history, chat handling and
+/// the console.
+#[unsafe(no_mangle)]
+pub extern "C" fn firmware_nostd_probe(line: &[u8]) -> usize {
+    let Ok(line) = core::str::from_utf8(line) else { return 0 };
+    let cmd = firmware::console::Command::parse(line).is_ok() as usize;
+    let mut chats = firmware::chat::Chats::new();
+    let steps = chats.receive(1, line.as_bytes()).len();
+    let hist = core::mem::size_of::<
+        firmware::history::History<device_sync::card::Card<device_sync::blockdev::RamDisk>>,
+    >();
+    cmd + steps + hist + firmware::history::file_name(1).len()
 }
 RS
 cargo build --quiet --release --manifest-path "$dir/Cargo.toml" \

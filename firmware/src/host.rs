@@ -414,7 +414,7 @@ impl Device {
                 &mut job,
                 &FetchOptions::default(),
                 |d, t| {
-                    let pct = if t == 0 { 100 } else { d * 100 / t };
+                    let pct = (d * 100).checked_div(t).unwrap_or(100);
                     if pct / 10 != last / 10 || last == u64::MAX {
                         last = pct;
                         let _ = writeln!(out, "{shown}: {pct}%");
