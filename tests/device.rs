@@ -10,6 +10,19 @@ fn profile(dir: &Path, name: &str, router: &SmpRouter) {
     xftp(dir, &["profile", "--name", name, "--smp", &router.address]);
 }
 
+/// `device-sync extract` of `name` from the stopped device's card gives
+/// the bytes of `original`.
+fn assert_extracts(dev: &Device, name: &str, original: &Path) {
+    let out = original.with_extension("extracted");
+    let img = dev.image.to_str().unwrap();
+    let r = run(
+        "device-sync",
+        &["extract", img, name, out.to_str().unwrap()],
+    );
+    assert!(r.status.success(), "{r:?}");
+    assert!(std::fs::read(&out).unwrap() == std::fs::read(original).unwrap());
+}
+
 /// `who` (an xftp profile) connects to the device's address and both see
 /// the other connected.
 fn connect_to_device(who: &Path, who_name: &str, dev: &Device, dev_name: &str) {
@@ -101,13 +114,7 @@ fn a_file_sent_to_the_device_is_extracted_from_its_card() {
 
     // device-sync finds the card key beside the image.
     let img = dev.image.to_str().unwrap();
-    let out = t.path().join("out.pdf");
-    let r = run(
-        "device-sync",
-        &["extract", img, "report.pdf", out.to_str().unwrap()],
-    );
-    assert!(r.status.success(), "{r:?}");
-    assert!(std::fs::read(&out).unwrap() == std::fs::read(&file).unwrap());
+    assert_extracts(&dev, "report.pdf", &file);
     let r = run("device-sync", &["verify", img]);
     assert!(r.status.success(), "{r:?}");
     let base = done.rsplit(' ').next().unwrap();
@@ -168,14 +175,7 @@ fn a_kill_9_loses_no_message_and_the_download_resumes() {
     let want: Vec<String> = (0..20).map(|n| format!("alice: m{n:02}")).collect();
     assert_eq!(got, want, "every message once, in order");
 
-    let out = t.path().join("out.bin");
-    let img = dev.image.to_str().unwrap();
-    let r = run(
-        "device-sync",
-        &["extract", img, "big.bin", out.to_str().unwrap()],
-    );
-    assert!(r.status.success(), "{r:?}");
-    assert!(std::fs::read(&out).unwrap() == std::fs::read(&file).unwrap());
+    assert_extracts(&dev, "big.bin", &file);
 }
 
 #[test]
