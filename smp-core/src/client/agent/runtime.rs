@@ -38,7 +38,7 @@ use crate::agent::message::MsgIntegrity;
 use crate::agent::version::AGENT_VERSIONS;
 use crate::agent::x3dh::{OsRng, RngEntropy, os_entropy};
 use crate::client::smp::{
-    CreateQueueOptions, NewQueueLink, PoolEvents, ProxiedRelay, RawMessage, RcvQueue,
+    CreateQueueOptions, NewQueueLink, PoolEvents, ProxiedRelay, RawMessage, RcvQueue, SmpClient,
     SmpClientError, SmpClientOptions, SmpClientPool, SmpEvent,
 };
 use crate::crypto::keys::{KeyAlgorithm, PrivateKey, PublicKey};
@@ -207,7 +207,9 @@ pub struct Agent {
     ent: RngEntropy<OsRng>,
     /// By (router, recipient id).
     queues: HashMap<(String, Vec<u8>), Subscribed>,
-    proxies: HashMap<ServerAddress, ProxiedRelay>,
+    /// Proxy sessions by destination router, with the proxy that holds
+    /// each (the proxy changes when a router goes down).
+    proxies: HashMap<ServerAddress, (ServerAddress, ProxiedRelay)>,
     own_routers: Vec<ServerAddress>,
     /// Inbox items handed to the application in this run and not yet done
     /// (it may keep some open, e.g. parts of a file description).
@@ -229,7 +231,34 @@ pub struct Agent {
     /// saves decoding and keeps what the keys derived (the e2e DH secret,
     /// signing keys) from one message to the next.
     conns: HashMap<ConnId, (Zeroizing<Vec<u8>>, Connection)>,
+    /// Routers that cannot be reached now: their commands wait in the
+    /// outbox, new queues go elsewhere, and they are tried again in the
+    /// background with growing delays, never given up.
+    down: HashMap<ServerAddress, Down>,
+    /// When the outbox runs again for commands that had to wait, and the
+    /// delay that led there (doubling while they keep waiting).
+    outbox_retry: Option<(Instant, Duration)>,
+    /// Results of the background connection attempts.
+    attempts: (AttemptTx, AttemptRx),
 }
+
+/// A finished connection attempt: the router, and whether it answered.
+type AttemptTx = tokio::sync::mpsc::UnboundedSender<(ServerAddress, bool)>;
+type AttemptRx = tokio::sync::mpsc::UnboundedReceiver<(ServerAddress, bool)>;
+
+/// A router that is down, and when it is tried next.
+#[derive(Debug)]
+struct Down {
+    retry_at: Instant,
+    delay: Duration,
+    /// An attempt is under way.
+    trying: bool,
+}
+
+/// The first retry comes at once (a restarting router is usually back in
+/// a moment), then after 1 s, doubling up to a minute.
+const RETRY_FIRST: Duration = Duration::from_secs(1);
+const RETRY_MAX: Duration = Duration::from_secs(60);
 
 /// How many decoded connections [`Agent`] keeps.
 const CONN_CACHE: usize = 64;
@@ -408,6 +437,9 @@ impl Agent {
             sent: Vec::new(),
             sender_keys: Vec::new(),
             conns: HashMap::new(),
+            down: HashMap::new(),
+            outbox_retry: None,
+            attempts: tokio::sync::mpsc::unbounded_channel(),
         };
         for (conn, rec) in agent.store.rcv_queues()? {
             let server = parse_server(&rec.server)?;
@@ -425,27 +457,148 @@ impl Agent {
     }
 
     /// Subscribes every queue and runs the outbox; messages waiting in the
-    /// queues are processed. Routers that cannot be reached are skipped
-    /// (their queues are subscribed on a later call).
+    /// queues are processed. The routers are dialled at once, so one that
+    /// cannot be reached costs one connect timeout, not one per router;
+    /// those are tried again in the background (see [`Agent::next`]).
     pub async fn start(&mut self) -> Result<(), RuntimeError> {
         self.flush_outbox().await?;
-        let keys: Vec<(String, Vec<u8>)> = self.queues.keys().cloned().collect();
+        let mut servers: Vec<ServerAddress> = Vec::new();
+        for s in self.queues.values() {
+            if !servers.contains(&s.server) {
+                servers.push(s.server.clone());
+            }
+        }
+        let mut dials = tokio::task::JoinSet::new();
+        for server in servers {
+            let pool = self.pool.clone();
+            dials.spawn(async move {
+                let ok = pool.client(&server).await.is_ok();
+                (server, ok)
+            });
+        }
+        while let Some(r) = dials.join_next().await {
+            let Ok((server, ok)) = r else { continue };
+            if !ok || !self.subscribe_all(&server).await? {
+                self.mark_down(&server, RETRY_FIRST);
+            }
+        }
+        self.flush_outbox().await
+    }
+
+    /// The routers that cannot be reached now (being retried).
+    pub fn unreachable(&self) -> Vec<ServerAddress> {
+        let mut v: Vec<_> = self.down.keys().cloned().collect();
+        v.sort_by_key(|s| s.to_string());
+        v
+    }
+
+    /// Subscribes every queue on `server` over the pooled connection and
+    /// processes what they hold; false when the connection failed.
+    async fn subscribe_all(&mut self, server: &ServerAddress) -> Result<bool, RuntimeError> {
+        let keys: Vec<_> = self
+            .queues
+            .iter()
+            .filter(|(_, s)| &s.server == server)
+            .map(|(k, _)| k.clone())
+            .collect();
+        let Ok(client) = self.pool.client(server).await else {
+            return Ok(false);
+        };
         for key in keys {
-            let (server, queue) = {
-                let s = &self.queues[&key];
-                (s.server.clone(), s.queue.clone())
-            };
-            let Ok(client) = self.pool.client(&server).await else {
+            let Some(queue) = self.queues.get(&key).map(|s| s.queue.clone()) else {
                 continue;
             };
             match client.subscribe(&queue).await {
                 Ok(Some(msg)) => self.process_or_retry_later(&key, msg).await?,
                 Ok(None) => {}
-                Err(SmpClientError::Closed) | Err(SmpClientError::Timeout(_)) => {}
+                Err(SmpClientError::Closed)
+                | Err(SmpClientError::Timeout(_))
+                | Err(SmpClientError::Io(_)) => return Ok(false),
                 Err(e) => tracing::warn!("subscribing a queue failed: {e}"),
             }
         }
-        self.flush_outbox().await
+        Ok(true)
+    }
+
+    /// Notes `server` as down, to be tried after `after` (or sooner if it
+    /// already was). Kept as is when it is already known down.
+    fn mark_down(&mut self, server: &ServerAddress, after: Duration) {
+        self.proxies
+            .retain(|dest, (proxy, _)| dest != server && proxy != server);
+        self.down.entry(server.clone()).or_insert_with(|| Down {
+            retry_at: Instant::now() + after,
+            delay: RETRY_FIRST,
+            trying: false,
+        });
+    }
+
+    /// Starts a background attempt for every down router that is due;
+    /// returns when the next one is due.
+    fn start_attempts(&mut self) -> Option<Instant> {
+        let now = Instant::now();
+        let mut next: Option<Instant> = None;
+        for (server, d) in self.down.iter_mut() {
+            if d.trying {
+                continue;
+            }
+            if d.retry_at <= now {
+                d.trying = true;
+                let (pool, tx, server) =
+                    (self.pool.clone(), self.attempts.0.clone(), server.clone());
+                tokio::spawn(async move {
+                    let ok = pool.client(&server).await.is_ok();
+                    let _ = tx.send((server, ok));
+                });
+            } else {
+                next = Some(next.map_or(d.retry_at, |n| n.min(d.retry_at)));
+            }
+        }
+        next
+    }
+
+    /// A background attempt ended: on success the router's queues are
+    /// subscribed again and the outbox runs; else the delay doubles.
+    async fn attempt_done(&mut self, server: ServerAddress, ok: bool) -> Result<(), RuntimeError> {
+        if ok && self.subscribe_all(&server).await? {
+            self.down.remove(&server);
+            tracing::info!("a router is reachable again");
+            return self.run_outbox().await;
+        }
+        if let Some(d) = self.down.get_mut(&server) {
+            d.trying = false;
+            d.delay = (d.delay * 2).min(RETRY_MAX);
+            // Up to a fifth less, so that devices that lost the same
+            // router do not all come back at the same instant.
+            let jitter = d
+                .delay
+                .mul_f64(f64::from(random_array::<1>()[0]) / 255.0 / 5.0);
+            d.retry_at = Instant::now() + d.delay - jitter;
+        }
+        Ok(())
+    }
+
+    /// The pooled connection to `server`, failing at once while it is
+    /// known to be down; a failed dial marks it down.
+    async fn client(&mut self, server: &ServerAddress) -> Result<SmpClient, SmpClientError> {
+        if self.down.contains_key(server) {
+            return Err(SmpClientError::Closed);
+        }
+        match self.pool.client(server).await {
+            Ok(c) => Ok(c),
+            Err(e) => {
+                if matches!(
+                    e,
+                    SmpClientError::Connect(_)
+                        | SmpClientError::Timeout(_)
+                        | SmpClientError::Io(_)
+                        | SmpClientError::Closed
+                        | SmpClientError::Tls(_)
+                ) {
+                    self.mark_down(server, RETRY_FIRST);
+                }
+                Err(e)
+            }
+        }
     }
 
     pub fn store(&self) -> &Store {
@@ -464,7 +617,7 @@ impl Agent {
     fn router(&self, preferred: Option<&ServerAddress>) -> Result<ServerAddress, RuntimeError> {
         preferred
             .cloned()
-            .or_else(|| self.own_routers.first().cloned())
+            .or_else(|| self.first_up())
             .ok_or(RuntimeError::NoRouter)
     }
 
@@ -473,7 +626,7 @@ impl Agent {
         server: &ServerAddress,
         mode: QueueMode,
     ) -> Result<(QueueAddr, RcvQueue), RuntimeError> {
-        let client = self.pool.client(server).await?;
+        let client = self.client(server).await?;
         let q = client
             .create_queue(&CreateQueueOptions {
                 mode,
@@ -510,7 +663,7 @@ impl Agent {
         mode: QueueMode,
         seal: impl FnOnce(&mut Self, QueueAddr) -> Result<(T, SealedLink), RuntimeError>,
     ) -> Result<Option<(T, SealedLink, QueueAddr, RcvQueue)>, RuntimeError> {
-        let client = self.pool.client(server).await?;
+        let client = self.client(server).await?;
         if self.opts.legacy_queues || client.version() < crate::smp::version::SHORT_LINKS_VERSION {
             return Ok(None);
         }
@@ -802,19 +955,20 @@ impl Agent {
     ) -> Result<(Vec<u8>, QueueLinkData), SmpClientError> {
         match self.proxy_for(server) {
             None => {
-                let client = self.pool.client(server).await?;
+                let client = self.client(server).await?;
                 match key {
                     Some(k) => client.secure_get_link(link_id, k).await,
                     None => client.get_link(link_id).await,
                 }
             }
             Some(proxy) => {
-                let client = self.pool.client(&proxy).await?;
+                let client = self.client(&proxy).await?;
                 let relay = match self.proxies.get(server) {
-                    Some(r) => r.clone(),
-                    None => {
+                    Some((p, r)) if *p == proxy => r.clone(),
+                    _ => {
                         let r = client.proxy_session(server, None).await?;
-                        self.proxies.insert(server.clone(), r.clone());
+                        self.proxies
+                            .insert(server.clone(), (proxy.clone(), r.clone()));
                         r
                     }
                 };
@@ -938,29 +1092,69 @@ impl Agent {
             }
             // About to wait: what was sent is removed for good now.
             self.persist_sent()?;
-            let ev = match deadline {
-                Some(d) => match tokio::time::timeout_at(d, self.events.recv()).await {
-                    Ok(e) => e,
-                    Err(_) => return Ok(None),
-                },
-                None => self.events.recv().await,
+            let wake = [
+                deadline,
+                self.start_attempts(),
+                self.outbox_retry.map(|(at, _)| at),
+            ]
+            .into_iter()
+            .flatten()
+            .min();
+            let sleep = async {
+                match wake {
+                    Some(w) => tokio::time::sleep_until(w).await,
+                    None => std::future::pending().await,
+                }
             };
-            let Some((server, ev)) = ev else {
-                return Ok(None);
+            enum Woken {
+                Event(Option<Box<(ServerAddress, SmpEvent)>>),
+                Attempt(ServerAddress, bool),
+                Timer,
+            }
+            let woken = tokio::select! {
+                e = self.events.recv() => Woken::Event(e.map(Box::new)),
+                Some((s, ok)) = self.attempts.1.recv() => Woken::Attempt(s, ok),
+                () = sleep => Woken::Timer,
             };
-            match ev {
-                SmpEvent::Server {
-                    entity_id,
-                    response: Response::Msg { msg_id, body },
-                } => {
-                    let key = (server_text(&server), entity_id);
-                    if self.queues.contains_key(&key) {
-                        self.process_or_retry_later(&key, RawMessage { msg_id, body })
-                            .await?;
+            match woken {
+                Woken::Timer => {
+                    let now = Instant::now();
+                    if let Some((at, delay)) = self.outbox_retry
+                        && at <= now
+                    {
+                        self.outbox_retry = None;
+                        self.run_outbox().await?;
+                        if self.outbox_retry.is_some() {
+                            let delay = (delay * 2).min(RETRY_MAX);
+                            self.outbox_retry = Some((now + delay, delay));
+                        }
+                    }
+                    if deadline.is_some_and(|d| now >= d) {
+                        return Ok(None);
                     }
                 }
-                SmpEvent::Disconnected => self.resubscribe(&server).await,
-                _ => {}
+                Woken::Attempt(server, ok) => self.attempt_done(server, ok).await?,
+                Woken::Event(None) => return Ok(None),
+                Woken::Event(Some(e)) => {
+                    let (server, ev) = *e;
+                    match ev {
+                        SmpEvent::Server {
+                            entity_id,
+                            response: Response::Msg { msg_id, body },
+                        } => {
+                            let key = (server_text(&server), entity_id);
+                            if self.queues.contains_key(&key) {
+                                self.process_or_retry_later(&key, RawMessage { msg_id, body })
+                                    .await?;
+                            }
+                        }
+                        SmpEvent::Disconnected => {
+                            tracing::info!("a router connection closed; reconnecting");
+                            self.mark_down(&server, Duration::ZERO);
+                        }
+                        _ => {}
+                    }
+                }
             }
         }
     }
@@ -969,33 +1163,6 @@ impl Agent {
     pub fn done(&mut self, id: InboxId) -> Result<(), RuntimeError> {
         self.handed.remove(&id);
         Ok(self.store.inbox_done(id)?)
-    }
-
-    /// After a router connection closed: connect again (with backoff) and
-    /// subscribe its queues; waiting messages are processed.
-    async fn resubscribe(&mut self, server: &ServerAddress) {
-        let keys: Vec<_> = self
-            .queues
-            .iter()
-            .filter(|(_, s)| &s.server == server)
-            .map(|(k, _)| k.clone())
-            .collect();
-        let mut delay = Duration::from_millis(200);
-        for _ in 0..8 {
-            if let Ok(client) = self.pool.client(server).await {
-                for key in &keys {
-                    let queue = self.queues[key].queue.clone();
-                    if let Ok(Some(msg)) = client.subscribe(&queue).await
-                        && let Err(e) = self.process(key, msg).await
-                    {
-                        tracing::warn!("processing after resubscribe failed: {e}");
-                    }
-                }
-                return;
-            }
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(Duration::from_secs(10));
-        }
     }
 
     /// [`Agent::process`], where a router failure (e.g. one that cannot be
@@ -1046,7 +1213,7 @@ impl Agent {
                     Ok(RcvMsgBody::Quota { .. }) | Err(_) => {}
                 }
             }
-            let client = self.pool.client(&server).await?;
+            let client = self.client(&server).await?;
             next = client.ack(&queue, &msg.msg_id).await?;
             self.run_outbox().await?;
         }
@@ -1160,27 +1327,44 @@ impl Agent {
     }
 
     /// [`Agent::flush_outbox`], leaving the removals to the next commit.
+    /// A connection whose command must wait (a full queue, a router that
+    /// is down) keeps the rest of its commands, in order, for later; other
+    /// connections' commands still go.
     async fn run_outbox(&mut self) -> Result<(), RuntimeError> {
+        let mut waiting: Vec<ConnId> = Vec::new();
         for (oid, conn, item) in self.store.outbox()? {
-            if self.sent.contains(&oid) {
+            if self.sent.contains(&oid) || waiting.contains(&conn) {
                 continue;
             }
             match self.run_op(&item).await {
                 Ok(()) => self.sent.push(oid),
-                // A full queue takes the message later; keep it.
                 Err(SmpClientError::Protocol(ErrorType::Quota))
-                | Err(SmpClientError::Relay(ErrorType::Quota)) => return Ok(()),
+                | Err(SmpClientError::Relay(ErrorType::Quota)) => waiting.push(conn),
                 Err(SmpClientError::Protocol(e)) | Err(SmpClientError::Relay(e)) => {
                     tracing::warn!("router refused a command for a connection: {e:?}");
                     self.sent.push(oid);
-                    let _ = conn;
                 }
                 Err(e) => {
-                    tracing::debug!("outbox paused: {e}");
-                    return Ok(());
+                    tracing::debug!("a connection's commands wait: {e}");
+                    waiting.push(conn);
                 }
             }
         }
+        if waiting.is_empty() {
+            self.outbox_retry = None;
+        } else if self.outbox_retry.is_none() {
+            self.outbox_retry = Some((Instant::now() + RETRY_FIRST, RETRY_FIRST));
+        }
+        Ok(())
+    }
+
+    /// Takes the results of background connection attempts that have
+    /// ended and starts those that are due, without waiting.
+    async fn poll_attempts(&mut self) -> Result<(), RuntimeError> {
+        while let Ok((server, ok)) = self.attempts.1.try_recv() {
+            self.attempt_done(server, ok).await?;
+        }
+        self.start_attempts();
         Ok(())
     }
 
@@ -1203,30 +1387,32 @@ impl Agent {
         match (op, self.proxy_for(&server)) {
             // KEY goes to our own queue, whose id the item holds.
             (Op::Key(k), _) => {
-                let s = self
+                let (server, queue) = self
                     .queues
                     .get(&(item.queue.server.clone(), snd_id.clone()))
+                    .map(|s| (s.server.clone(), s.queue.clone()))
                     .ok_or(SmpClientError::UnexpectedResponse(
                         "KEY for an unknown queue",
                     ))?;
-                let client = self.pool.client(&s.server).await?;
-                client.secure_queue(&s.queue, &k).await
+                let client = self.client(&server).await?;
+                client.secure_queue(&queue, &k).await
             }
             (Op::Send(body, key), None) => {
-                let client = self.pool.client(&server).await?;
+                let client = self.client(&server).await?;
                 client.send(snd_id, key.as_deref(), item.notify, body).await
             }
             (Op::Skey(key), None) => {
-                let client = self.pool.client(&server).await?;
+                let client = self.client(&server).await?;
                 client.secure_queue_sender(snd_id, &key).await
             }
             (op, Some(proxy)) => {
-                let client = self.pool.client(&proxy).await?;
+                let client = self.client(&proxy).await?;
                 let relay = match self.proxies.get(&server) {
-                    Some(r) => r.clone(),
-                    None => {
+                    Some((p, r)) if *p == proxy => r.clone(),
+                    _ => {
                         let r = client.proxy_session(&server, None).await?;
-                        self.proxies.insert(server.clone(), r.clone());
+                        self.proxies
+                            .insert(server.clone(), (proxy.clone(), r.clone()));
                         r
                     }
                 };
@@ -1262,18 +1448,28 @@ impl Agent {
         Ok(k)
     }
 
-    /// The proxy for a destination router: the user's first router, unless
-    /// the destination is one of the user's own routers.
+    /// The proxy for a destination router: the user's first router that
+    /// is up, unless the destination is one of the user's own routers.
     fn proxy_for(&self, dest: &ServerAddress) -> Option<ServerAddress> {
         if !self.opts.private_routing || self.own_routers.iter().any(|r| r == dest) {
             return None;
         }
-        self.own_routers.first().cloned()
+        self.first_up()
+    }
+
+    /// The user's first router not known to be down (else the first).
+    fn first_up(&self) -> Option<ServerAddress> {
+        self.own_routers
+            .iter()
+            .find(|r| !self.down.contains_key(*r))
+            .or(self.own_routers.first())
+            .cloned()
     }
 
     /// Waits until no outbox item is left or `deadline` passes, retrying.
     pub async fn drain_outbox(&mut self, deadline: Instant) -> Result<bool, RuntimeError> {
         loop {
+            self.poll_attempts().await?;
             self.flush_outbox().await?;
             if self.store.outbox()?.is_empty() {
                 return Ok(true);

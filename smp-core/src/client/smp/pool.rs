@@ -4,6 +4,7 @@
 //! arrive on one receiver, tagged with their router.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use tokio::sync::{Mutex, mpsc};
 
@@ -13,10 +14,14 @@ use crate::address::ServerAddress;
 /// Events of every pooled connection, with the router they came from.
 pub type PoolEvents = mpsc::UnboundedReceiver<(ServerAddress, SmpEvent)>;
 
+type Slot = Arc<Mutex<Option<SmpClient>>>;
+
 pub struct SmpClientPool {
     options: SmpClientOptions,
     /// By router address; a closed client is replaced on the next use.
-    clients: Mutex<HashMap<ServerAddress, SmpClient>>,
+    /// One lock per router, so that a router that is slow to answer (or
+    /// down, waiting for the connect timeout) holds up no other.
+    clients: std::sync::Mutex<HashMap<ServerAddress, Slot>>,
     events: mpsc::UnboundedSender<(ServerAddress, SmpEvent)>,
 }
 
@@ -38,7 +43,7 @@ impl SmpClientPool {
         (
             Self {
                 options,
-                clients: Mutex::new(HashMap::new()),
+                clients: std::sync::Mutex::new(HashMap::new()),
                 events: tx,
             },
             rx,
@@ -48,8 +53,9 @@ impl SmpClientPool {
     /// The connection to `router`, opened if there is none (or it closed).
     /// Concurrent callers for one router wait for the same connection.
     pub async fn client(&self, router: &ServerAddress) -> Result<SmpClient, SmpClientError> {
-        let mut clients = self.clients.lock().await;
-        if let Some(c) = clients.get(router)
+        let slot = self.slot(router);
+        let mut slot = slot.lock().await;
+        if let Some(c) = slot.as_ref()
             && !c.is_closed()
         {
             return Ok(c.clone());
@@ -63,17 +69,29 @@ impl SmpClientPool {
                 }
             }
         });
-        clients.insert(router.clone(), client.clone());
+        *slot = Some(client.clone());
         Ok(client)
+    }
+
+    fn slot(&self, router: &ServerAddress) -> Slot {
+        // A poisoned map only means another thread panicked while holding
+        // it; the map itself is always whole.
+        let mut map = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+        map.entry(router.clone()).or_default().clone()
     }
 
     /// How many routers have an open connection.
     pub async fn open_connections(&self) -> usize {
-        self.clients
-            .lock()
-            .await
-            .values()
-            .filter(|c| !c.is_closed())
-            .count()
+        let slots: Vec<Slot> = {
+            let map = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+            map.values().cloned().collect()
+        };
+        let mut n = 0;
+        for s in slots {
+            if s.lock().await.as_ref().is_some_and(|c| !c.is_closed()) {
+                n += 1;
+            }
+        }
+        n
     }
 }
