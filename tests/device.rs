@@ -198,3 +198,54 @@ fn two_devices_talk_through_two_routers() {
     assert_eq!(d1.history(), ["> two: hello two", "two: hello one"]);
     assert_eq!(d2.history(), ["one: hello two", "> one: hello one"]);
 }
+
+#[test]
+fn a_router_down_is_retried_and_the_others_keep_working() {
+    let (mut r1, r2, r3) = (SmpRouter::start(), SmpRouter::start(), SmpRouter::start());
+    let t = tempfile::tempdir().unwrap();
+    // r1 first: the address and the first contact's queue live there.
+    let mut dev = Device::create(t.path(), "dev", &[&r1.address, &r2.address]);
+    let (alice, bob) = (t.path().join("alice"), t.path().join("bob"));
+    profile(&alice, "alice", &r3);
+    profile(&bob, "bob", &r3);
+    connect_to_device(&alice, "alice", &dev, "dev");
+    xftp(&alice, &["msg", "dev", "before"]);
+    dev.wait_for("alice: before");
+
+    r1.kill();
+    let port = r1.address.rsplit(':').next().unwrap().to_string();
+    dev.wait_for(&format!(
+        "router 127.0.0.1:{port} cannot be reached; retrying"
+    ));
+
+    // A new contact's queue goes to the router that is up, and sending
+    // goes through it as the private-routing proxy.
+    dev.type_line("/invite");
+    let l = dev.wait_line("an invitation", |l| l.starts_with("invitation: "));
+    xftp(&bob, &["connect", &l["invitation: ".len()..]]);
+    listen_for(&bob, "dev connected");
+    dev.wait_for("bob connected");
+    xftp(&bob, &["msg", "dev", "hi while r1 is down"]);
+    dev.wait_for("bob: hi while r1 is down");
+    dev.type_line("/msg bob hi bob");
+    listen_for(&bob, "dev: hi bob");
+    dev.type_line("/msg alice still here");
+    listen_for(&alice, "dev: still here");
+
+    // Back: the device reconnects by itself and gets alice's queue again.
+    r1.resume();
+    dev.wait_for(&format!("router 127.0.0.1:{port} is reachable again"));
+    xftp(&alice, &["msg", "dev", "after"]);
+    dev.wait_for("alice: after");
+    dev.stop();
+    let h = dev.history();
+    for want in [
+        "alice: before",
+        "bob: hi while r1 is down",
+        "> bob: hi bob",
+        "> alice: still here",
+        "alice: after",
+    ] {
+        assert_eq!(h.iter().filter(|l| *l == want).count(), 1, "{want}: {h:?}");
+    }
+}

@@ -529,6 +529,28 @@ impl Device {
         Ok(true)
     }
 
+    /// Shows routers that went down or came back since `shown`.
+    fn report_routers(&mut self, shown: &mut Vec<ServerAddress>) {
+        let now = self.agent.unreachable();
+        for r in now.iter().filter(|r| !shown.contains(r)) {
+            self.say(&format!(
+                "router {}:{} cannot be reached; retrying",
+                r.preferred_host(),
+                r.effective_port()
+            ));
+        }
+        for r in shown.iter().filter(|r| !now.contains(r)) {
+            let line = format!(
+                "router {}:{} is reachable again",
+                r.preferred_host(),
+                r.effective_port()
+            );
+            let _ = writeln!(self.out, "{line}");
+        }
+        let _ = self.out.flush();
+        *shown = now;
+    }
+
     /// Closes the card's files and the store.
     pub fn close(mut self) -> Result<(), BoardError> {
         self.close_history()?;
@@ -593,7 +615,9 @@ pub async fn run(image: &Path, opts: &RunOptions) -> Result<(), BoardError> {
     }
     dev.say("ready");
     let mut input = console();
+    let mut down: Vec<ServerAddress> = Vec::new();
     while !stop.load(Ordering::SeqCst) {
+        dev.report_routers(&mut down);
         while let Ok(line) = input.try_recv() {
             match Command::parse(&line) {
                 Ok(Some(c)) => {
