@@ -82,6 +82,11 @@ fn code(e: &BoardError) -> u8 {
     }
 }
 
+/// Counts the heap, so that a run ends with its peak (the figure README's
+/// RAM section and the end-to-end stories check).
+#[global_allocator]
+static HEAP: device_sync::heap::CountingAlloc = device_sync::heap::CountingAlloc;
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
@@ -110,7 +115,11 @@ async fn main() -> ExitCode {
                 xftp,
                 qr: true,
             };
-            host::run(&image, &opts).await
+            let r = host::run(&image, &opts).await;
+            if r.is_ok() {
+                println!("heap peak: {} bytes", device_sync::heap::peak());
+            }
+            r
         }
         Cmd::History { image, name } => host::history(&image, name.as_deref()).map(|lines| {
             for l in lines {

@@ -13,17 +13,25 @@ pub const PATIENCE: Duration = Duration::from_secs(60);
 static BUILD: Once = Once::new();
 
 /// The path of one of the workspace's binaries, built first (once per
-/// test binary) so that a story never runs an old build.
+/// process) so that a story never runs an old build. From a test the build
+/// is `cargo test --workspace --no-run`: the very build `cargo test
+/// --workspace` has just made (so a no-op there), where a narrower
+/// `cargo build` would pick other features and rebuild the dependencies.
+/// From an example it is `cargo build --workspace --bins`.
 pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
-    // target/<profile>/deps/<test>
-    let profile_dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
+    // target/<profile>/deps/<test> or target/<profile>/examples/<example>
+    let from = exe.parent().unwrap();
+    let profile_dir = from.parent().unwrap().to_path_buf();
     BUILD.call_once(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut c = Command::new(cargo);
-        c.args(["build", "--bins", "-p", "smp-server", "-p", "xftp-server"])
-            .args(["-p", "xftp-cli", "-p", "firmware", "-p", "device-sync"])
-            .current_dir(env!("CARGO_MANIFEST_DIR"));
+        if from.file_name().is_some_and(|n| n == "examples") {
+            c.args(["build", "--workspace", "--bins", "--quiet"]);
+        } else {
+            c.args(["test", "--workspace", "--no-run", "--quiet"]);
+        }
+        c.current_dir(env!("CARGO_MANIFEST_DIR"));
         if profile_dir.file_name().is_some_and(|n| n == "release") {
             c.arg("--release");
         }
@@ -34,6 +42,11 @@ pub fn bin(name: &str) -> PathBuf {
     assert!(p.exists(), "{} was not built", p.display());
     p
 }
+
+/// The device's heap bound: what the host board may allocate at its peak
+/// (the agent runtime with tokio, rustls and the XFTP client included;
+/// SQLite allocates outside it). README's RAM section gives the figures.
+pub const DEVICE_HEAP_BOUND: usize = 2 << 20;
 
 /// A free loopback port at the moment of asking.
 pub fn free_port() -> u16 {
@@ -275,7 +288,10 @@ impl Device {
         assert!(self.child.is_none());
         let mut child = Command::new(bin("simplego-device"))
             .args(["run", "--sd", self.image.to_str().unwrap()])
-            .env("RUST_LOG", "warn")
+            .env(
+                "RUST_LOG",
+                std::env::var("DEVICE_LOG").unwrap_or("warn".into()),
+            )
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -350,7 +366,19 @@ impl Device {
             sigterm(&c);
             let st = c.wait().unwrap();
             assert!(st.success(), "the device's exit on SIGTERM: {st}");
-            self.before.extend(self.output());
+            let out = self.output();
+            let peak: usize = out
+                .iter()
+                .find_map(|l| l.strip_prefix("heap peak: "))
+                .and_then(|l| l.strip_suffix(" bytes"))
+                .and_then(|n| n.parse().ok())
+                .expect("the device prints its heap peak when it stops");
+            eprintln!("device heap peak: {peak} bytes");
+            assert!(
+                peak <= DEVICE_HEAP_BOUND,
+                "the device's heap peaked at {peak} bytes (bound {DEVICE_HEAP_BOUND})"
+            );
+            self.before.extend(out);
         }
     }
 
