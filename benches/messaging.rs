@@ -103,6 +103,7 @@ async fn open_agent(dir: &std::path::Path, name: &str, router: &Router) -> Agent
         .unwrap();
     let me = ChatProfile::new(name);
     let opts = AgentOptions {
+        hold_acks: false,
         smp: SmpClientOptions::default(),
         pq: true,
         conn_info: ChatMessage::profile_info(&me),

@@ -6,10 +6,13 @@
 //! console is stdin and stdout.
 //!
 //! A received text goes into the agent's inbox in the same transaction as
-//! the ratchet step, before the router gets its `ACK`; it is written to the
-//! card and synced before the inbox item is released. After a reset the
-//! item comes again and the history recognises it by its message id, so
-//! every message is on the card exactly once.
+//! the ratchet step; it is written to the card and synced before the inbox
+//! item is released, and only then does the router get its `ACK` (the
+//! agent holds it, as the reference's agent leaves it to the chat). After a
+//! reset the item comes again and the history recognises it by its message
+//! id, so every message is on the card exactly once. File offers and their
+//! description parts stay in the device state until the file is on the
+//! card; their `ACK`s go at once, so the rest of the description can come.
 
 use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
@@ -215,6 +218,8 @@ impl Device {
         }
         let me = ChatProfile::new(&profile.display_name);
         let agent_opts = AgentOptions {
+            // A message is acknowledged once it is on the card.
+            hold_acks: true,
             smp: SmpClientOptions::default(),
             pq: true,
             conn_info: ChatMessage::profile_info(&me),
@@ -637,10 +642,14 @@ pub async fn run(image: &Path, opts: &RunOptions) -> Result<(), BoardError> {
         // wait itself is only on the routers' event channel, so stopping
         // between waits never cuts a message in half.
         let deadline = Instant::now() + Duration::from_millis(100);
-        if let Some((iid, conn, n)) = dev.agent.next(Some(deadline)).await?
-            && dev.notice(iid, conn, n).await?
-        {
-            dev.agent.done(iid)?;
+        if let Some((iid, conn, n)) = dev.agent.next(Some(deadline)).await? {
+            if dev.notice(iid, conn, n).await? {
+                dev.agent.done(iid)?;
+            } else {
+                // Held in the device state (the NVS stand-in) until the
+                // file is on the card; its router message may go.
+                dev.agent.keep(iid)?;
+            }
         }
     }
     dev.close()

@@ -56,6 +56,7 @@ async fn open_agent_with(
     let (store, p) = profile::open_or_create_profile(&dir)?;
     let me = ChatProfile::new(&p.display_name);
     let opts = AgentOptions {
+        hold_acks: false,
         smp: SmpClientOptions::default(),
         pq: true,
         conn_info: ChatMessage::profile_info(&me),

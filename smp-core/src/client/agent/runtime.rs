@@ -70,6 +70,12 @@ pub struct AgentOptions {
     /// these bytes as the link's user data (the chat's profile JSON); `None`
     /// gives full links. A router too old for short links gets a full one.
     pub link_data: Option<Vec<u8>>,
+    /// Acknowledge a router message only once the application has taken
+    /// every notice it gave ([`Agent::done`], [`Agent::keep`]), as the
+    /// reference's agent leaves `ACK` to the chat: the router keeps the
+    /// message (and sends no next one on that queue) until then. Without
+    /// it the `ACK` follows the commit.
+    pub hold_acks: bool,
 }
 
 /// Runtime failures, in words a command can print.
@@ -238,6 +244,9 @@ pub struct Agent {
     /// When the outbox runs again for commands that had to wait, and the
     /// delay that led there (doubling while they keep waiting).
     outbox_retry: Option<(Instant, Duration)>,
+    /// Router messages whose `ACK` the application released, to be sent
+    /// from [`Agent::next`].
+    acks_due: Vec<ProcessedMsg>,
     /// Results of the background connection attempts.
     attempts: (AttemptTx, AttemptRx),
 }
@@ -415,7 +424,8 @@ impl Agent {
     }
 
     /// As [`Agent::open`], with a store the caller already opened.
-    pub fn with_store(store: Store, opts: AgentOptions) -> Result<Self, RuntimeError> {
+    pub fn with_store(mut store: Store, opts: AgentOptions) -> Result<Self, RuntimeError> {
+        store.hold_acks(opts.hold_acks);
         let own_routers = store
             .profile()?
             .map(|p| p.smp_servers)
@@ -439,6 +449,7 @@ impl Agent {
             conns: HashMap::new(),
             down: HashMap::new(),
             outbox_retry: None,
+            acks_due: Vec::new(),
             attempts: tokio::sync::mpsc::unbounded_channel(),
         };
         for (conn, rec) in agent.store.rcv_queues()? {
@@ -1084,6 +1095,7 @@ impl Agent {
         deadline: Option<Instant>,
     ) -> Result<Option<(InboxId, ConnId, Notice)>, RuntimeError> {
         loop {
+            self.send_due_acks().await?;
             let handed = &self.handed;
             let fresh = self.store.inbox_first(|iid| handed.contains(&iid))?;
             if let Some((iid, conn, item)) = fresh {
@@ -1159,10 +1171,52 @@ impl Agent {
         }
     }
 
-    /// Marks a notice as handled.
+    /// Marks a notice as handled. With [`AgentOptions::hold_acks`], the
+    /// router message it came from is acknowledged (from the next
+    /// [`Agent::next`]) once no other notice of it is open.
     pub fn done(&mut self, id: InboxId) -> Result<(), RuntimeError> {
         self.handed.remove(&id);
-        Ok(self.store.inbox_done(id)?)
+        if let Some(p) = self.store.inbox_done_held(id)? {
+            self.acks_due.push(p);
+        }
+        Ok(())
+    }
+
+    /// Keeps a notice open (it stays in the store and comes again at the
+    /// next start) but lets its router message be acknowledged: for what
+    /// the application holds on to for long, such as the parts of a file
+    /// description, whose queue would otherwise wait.
+    pub fn keep(&mut self, id: InboxId) -> Result<(), RuntimeError> {
+        if let Some(p) = self.store.inbox_release(id)? {
+            self.acks_due.push(p);
+        }
+        Ok(())
+    }
+
+    /// Sends the `ACK`s the application released; what each returns is
+    /// processed. One that fails is sent when the router redelivers the
+    /// message (it is recognised as processed and no longer held).
+    async fn send_due_acks(&mut self) -> Result<(), RuntimeError> {
+        for p in std::mem::take(&mut self.acks_due) {
+            let key = (p.server.clone(), p.rcv_id.clone());
+            let Some((server, queue)) = self
+                .queues
+                .get(&key)
+                .map(|s| (s.server.clone(), s.queue.clone()))
+            else {
+                continue;
+            };
+            let next = match self.client(&server).await {
+                Ok(c) => c.ack(&queue, &p.msg_id).await,
+                Err(e) => Err(e),
+            };
+            match next {
+                Ok(Some(msg)) => self.process_or_retry_later(&key, msg).await?,
+                Ok(None) => {}
+                Err(e) => tracing::debug!("a released ACK waits for the redelivery: {e}"),
+            }
+        }
+        Ok(())
     }
 
     /// [`Agent::process`], where a router failure (e.g. one that cannot be
@@ -1212,6 +1266,11 @@ impl Agent {
                     // Nothing for the connection: just acknowledge.
                     Ok(RcvMsgBody::Quota { .. }) | Err(_) => {}
                 }
+            }
+            if self.opts.hold_acks && self.store.holds(&key.0, &key.1, &msg.msg_id)? {
+                // Acknowledged once the application takes it.
+                self.run_outbox().await?;
+                break;
             }
             let client = self.client(&server).await?;
             next = client.ack(&queue, &msg.msg_id).await?;

@@ -36,7 +36,7 @@ pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 /// The lock file inside the profile directory.
 pub const LOCK_FILE: &str = "agent.lock";
 /// The schema version this code writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 /// How many processed-message marks are kept per receive queue. A router
 /// redelivers only the one message it is waiting for an ACK of, so a few
 /// are enough; the rest are pruned in the commit that adds a new one.
@@ -236,6 +236,7 @@ impl std::fmt::Debug for RcvQueueRecord {
 pub struct Store {
     // Declared before the lock so the database closes first on drop.
     db: Connection,
+    hold_acks: bool,
     dir: PathBuf,
     _lock: File,
 }
@@ -245,6 +246,15 @@ impl std::fmt::Debug for Store {
         f.debug_struct("Store").field("dir", &self.dir).finish()
     }
 }
+
+/// v3: the router message an inbox item came from, while its `ACK` waits
+/// for the application to take the item (see [`Store::hold_acks`]).
+const SCHEMA_V3: &str = "
+ALTER TABLE inbox ADD COLUMN held_server TEXT;
+ALTER TABLE inbox ADD COLUMN held_rcv_id BLOB;
+ALTER TABLE inbox ADD COLUMN held_msg_id BLOB;
+CREATE INDEX inbox_held ON inbox(held_server, held_rcv_id, held_msg_id);
+";
 
 /// v2: the sender keys of short invitation links being joined. `LKEY`
 /// secures the inviter's queue with the key before the connection exists;
@@ -427,6 +437,7 @@ impl Store {
         let db = Connection::open(&db_path)?;
         let mut store = Store {
             db,
+            hold_acks: false,
             dir: dir.to_path_buf(),
             _lock: lock,
         };
@@ -487,7 +498,13 @@ impl Store {
             tx.pragma_update(None, "user_version", 2)?;
             tx.commit()?;
         }
-        // Later versions: `if version < 3 { ... }` here, each in its own transaction.
+        if version < 3 {
+            let tx = self.db.transaction()?;
+            tx.execute_batch(SCHEMA_V3)?;
+            tx.pragma_update(None, "user_version", 3)?;
+            tx.commit()?;
+        }
+        // Later versions: `if version < 4 { ... }` here, each in its own transaction.
         Ok(())
     }
 
@@ -683,7 +700,7 @@ impl Store {
     /// [`StoreError::AlreadyProcessed`] (the caller should only re-ACK it).
     pub fn commit(&mut self, c: &Commit<'_>) -> Result<(), StoreError> {
         let tx = self.db.transaction()?;
-        commit_in(&tx, c)?;
+        commit_in(&tx, c, self.hold_acks)?;
         tx.commit()?;
         Ok(())
     }
@@ -699,7 +716,7 @@ impl Store {
         sent: &[OutboxId],
     ) -> Result<(), StoreError> {
         let tx = self.db.transaction()?;
-        commit_in(&tx, c)?;
+        commit_in(&tx, c, self.hold_acks)?;
         if let Some(status) = status {
             tx.prepare_cached("UPDATE connections SET status = ?2 WHERE id = ?1")?
                 .execute(params![c.conn.0, status])?;
@@ -827,6 +844,76 @@ impl Store {
         found(n)
     }
 
+    /// From now on, the items a commit puts in the inbox hold the `ACK` of
+    /// the router message they came from until the application takes them
+    /// ([`Store::inbox_done_held`], [`Store::inbox_release`]), as the
+    /// reference's agent leaves `ACK` to its application: a device then
+    /// acknowledges only what is on its card.
+    pub fn hold_acks(&mut self, on: bool) {
+        self.hold_acks = on;
+    }
+
+    /// Whether an inbox item still holds the `ACK` of this router message.
+    pub fn holds(&self, server: &str, rcv_id: &[u8], msg_id: &[u8]) -> Result<bool, StoreError> {
+        Ok(self
+            .db
+            .prepare_cached(
+                "SELECT 1 FROM inbox WHERE held_server = ?1 AND held_rcv_id = ?2
+                 AND held_msg_id = ?3 LIMIT 1",
+            )?
+            .query_row(params![server, rcv_id, msg_id], |_| Ok(()))
+            .optional()?
+            .is_some())
+    }
+
+    /// [`Store::inbox_done`]; returns the router message whose `ACK` may go
+    /// now (this was the last item holding it).
+    pub fn inbox_done_held(&mut self, id: InboxId) -> Result<Option<ProcessedMsg>, StoreError> {
+        let held = self.held_by(id)?;
+        self.inbox_done(id)?;
+        self.unheld(held)
+    }
+
+    /// Keeps an item in the inbox but lets go of the `ACK` it holds (the
+    /// application keeps it as it is, durably here); returns the router
+    /// message whose `ACK` may go now.
+    pub fn inbox_release(&mut self, id: InboxId) -> Result<Option<ProcessedMsg>, StoreError> {
+        let held = self.held_by(id)?;
+        let n = self
+            .db
+            .prepare_cached(
+                "UPDATE inbox SET held_server = NULL, held_rcv_id = NULL, held_msg_id = NULL
+                 WHERE id = ?1",
+            )?
+            .execute([id.0])?;
+        found(n)?;
+        self.unheld(held)
+    }
+
+    fn held_by(&self, id: InboxId) -> Result<Option<ProcessedMsg>, StoreError> {
+        Ok(self
+            .db
+            .prepare_cached(
+                "SELECT held_server, held_rcv_id, held_msg_id FROM inbox WHERE id = ?1
+                 AND held_server IS NOT NULL",
+            )?
+            .query_row([id.0], |r| {
+                Ok(ProcessedMsg {
+                    server: r.get(0)?,
+                    rcv_id: r.get(1)?,
+                    msg_id: r.get(2)?,
+                })
+            })
+            .optional()?)
+    }
+
+    fn unheld(&self, held: Option<ProcessedMsg>) -> Result<Option<ProcessedMsg>, StoreError> {
+        match held {
+            Some(p) if !self.holds(&p.server, &p.rcv_id, &p.msg_id)? => Ok(Some(p)),
+            _ => Ok(None),
+        }
+    }
+
     // ---- receive queues ----
 
     /// Records one of the user's receive queues for `conn`.
@@ -925,7 +1012,7 @@ fn delete_outbox_in(tx: &Transaction<'_>, ids: &[OutboxId]) -> Result<(), StoreE
 }
 
 /// The body of [`Store::commit`]; any error drops (rolls back) `tx`.
-fn commit_in(tx: &Transaction<'_>, c: &Commit<'_>) -> Result<(), StoreError> {
+fn commit_in(tx: &Transaction<'_>, c: &Commit<'_>, hold: bool) -> Result<(), StoreError> {
     let t = now();
     let n = tx
         .prepare_cached("UPDATE connections SET state = ?2 WHERE id = ?1")?
@@ -966,11 +1053,21 @@ fn commit_in(tx: &Transaction<'_>, c: &Commit<'_>) -> Result<(), StoreError> {
             t
         ])?;
     }
+    let held = c.processed.as_ref().filter(|_| hold);
     for i in &c.inbox {
         tx.prepare_cached(
-            "INSERT INTO inbox (conn_id, kind, body, created_at) VALUES (?1, ?2, ?3, ?4)",
+            "INSERT INTO inbox (conn_id, kind, body, created_at, held_server, held_rcv_id,
+               held_msg_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         )?
-        .execute(params![c.conn.0, i.kind, i.body, t])?;
+        .execute(params![
+            c.conn.0,
+            i.kind,
+            i.body,
+            t,
+            held.map(|p| &p.server),
+            held.map(|p| &p.rcv_id),
+            held.map(|p| &p.msg_id)
+        ])?;
     }
     Ok(())
 }
