@@ -88,19 +88,6 @@ fn store_err(dir: &Path, e: StoreError) -> BoardError {
     }
 }
 
-/// The preset routers, SimpleGo's default first.
-pub fn preset_routers() -> Vec<String> {
-    use smp_core::smp::presets::{default_router, preset_routers};
-    let default = default_router().filter(|r| r.enabled).map(|r| r.host);
-    let mut routers = preset_routers();
-    routers.sort_by_key(|r| Some(&r.host) != default.as_ref());
-    routers
-        .iter()
-        .filter_map(|r| r.usable_address().ok())
-        .map(ToString::to_string)
-        .collect()
-}
-
 fn parse_routers(list: &[String]) -> Result<Vec<String>, BoardError> {
     list.iter()
         .map(|s| {
@@ -136,7 +123,7 @@ pub struct Created {
 pub fn init(image: &Path, size: u64, name: &str, smp: &[String]) -> Result<Created, BoardError> {
     check_name(name)?;
     let routers = if smp.is_empty() {
-        preset_routers()
+        smp_core::smp::presets::default_addresses()
     } else {
         parse_routers(smp)?
     };

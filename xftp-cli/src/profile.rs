@@ -70,16 +70,7 @@ pub fn default_display_name() -> String {
 /// The enabled preset routers (`smp_core::smp::presets`): the preset
 /// default router first, then the others in preset order.
 pub fn default_smp_servers() -> Vec<String> {
-    use smp_core::smp::presets::{default_router, preset_routers};
-    let default = default_router().filter(|r| r.enabled).map(|r| r.host);
-    let mut routers = preset_routers();
-    // A stable sort keeps the preset order of the rest.
-    routers.sort_by_key(|r| Some(&r.host) != default.as_ref());
-    routers
-        .iter()
-        .filter_map(|r| r.usable_address().ok())
-        .map(ToString::to_string)
-        .collect()
+    smp_core::smp::presets::default_addresses()
 }
 
 /// Parses an SMP router address as `-s` parses XFTP servers (a password

@@ -94,6 +94,20 @@ pub fn default_router() -> Option<PresetRouter> {
     preset_routers().into_iter().find(|r| r.host == host)
 }
 
+/// The addresses a new profile or device starts with: every usable preset
+/// router, the default one first and the rest in preset order.
+pub fn default_addresses() -> Vec<String> {
+    let default = default_router().filter(|r| r.enabled).map(|r| r.host);
+    let mut routers = preset_routers();
+    // A stable sort keeps the preset order of the rest.
+    routers.sort_by_key(|r| Some(&r.host) != default.as_ref());
+    routers
+        .iter()
+        .filter_map(|r| r.usable_address().ok())
+        .map(ToString::to_string)
+        .collect()
+}
+
 fn parse_presets(text: &str) -> Result<Vec<PresetRouter>, PresetError> {
     let bad = PresetError::Malformed;
     let json = json::parse(text).map_err(|_| bad("not JSON"))?;
