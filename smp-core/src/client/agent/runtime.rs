@@ -489,6 +489,8 @@ impl Agent {
         }
         while let Some(r) = dials.join_next().await {
             let Ok((server, ok)) = r else { continue };
+            // Up now, whatever the first outbox run found.
+            self.down.remove(&server);
             if !ok || !self.subscribe_all(&server).await? {
                 self.mark_down(&server, RETRY_FIRST);
             }
@@ -570,21 +572,26 @@ impl Agent {
     /// A background attempt ended: on success the router's queues are
     /// subscribed again and the outbox runs; else the delay doubles.
     async fn attempt_done(&mut self, server: ServerAddress, ok: bool) -> Result<(), RuntimeError> {
+        // Out of `down` while its queues are subscribed, so that what they
+        // hold can be acknowledged at once.
+        let Some(mut d) = self.down.remove(&server) else {
+            return Ok(());
+        };
         if ok && self.subscribe_all(&server).await? {
-            self.down.remove(&server);
             tracing::info!("a router is reachable again");
             return self.run_outbox().await;
         }
-        if let Some(d) = self.down.get_mut(&server) {
-            d.trying = false;
-            d.delay = (d.delay * 2).min(RETRY_MAX);
-            // Up to a fifth less, so that devices that lost the same
-            // router do not all come back at the same instant.
-            let jitter = d
-                .delay
-                .mul_f64(f64::from(random_array::<1>()[0]) / 255.0 / 5.0);
-            d.retry_at = Instant::now() + d.delay - jitter;
-        }
+        d.trying = false;
+        // Up to a fifth less, so that devices that lost the same router do
+        // not all come back at the same instant.
+        let jitter = d
+            .delay
+            .mul_f64(f64::from(random_array::<1>()[0]) / 255.0 / 5.0);
+        d.retry_at = Instant::now() + d.delay - jitter;
+        d.delay = (d.delay * 2).min(RETRY_MAX);
+        self.proxies
+            .retain(|dest, (proxy, _)| *dest != server && *proxy != server);
+        self.down.insert(server, d);
         Ok(())
     }
 
@@ -1150,9 +1157,15 @@ impl Agent {
                 Woken::Event(Some(e)) => {
                     let (server, ev) = *e;
                     match ev {
+                        // A late reply to an ACK that timed out but reached
+                        // the router carries the queue's next message.
                         SmpEvent::Server {
                             entity_id,
                             response: Response::Msg { msg_id, body },
+                        }
+                        | SmpEvent::LateReply {
+                            entity_id,
+                            response: Ok(Response::Msg { msg_id, body }),
                         } => {
                             let key = (server_text(&server), entity_id);
                             if self.queues.contains_key(&key) {
@@ -1206,6 +1219,12 @@ impl Agent {
             else {
                 continue;
             };
+            if self.down.contains_key(&server) {
+                // Sent once the router is back (or, if it redelivers the
+                // message first, acknowledged then and refused here).
+                self.acks_due.push(p);
+                continue;
+            }
             let next = match self.client(&server).await {
                 Ok(c) => c.ack(&queue, &p.msg_id).await,
                 Err(e) => Err(e),
@@ -1213,7 +1232,14 @@ impl Agent {
             match next {
                 Ok(Some(msg)) => self.process_or_retry_later(&key, msg).await?,
                 Ok(None) => {}
-                Err(e) => tracing::debug!("a released ACK waits for the redelivery: {e}"),
+                // Refused (e.g. NO_MSG: acknowledged already): done with.
+                Err(SmpClientError::Protocol(e)) => {
+                    tracing::debug!("a released ACK was refused: {e:?}")
+                }
+                Err(e) => {
+                    tracing::debug!("a released ACK is tried again: {e}");
+                    self.acks_due.push(p);
+                }
             }
         }
         Ok(())
@@ -1397,7 +1423,9 @@ impl Agent {
             }
             match self.run_op(&item).await {
                 Ok(()) => self.sent.push(oid),
-                Err(SmpClientError::Protocol(ErrorType::Quota))
+                // A full queue takes the message later; a stale session is
+                // opened again.
+                Err(SmpClientError::Protocol(ErrorType::Quota | ErrorType::Session))
                 | Err(SmpClientError::Relay(ErrorType::Quota)) => waiting.push(conn),
                 Err(SmpClientError::Protocol(e)) | Err(SmpClientError::Relay(e)) => {
                     tracing::warn!("router refused a command for a connection: {e:?}");

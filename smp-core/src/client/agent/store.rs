@@ -886,7 +886,10 @@ impl Store {
                  WHERE id = ?1",
             )?
             .execute([id.0])?;
-        found(n)?;
+        if n == 0 {
+            // Taken meanwhile (done): nothing held any more.
+            return Ok(None);
+        }
         self.unheld(held)
     }
 
