@@ -31,23 +31,12 @@ async fn router() -> (RunningServer, String) {
 }
 
 async fn agent(dir: &std::path::Path, name: &str, router: &str, pq: bool, legacy: bool) -> Agent {
-    agent_with(dir, name, router, pq, legacy, false).await
+    agent_with(dir, name, router, pq, legacy, false, false).await
 }
 
-/// `short`: new invitations and addresses get short links.
+/// `short`: new invitations and addresses get short links; `hold`: a
+/// router message is acknowledged once its notices are done.
 async fn agent_with(
-    dir: &std::path::Path,
-    name: &str,
-    router: &str,
-    pq: bool,
-    legacy: bool,
-    short: bool,
-) -> Agent {
-    agent_full(dir, name, router, pq, legacy, short, false).await
-}
-
-/// `hold`: a router message is acknowledged once its notices are done.
-async fn agent_full(
     dir: &std::path::Path,
     name: &str,
     router: &str,
@@ -212,7 +201,16 @@ async fn join_and_talk(a: &mut Agent, b: &mut Agent, link: &str) -> (ConnId, Con
 async fn short_invitation_link_works_once() {
     let (_r, addr) = router().await;
     let t = tempfile::tempdir().unwrap();
-    let mut a = agent_with(&t.path().join("a"), "alice", &addr, true, false, true).await;
+    let mut a = agent_with(
+        &t.path().join("a"),
+        "alice",
+        &addr,
+        true,
+        false,
+        true,
+        false,
+    )
+    .await;
     let mut b = agent(&t.path().join("b"), "bob", &addr, true, false).await;
     let (_, link) = a.invite(None).await.unwrap();
     assert!(link.starts_with("https://127.0.0.1/i#"), "{link}");
@@ -240,7 +238,16 @@ async fn short_invitation_link_works_once() {
 async fn short_contact_address_takes_many_requests() {
     let (_r, addr) = router().await;
     let t = tempfile::tempdir().unwrap();
-    let mut a = agent_with(&t.path().join("a"), "alice", &addr, true, false, true).await;
+    let mut a = agent_with(
+        &t.path().join("a"),
+        "alice",
+        &addr,
+        true,
+        false,
+        true,
+        false,
+    )
+    .await;
     let link = a.address(None).await.unwrap();
     assert!(link.starts_with("https://127.0.0.1/a#"), "{link}");
     assert_eq!(a.address(None).await.unwrap(), link, "the address stays");
@@ -255,7 +262,16 @@ async fn short_link_through_private_routing() {
     let (ra, addr_a) = router().await;
     let (rb, addr_b) = router().await;
     let t = tempfile::tempdir().unwrap();
-    let mut a = agent_with(&t.path().join("a"), "alice", &addr_a, false, false, true).await;
+    let mut a = agent_with(
+        &t.path().join("a"),
+        "alice",
+        &addr_a,
+        false,
+        false,
+        true,
+        false,
+    )
+    .await;
     let mut b = agent(&t.path().join("b"), "bob", &addr_b, false, false).await;
     let (_, link) = a.invite(None).await.unwrap();
     join_and_talk(&mut a, &mut b, &link).await;
@@ -268,7 +284,16 @@ async fn short_link_through_private_routing() {
 async fn tampered_short_links_are_refused() {
     let (_r, addr) = router().await;
     let t = tempfile::tempdir().unwrap();
-    let mut a = agent_with(&t.path().join("a"), "alice", &addr, false, false, true).await;
+    let mut a = agent_with(
+        &t.path().join("a"),
+        "alice",
+        &addr,
+        false,
+        false,
+        true,
+        false,
+    )
+    .await;
     let mut b = agent(&t.path().join("b"), "bob", &addr, false, false).await;
     let contact = a.address(None).await.unwrap();
     // Another link key: the data is looked up elsewhere or fails to decrypt.
@@ -301,7 +326,7 @@ async fn held_acks_wait_for_the_application() {
     let t = tempfile::tempdir().unwrap();
     let (da, db) = (t.path().join("a"), t.path().join("b"));
     let mut a = agent(&da, "alice", &addr, true, false).await;
-    let mut b = agent_full(&db, "bob", &addr, true, false, false, true).await;
+    let mut b = agent_with(&db, "bob", &addr, true, false, false, true).await;
     let (ca, _) = connect_and_talk(&mut a, &mut b).await;
     for m in ["one", "two"] {
         a.send(ca, m.as_bytes()).await.unwrap();
@@ -323,7 +348,7 @@ async fn held_acks_wait_for_the_application() {
 
     // A restart without done: "one" again, from the store, and still held.
     drop(b);
-    let mut b = agent_full(&db, "bob", &addr, true, false, false, true).await;
+    let mut b = agent_with(&db, "bob", &addr, true, false, false, true).await;
     let (again, _, n) = b.next(soon()).await.unwrap().expect("one again");
     assert_eq!(message(&n), "one");
     assert_eq!(again, first);
