@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Links smp-core's IO-free core and device-sync's core into a #![no_std] staticlib for bare-metal
-# riscv32imac: a dependency that pulls in std, or needs an OS, fails here.
+# Links the no_std cores (smp-core, device-sync, and firmware with its event loop on a
+# board with nothing attached) into a #![no_std] staticlib for bare-metal riscv32imac: a
+# dependency that pulls in std, or needs an OS, fails here.
 # The crate is generated in a temporary directory; nothing is added to the
 # workspace.
 set -euo pipefail
@@ -22,6 +23,7 @@ crate-type = ["staticlib"]
 smp-core = { path = "$root/smp-core", default-features = false }
 device-sync = { path = "$root/device-sync", default-features = false }
 firmware = { path = "$root/firmware", default-features = false }
+zeroize = { version = "1", default-features = false }
 
 [profile.release]
 panic = "abort"
@@ -97,7 +99,7 @@ pub extern "C" fn device_sync_nostd_probe(key: &[u8; 32], out: &mut [u8; 4096]) 
 /// Pulls the firmware core into the link: the history, chat handling and
 /// the console.
 #[unsafe(no_mangle)]
-pub extern "C" fn firmware_nostd_probe(line: &[u8]) -> usize {
+pub extern "C" fn firmware_nostd_probe(line: &[u8; 64]) -> usize {
     let Ok(line) = core::str::from_utf8(line) else { return 0 };
     let cmd = firmware::console::Command::parse(line).is_ok() as usize;
     let mut chats = firmware::chat::Chats::new();
@@ -106,6 +108,134 @@ pub extern "C" fn firmware_nostd_probe(line: &[u8]) -> usize {
         firmware::history::History<device_sync::card::Card<device_sync::blockdev::RamDisk>>,
     >();
     cmd + steps + hist + firmware::history::file_name(1).len()
+}
+
+/// A board with nothing attached, so that the device's event loop (and the
+/// generic code under it: history, chat, console, catalog) is compiled and
+/// linked for the target rather than left as unused generics.
+mod quiet {
+    use alloc::string::String;
+    use alloc::vec::Vec;
+    use device_sync::blockdev::RamDisk;
+    use device_sync::card::Card;
+    use device_sync::job::Job;
+    use firmware::hal::{
+        Board, Clock, Contact, Delivery, Entropy, FetchFailure, Fetcher, Input, Messaging, Ui,
+    };
+    use firmware::ui::UiEvent;
+
+    pub struct Quiet;
+    pub type QuietCard = Card<RamDisk>;
+
+    impl Messaging for Quiet {
+        type Error = &'static str;
+        async fn next(&mut self, _: u32) -> Result<Option<Delivery>, Self::Error> {
+            Ok(None)
+        }
+        fn release(&mut self, _: u64) -> Result<(), Self::Error> {
+            Ok(())
+        }
+        fn keep(&mut self, _: u64) -> Result<(), Self::Error> {
+            Ok(())
+        }
+        async fn send(&mut self, _: u64, _: &[u8]) -> Result<i64, Self::Error> {
+            Err("no router")
+        }
+        async fn address(&mut self) -> Result<String, Self::Error> {
+            Err("no router")
+        }
+        async fn invite(&mut self) -> Result<String, Self::Error> {
+            Err("no router")
+        }
+        async fn connect(&mut self, _: &str) -> Result<(), Self::Error> {
+            Err("no router")
+        }
+        fn contacts(&self) -> Result<Vec<Contact>, Self::Error> {
+            Ok(Vec::new())
+        }
+        fn contact(&self, _: u64) -> Option<Contact> {
+            None
+        }
+        fn contact_named(&self, _: &str) -> Option<Contact> {
+            None
+        }
+        fn down_routers(&self) -> Vec<String> {
+            Vec::new()
+        }
+    }
+
+    impl Fetcher<QuietCard> for Quiet {
+        async fn fetch(
+            &mut self,
+            _: &mut QuietCard,
+            _: &mut Job<QuietCard>,
+            _: &mut dyn FnMut(u64, u64),
+        ) -> Result<(), FetchFailure> {
+            Err(FetchFailure::Unreachable)
+        }
+    }
+
+    impl Clock for Quiet {
+        fn unix_time(&self) -> Option<u64> {
+            None
+        }
+    }
+
+    impl Entropy for Quiet {
+        fn fill(&mut self, buf: &mut [u8]) {
+            buf.fill(0x5a);
+        }
+    }
+
+    pub struct Line<'a>(pub Option<&'a str>);
+
+    impl Ui for Line<'_> {
+        fn show(&mut self, _: &UiEvent<'_>) {}
+        fn poll_input(&mut self) -> Option<Input> {
+            self.0.take().map(|l| Input::Line(l.into()))
+        }
+    }
+
+    pub struct QuietBoard<'a>(core::marker::PhantomData<&'a ()>);
+
+    impl<'a> Board for QuietBoard<'a> {
+        type Card = QuietCard;
+        type Messaging = Quiet;
+        type Fetcher = Quiet;
+        type Clock = Quiet;
+        type Entropy = Quiet;
+        type Ui = Line<'a>;
+    }
+}
+
+/// One turn of the device's event loop with `line` typed at its console;
+/// returns whether the device keeps running.
+#[unsafe(no_mangle)]
+pub extern "C" fn firmware_app_probe(line: &[u8; 64]) -> usize {
+    use core::future::Future;
+    use core::task::{Context, Poll, Waker};
+    let Ok(line) = core::str::from_utf8(line) else { return 0 };
+    let Ok(card) = device_sync::card::Card::mount(device_sync::blockdev::RamDisk::new(1 << 16))
+    else {
+        return 0;
+    };
+    let parts = firmware::app::Parts::<quiet::QuietBoard<'_>> {
+        card,
+        messaging: quiet::Quiet,
+        fetcher: quiet::Quiet,
+        clock: quiet::Quiet,
+        entropy: quiet::Quiet,
+        ui: quiet::Line(Some(line)),
+    };
+    let keys = device_sync::job::DeviceKeys {
+        files_mk: zeroize::Zeroizing::new([1; 32]),
+        device_id: [2; 16],
+        key_id: 1,
+    };
+    let mut app = firmware::app::App::new(parts, keys, alloc::vec::Vec::new());
+    let mut cx = Context::from_waker(Waker::noop());
+    let turn = core::pin::pin!(app.step(0)).poll(&mut cx);
+    matches!(turn, Poll::Ready(Ok(true))) as usize
 }
 RS
 cargo build --quiet --release --manifest-path "$dir/Cargo.toml" \

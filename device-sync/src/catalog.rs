@@ -3,10 +3,12 @@
 //! moved or truncated record is reported, never returned.
 
 use alloc::boxed::Box;
+use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
 use smp_core::encoding::pad::FILE_LEN_SIZE;
+use smp_core::file::description::FileDescription;
 use smp_core::file::header::FileHeader;
 
 use crate::format::header::SgfHeader;
@@ -15,7 +17,7 @@ use crate::format::keys::FileKeys;
 use crate::format::layout::{ChunkLayout, RECORD, Runs};
 use crate::format::record::RecordCipher;
 use crate::format::{BLOCK, FormatError};
-use crate::job::{DeviceKeys, JobError, JobNames};
+use crate::job::{DeviceKeys, Entropy, Job, JobError, JobNames};
 use crate::storage::{FileStore, OpenMode, StorageError, read_exact};
 
 /// One stored file, as `ls` shows it.
@@ -276,4 +278,56 @@ pub fn verify<S: FileStore>(
     }
     store.close(o.data)?;
     Ok(rep)
+}
+
+/// The job already on the card for the file with this digest, still
+/// fetching or complete.
+pub fn find_job<S: FileStore>(
+    card: &mut S,
+    keys: &DeviceKeys,
+    digest: &[u8],
+) -> Result<Option<Job<S>>, JobError> {
+    let listed = list(card, keys)?;
+    for f in listed.into_iter().flatten() {
+        if !matches!(
+            f.state,
+            JobState::Fetching | JobState::Verified | JobState::Acked
+        ) {
+            continue;
+        }
+        match Job::resume(card, keys, &f.base) {
+            Ok(job) if job.digest().as_slice() == digest => return Ok(Some(job)),
+            Ok(job) => job.close(card)?,
+            Err(_) => {}
+        }
+    }
+    Ok(None)
+}
+
+/// Deletes the files of jobs that never started (power lost at creation).
+pub fn clean_unstarted<S: FileStore>(card: &mut S, keys: &DeviceKeys) -> Result<(), StorageError> {
+    let listed = list(card, keys)?;
+    for (base, e) in listed.into_iter().filter_map(Result::err) {
+        if matches!(e, JobError::NotStarted) {
+            for ext in ["SGF", "SGJ", "SGM"] {
+                let _ = card.delete(&format!("{base}.{ext}"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The job for `desc`: the one on the card (to resume or already done),
+/// or a new one.
+pub fn job_for<S: FileStore>(
+    card: &mut S,
+    keys: &DeviceKeys,
+    desc: &FileDescription,
+    rng: &mut impl Entropy,
+) -> Result<Job<S>, JobError> {
+    clean_unstarted(card, keys)?;
+    match find_job(card, keys, &desc.digest)? {
+        Some(j) => Ok(j),
+        None => Job::create(card, keys, desc, rng),
+    }
 }

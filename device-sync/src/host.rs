@@ -210,55 +210,14 @@ pub fn open_card(image: &Path, keys: &DeviceKeys) -> Result<HostCard, CardSetupE
     }
 }
 
-/// The job already on the card for the file with this digest, still
-/// fetching or complete.
-pub fn find_job<S: FileStore>(
-    card: &mut S,
-    keys: &DeviceKeys,
-    digest: &[u8],
-) -> Result<Option<Job<S>>, JobError> {
-    let listed = catalog::list(card, keys)?;
-    for f in listed.into_iter().flatten() {
-        if !matches!(
-            f.state,
-            JobState::Fetching | JobState::Verified | JobState::Acked
-        ) {
-            continue;
-        }
-        match Job::resume(card, keys, &f.base) {
-            Ok(job) if job.digest().as_slice() == digest => return Ok(Some(job)),
-            Ok(job) => job.close(card)?,
-            Err(_) => {}
-        }
-    }
-    Ok(None)
-}
-
-/// Deletes the files of jobs that never started (power lost at creation).
-pub fn clean_unstarted<S: FileStore>(card: &mut S, keys: &DeviceKeys) -> Result<(), StorageError> {
-    let listed = catalog::list(card, keys)?;
-    for (base, e) in listed.into_iter().filter_map(Result::err) {
-        if matches!(e, JobError::NotStarted) {
-            for ext in ["SGF", "SGJ", "SGM"] {
-                let _ = card.delete(&format!("{base}.{ext}"));
-            }
-        }
-    }
-    Ok(())
-}
-
-/// The job for `desc`: the one on the card (to resume or already done),
-/// or a new one.
+/// The job for `desc` on the host: [`catalog::job_for`] with the OS's
+/// randomness.
 pub fn job_for<S: FileStore>(
     card: &mut S,
     keys: &DeviceKeys,
     desc: &ValidFileDescription,
 ) -> Result<Job<S>, JobError> {
-    clean_unstarted(card, keys)?;
-    match find_job(card, keys, &desc.digest)? {
-        Some(j) => Ok(j),
-        None => Job::create(card, keys, desc, &mut OsEntropy),
-    }
+    catalog::job_for(card, keys, desc, &mut OsEntropy)
 }
 
 /// How hard a download tries.

@@ -1,32 +1,25 @@
-//! The host board: the device's code on a PC. The SD card is an image file
-//! (device-sync's card layer over embedded-sdmmc), the key store is the
-//! 0600 key file beside it (the stand-in for eFuse and NVS keys), the
-//! protocol state lives in the agent's SQLite store in `IMAGE.nvs/` (the
-//! stand-in for NVS), the network is the OS's TCP with rustls, and the
-//! console is stdin and stdout.
+//! The host board: the device's event loop ([`crate::app`]) on a PC. The
+//! SD card is an image file (device-sync's card layer over embedded-sdmmc),
+//! the key store is the 0600 key file beside it (the stand-in for eFuse and
+//! NVS keys), the messaging port is smp-core's agent runtime with its
+//! SQLite store in `IMAGE.nvs/` (the stand-in for NVS) over the OS's TCP
+//! and rustls, the fetcher is device-sync's XFTP loop, and the console is
+//! stdin and stdout.
 //!
-//! A received text goes into the agent's inbox in the same transaction as
-//! the ratchet step; it is written to the card and synced before the inbox
-//! item is released, and only then does the router get its `ACK` (the
-//! agent holds it, as the reference's agent leaves it to the chat). After a
-//! reset the item comes again and the history recognises it by its message
-//! id, so every message is on the card exactly once. File offers and their
-//! description parts stay in the device state until the file is on the
-//! card; their `ACK`s go at once, so the rest of the description can come.
+//! The agent holds each router `ACK` until the app releases or keeps the
+//! inbox item (`hold_acks`), so a text reaches the card before its router
+//! may forget it.
 
-use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use device_sync::catalog;
-use device_sync::format::journal::JobState;
 use device_sync::host::{
     self as board, CardSetupError, FetchError, FetchOptions, HostCard, OsEntropy, run_job,
 };
-use device_sync::job::{DeviceKeys, JobError};
+use device_sync::job::{Job, JobError};
 use smp_core::address::ServerAddress;
 use smp_core::chat::{ChatMessage, Profile as ChatProfile};
 use smp_core::client::agent::runtime::{Agent, AgentOptions, Notice, RuntimeError};
@@ -34,13 +27,14 @@ use smp_core::client::agent::store::{
     ConnId, InboxId, Profile, Store, StoreError, StoredConnection,
 };
 use smp_core::client::smp::SmpClientOptions;
-use smp_core::file::description::{FileParty, ValidFileDescription};
-use smp_core::file::header::safe_file_name;
 use tokio::time::Instant;
 
-use crate::chat::{Chats, Step, text_message};
-use crate::console::{Command, HELP};
-use crate::history::{Direction, Entry, History, HistoryError};
+use crate::app::{App, AppError, Parts, history_no};
+use crate::hal::{
+    Board, Clock, Contact, Delivery, Event, FetchFailure, Fetcher, Input, Messaging, Ui,
+};
+use crate::history::{Direction, History, HistoryError};
+use crate::ui::UiEvent;
 
 /// Why the host board stopped or refused, in words a user can act on.
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +59,15 @@ pub enum BoardError {
     History(#[from] HistoryError),
     #[error("console: {0}")]
     Console(std::io::Error),
+}
+
+impl From<AppError<RuntimeError>> for BoardError {
+    fn from(e: AppError<RuntimeError>) -> Self {
+        match e {
+            AppError::History(e) => BoardError::History(e),
+            AppError::Messaging(e) => BoardError::Agent(e),
+        }
+    }
 }
 
 /// The device's protocol state beside the image: `IMAGE.nvs`.
@@ -155,20 +158,16 @@ pub struct RunOptions {
     pub qr: bool,
 }
 
-/// An open device: the card, its keys, the agent and what is in progress.
-pub struct Device {
-    image: PathBuf,
-    keys: DeviceKeys,
-    card: HostCard,
-    agent: Agent,
-    chats: Chats,
-    /// The history open last (the card allows few open files).
-    history: Option<(u32, History<HostCard>)>,
-    /// Inbox items of files whose descriptions are still arriving, by
-    /// (contact, offer id): released once the file is on the card.
-    open_items: HashMap<(u32, Vec<u8>), Vec<InboxId>>,
-    xftp: Vec<String>,
-    out: Box<dyn Write>,
+/// The host board's parts.
+pub struct HostBoard;
+
+impl Board for HostBoard {
+    type Card = HostCard;
+    type Messaging = AgentPort;
+    type Fetcher = XftpFetcher;
+    type Clock = SystemClock;
+    type Entropy = OsEntropy;
+    type Ui = Console;
 }
 
 fn contact_name(c: &StoredConnection) -> String {
@@ -178,20 +177,28 @@ fn contact_name(c: &StoredConnection) -> String {
         .unwrap_or_else(|| format!("#{}", c.id.0))
 }
 
-fn contact_no(id: ConnId) -> u32 {
-    (id.0 as u64 & 0x0fff_ffff) as u32
+fn contact_of(c: &StoredConnection) -> Contact {
+    Contact {
+        id: c.id.0 as u64,
+        name: contact_name(c),
+        status: c.status.clone(),
+    }
 }
 
-impl Device {
-    /// Opens the card and the state and connects to the routers.
-    pub async fn open(image: &Path, opts: &RunOptions) -> Result<Device, BoardError> {
+/// The messaging port: smp-core's agent runtime over the OS's TCP and
+/// rustls, its state in SQLite beside the image.
+pub struct AgentPort {
+    agent: Agent,
+    state: PathBuf,
+}
+
+impl AgentPort {
+    /// Opens the device state and connects to the routers.
+    pub async fn open(image: &Path, opts: &RunOptions) -> Result<AgentPort, BoardError> {
         let state = state_dir(image);
         if !state.exists() {
             return Err(BoardError::NoDevice(image.to_path_buf()));
         }
-        let keys =
-            board::load_keys(&board::default_key_path(image)).map_err(CardSetupError::from)?;
-        let card = board::open_card(image, &keys)?;
         let mut store = Store::open(&state).map_err(|e| store_err(&state, e))?;
         let mut profile = store
             .profile()
@@ -217,337 +224,144 @@ impl Device {
         };
         let mut agent = Agent::with_store(store, agent_opts)?;
         agent.start().await?;
-        Ok(Device {
-            image: image.to_path_buf(),
-            keys,
-            card,
-            agent,
-            chats: Chats::new(),
-            history: None,
-            open_items: HashMap::new(),
-            xftp: parse_routers(&opts.xftp)?,
-            out: Box::new(std::io::stdout()),
-        })
+        Ok(AgentPort { agent, state })
+    }
+}
+
+impl Messaging for AgentPort {
+    type Error = RuntimeError;
+
+    async fn next(&mut self, wait_ms: u32) -> Result<Option<Delivery>, RuntimeError> {
+        let deadline = Instant::now() + Duration::from_millis(wait_ms.into());
+        let Some((iid, conn, n)) = self.agent.next(Some(deadline)).await? else {
+            return Ok(None);
+        };
+        let event = match n {
+            Notice::Connected => Event::Connected,
+            Notice::Skipped(why) => Event::Skipped(why),
+            Notice::Message { msg_id, body, .. } => Event::Message { msg_id, body },
+            Notice::PeerInfo(_) | Notice::Received(_) => Event::Other,
+        };
+        Ok(Some(Delivery {
+            item: iid.0 as u64,
+            contact: conn.0 as u64,
+            event,
+        }))
     }
 
-    fn say(&mut self, line: &str) {
-        let _ = writeln!(self.out, "{line}");
-        let _ = self.out.flush();
+    fn release(&mut self, item: u64) -> Result<(), RuntimeError> {
+        self.agent.done(InboxId(item as i64))
     }
 
-    /// The device's contact address (made on first use).
-    pub async fn address(&mut self) -> Result<String, BoardError> {
-        Ok(self.agent.address(None).await?)
+    fn keep(&mut self, item: u64) -> Result<(), RuntimeError> {
+        self.agent.keep(InboxId(item as i64))
     }
 
-    fn name_of(&self, id: ConnId) -> String {
-        self.agent
-            .store()
-            .connection(id)
-            .ok()
-            .flatten()
-            .map(|c| contact_name(&c))
-            .unwrap_or_else(|| format!("#{}", id.0))
+    async fn send(&mut self, contact: u64, body: &[u8]) -> Result<i64, RuntimeError> {
+        self.agent.send(ConnId(contact as i64), body).await
     }
 
-    fn history(&mut self, contact: u32) -> Result<&mut History<HostCard>, BoardError> {
-        if self.history.as_ref().is_some_and(|(c, _)| *c != contact)
-            && let Some((_, h)) = self.history.take()
-        {
-            h.close(&mut self.card)?;
-        }
-        if self.history.is_none() {
-            let h = History::open(
-                &mut self.card,
-                &self.keys.files_mk,
-                &self.keys.device_id,
-                contact,
-            )?;
-            self.history = Some((contact, h));
-        }
-        Ok(&mut self.history.as_mut().expect("opened above").1)
+    async fn address(&mut self) -> Result<String, RuntimeError> {
+        self.agent.address(None).await
     }
 
-    /// Appends to a contact's history; on the card once this returns.
-    fn store_entry(&mut self, contact: u32, e: &Entry) -> Result<(), BoardError> {
-        self.history(contact)?;
-        let (_, h) = self.history.as_mut().expect("opened above");
-        Ok(h.append(&mut self.card, e, &mut OsEntropy)?)
+    async fn invite(&mut self) -> Result<String, RuntimeError> {
+        Ok(self.agent.invite(None).await?.1)
     }
 
-    fn close_history(&mut self) -> Result<(), BoardError> {
-        if let Some((_, h)) = self.history.take() {
-            h.close(&mut self.card)?;
-        }
+    async fn connect(&mut self, link: &str) -> Result<(), RuntimeError> {
+        self.agent.connect(link, None, None).await?;
+        // The join goes out now, not at the next turn of the loop.
+        let _ = self
+            .agent
+            .drain_outbox(Instant::now() + Duration::from_secs(10))
+            .await;
         Ok(())
     }
 
-    /// Handles one notice; returns whether its inbox item may be released.
-    async fn notice(&mut self, iid: InboxId, conn: ConnId, n: Notice) -> Result<bool, BoardError> {
-        let who = self.name_of(conn);
-        let contact = contact_no(conn);
-        match n {
-            Notice::Connected => self.say(&format!("{who} connected")),
-            Notice::Skipped(why) => self.say(&format!("{who}: a message was skipped ({why})")),
-            Notice::PeerInfo(_) | Notice::Received(_) => {}
-            Notice::Message { msg_id, body, .. } => {
-                let seen = self.history(contact)?.has_received(msg_id);
-                let mut release = true;
-                for step in self.chats.receive(contact, &body) {
-                    match step {
-                        Step::Text(text) => {
-                            if !seen {
-                                let e = Entry {
-                                    direction: Direction::Received,
-                                    status: 0,
-                                    time: now(),
-                                    msg_id,
-                                    text: text.clone(),
-                                };
-                                self.store_entry(contact, &e)?;
-                                self.say(&format!("{who}: {text}"));
-                            }
-                        }
-                        Step::Offered { file, name, size } => {
-                            release = false;
-                            self.open_items
-                                .entry((contact, file))
-                                .or_default()
-                                .push(iid);
-                            self.say(&format!(
-                                "{who} offers {} ({size} bytes)",
-                                safe_file_name(&name)
-                            ));
-                        }
-                        Step::Part { file } => {
-                            release = false;
-                            self.open_items
-                                .entry((contact, file))
-                                .or_default()
-                                .push(iid);
-                        }
-                        Step::Fetch {
-                            file,
-                            name,
-                            size,
-                            description,
-                        } => {
-                            let items =
-                                self.open_items.remove(&(contact, file)).unwrap_or_default();
-                            if self.fetch(&who, &name, size, &description).await? {
-                                for i in items {
-                                    self.agent.done(i)?;
-                                }
-                            } else {
-                                // Kept in the inbox: the offer comes again
-                                // at the next start and the fetch resumes.
-                                release = false;
-                            }
-                        }
-                        Step::Ignored(_) => {}
-                        Step::Refused(why) => self.say(&format!("{who}: {why}")),
-                    }
-                }
-                return Ok(release);
-            }
-        }
-        Ok(true)
+    fn contacts(&self) -> Result<Vec<Contact>, RuntimeError> {
+        let list = self.agent.store().connections().map_err(|e| {
+            tracing::warn!("device state in {}: {e}", self.state.display());
+            RuntimeError::from(e)
+        })?;
+        Ok(list.iter().map(contact_of).collect())
     }
 
-    /// Fetches a file onto the card, showing progress. Returns whether the
-    /// offer is settled (on the card, or refused or failed for good, which
-    /// is shown); `false` when its servers cannot be reached now, so the
-    /// offer stays in the inbox and the fetch resumes at the next start,
-    /// as it does after a reset.
+    fn contact(&self, id: u64) -> Option<Contact> {
+        let c = self.agent.store().connection(ConnId(id as i64)).ok()??;
+        Some(contact_of(&c))
+    }
+
+    fn contact_named(&self, name: &str) -> Option<Contact> {
+        let c = self.agent.store().connection_by_name(name).ok()??;
+        (c.status != "address").then(|| contact_of(&c))
+    }
+
+    fn down_routers(&self) -> Vec<String> {
+        self.agent
+            .unreachable()
+            .iter()
+            .map(|r| format!("{}:{}", r.preferred_host(), r.effective_port()))
+            .collect()
+    }
+}
+
+/// The XFTP port: device-sync's download loop with smp-core's client.
+#[derive(Default)]
+pub struct XftpFetcher {
+    opts: FetchOptions,
+}
+
+impl Fetcher<HostCard> for XftpFetcher {
     async fn fetch(
         &mut self,
-        who: &str,
-        name: &str,
-        size: u64,
-        text: &str,
-    ) -> Result<bool, BoardError> {
-        let shown = safe_file_name(name);
-        let desc = match ValidFileDescription::from_yaml(text, FileParty::Recipient) {
-            Ok(d) => d,
-            Err(e) => {
-                self.say(&format!(
-                    "{who}: file {shown} refused: its description is not valid ({e})"
-                ));
-                return Ok(true);
-            }
-        };
-        if !self.xftp.is_empty() {
-            let foreign = desc
-                .chunks
-                .iter()
-                .flat_map(|c| &c.replicas)
-                .any(|r| !self.xftp.contains(&r.server.to_string()));
-            if foreign {
-                self.say(&format!(
-                    "{who}: file {shown} refused: it is on XFTP servers this device was not given (--xftp)"
-                ));
-                return Ok(true);
-            }
+        card: &mut HostCard,
+        job: &mut Job<HostCard>,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<(), FetchFailure> {
+        match run_job(card, job, &self.opts, progress).await {
+            Ok(()) => Ok(()),
+            Err(FetchError::Unreachable { .. }) => Err(FetchFailure::Unreachable),
+            Err(FetchError::Job(JobError::Failed(f))) => Err(FetchFailure::Failed(f)),
+            Err(e) => Err(FetchFailure::Other(e.to_string())),
         }
-        self.close_history()?;
-        let mut job = match board::job_for(&mut self.card, &self.keys, &desc) {
-            Ok(j) => j,
-            Err(e) => {
-                self.say(&format!("{who}: file {shown} could not be started: {e}"));
-                return Ok(true);
-            }
-        };
-        self.say(&format!("{who}: receiving {shown} ({size} bytes)"));
-        let r = if job.state() == JobState::Fetching {
-            let mut last = u64::MAX;
-            let out = &mut self.out;
-            run_job(
-                &mut self.card,
-                &mut job,
-                &FetchOptions::default(),
-                |d, t| {
-                    let pct = (d * 100).checked_div(t).unwrap_or(100);
-                    if pct / 10 != last / 10 || last == u64::MAX {
-                        last = pct;
-                        let _ = writeln!(out, "{shown}: {pct}%");
-                        let _ = out.flush();
-                    }
-                },
-            )
-            .await
-        } else {
-            Ok(())
-        };
-        let base = job.names().base.clone();
-        let _ = job.close(&mut self.card);
-        match r {
-            Ok(()) => self.say(&format!(
-                "{who} sent {shown} ({size} bytes): on the card as {base}"
-            )),
-            Err(FetchError::Unreachable { .. }) => {
-                self.say(&format!(
-                    "{who}: {shown} is interrupted (its servers cannot be reached); it resumes at the next start"
-                ));
-                return Ok(false);
-            }
-            Err(FetchError::Job(JobError::Failed(f))) => {
-                self.say(&format!("{who}: {shown} failed ({f:?}) and was removed"))
-            }
-            Err(e) => self.say(&format!("{who}: {shown} failed: {e}")),
+    }
+}
+
+/// The OS's clock.
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn unix_time(&self) -> Option<u64> {
+        u64::try_from(now()).ok().filter(|t| *t > 0)
+    }
+}
+
+/// stdin and stdout, and the signals that stop the device.
+pub struct Console {
+    input: tokio::sync::mpsc::UnboundedReceiver<String>,
+    stop: Arc<AtomicBool>,
+    qr: bool,
+}
+
+impl Ui for Console {
+    fn show(&mut self, e: &UiEvent<'_>) {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{e}");
+        let _ = out.flush();
+        drop(out);
+        if let UiEvent::Address(a) = e
+            && self.qr
+        {
+            print_qr(a);
         }
-        Ok(true)
     }
 
-    async fn command(&mut self, c: Command) -> Result<bool, BoardError> {
-        match c {
-            Command::Quit => return Ok(false),
-            Command::Help => self.say(HELP),
-            Command::Contacts => {
-                let list = self
-                    .agent
-                    .store()
-                    .connections()
-                    .map_err(|e| store_err(&self.image, e))?;
-                for c in list.iter().filter(|c| c.status != "address") {
-                    self.say(&format!("{}\t{}", contact_name(c), c.status));
-                }
-            }
-            Command::Files => {
-                self.close_history()?;
-                let list = catalog::list(&mut self.card, &self.keys)
-                    .map_err(|e| BoardError::History(HistoryError::Storage(e)))?;
-                for f in list {
-                    match f {
-                        Ok(f) => {
-                            let state = match f.state {
-                                JobState::Fetching => {
-                                    format!("fetching {}/{}", f.chunks_done, f.chunks)
-                                }
-                                JobState::Verified | JobState::Acked => "complete".into(),
-                                JobState::Failed => "failed".into(),
-                            };
-                            let name = f
-                                .header
-                                .as_ref()
-                                .map(|h| safe_file_name(&h.file_name))
-                                .unwrap_or_else(|| "-".into());
-                            let len = f.content_len.map_or("-".into(), |n| n.to_string());
-                            self.say(&format!("{}\t{state}\t{len}\t{name}", f.base));
-                        }
-                        Err((base, e)) => self.say(&format!("{base}\tunreadable ({e})")),
-                    }
-                }
-            }
-            Command::Invite => match self.agent.invite(None).await {
-                Ok((_, link)) => self.say(&format!("invitation: {link}")),
-                Err(e) => self.say(&format!("/invite failed: {e}")),
-            },
-            Command::Address => {
-                let a = self.address().await?;
-                self.say(&format!("address: {a}"));
-            }
-            Command::Connect { link } => match self.agent.connect(&link, None, None).await {
-                Ok(_) => {
-                    let _ = self
-                        .agent
-                        .drain_outbox(Instant::now() + Duration::from_secs(10))
-                        .await;
-                    self.say("connecting; the contact shows up once it accepts");
-                }
-                Err(e) => self.say(&format!("/connect failed: {e}")),
-            },
-            Command::Msg { to, text } => {
-                let found = self.agent.store().connection_by_name(&to).ok().flatten();
-                let Some(c) = found.filter(|c| c.status != "address") else {
-                    self.say(&format!("no contact named {to}"));
-                    return Ok(true);
-                };
-                let body = text_message(&text, &mut OsEntropy);
-                match self.agent.send(c.id, &body).await {
-                    Ok(msg_id) => {
-                        let e = Entry {
-                            direction: Direction::Sent,
-                            status: 0,
-                            time: now(),
-                            msg_id,
-                            text,
-                        };
-                        self.store_entry(contact_no(c.id), &e)?;
-                    }
-                    Err(e) => self.say(&format!("/msg failed: {e}")),
-                }
-            }
+    fn poll_input(&mut self) -> Option<Input> {
+        if self.stop.load(Ordering::SeqCst) {
+            return Some(Input::Stop);
         }
-        Ok(true)
-    }
-
-    /// Shows routers that went down or came back since `shown`.
-    fn report_routers(&mut self, shown: &mut Vec<ServerAddress>) {
-        let now = self.agent.unreachable();
-        for r in now.iter().filter(|r| !shown.contains(r)) {
-            self.say(&format!(
-                "router {}:{} cannot be reached; retrying",
-                r.preferred_host(),
-                r.effective_port()
-            ));
-        }
-        for r in shown.iter().filter(|r| !now.contains(r)) {
-            let line = format!(
-                "router {}:{} is reachable again",
-                r.preferred_host(),
-                r.effective_port()
-            );
-            let _ = writeln!(self.out, "{line}");
-        }
-        let _ = self.out.flush();
-        *shown = now;
-    }
-
-    /// Closes the card's files and the store.
-    pub fn close(mut self) -> Result<(), BoardError> {
-        self.close_history()?;
-        drop(self.card.into_device());
-        Ok(())
+        self.input.try_recv().ok().map(Input::Line)
     }
 }
 
@@ -599,47 +413,34 @@ pub async fn run(image: &Path, opts: &RunOptions) -> Result<(), BoardError> {
             stop.store(true, Ordering::SeqCst);
         });
     }
-    let mut dev = Device::open(image, opts).await?;
-    let address = dev.address().await?;
-    dev.say(&format!("address: {address}"));
-    if opts.qr {
-        print_qr(&address);
+    let state = state_dir(image);
+    if !state.exists() {
+        return Err(BoardError::NoDevice(image.to_path_buf()));
     }
-    dev.say("ready");
-    let mut input = console();
-    let mut down: Vec<ServerAddress> = Vec::new();
-    while !stop.load(Ordering::SeqCst) {
-        dev.report_routers(&mut down);
-        while let Ok(line) = input.try_recv() {
-            match Command::parse(&line) {
-                Ok(Some(c)) => {
-                    if !dev.command(c).await? {
-                        stop.store(true, Ordering::SeqCst);
-                        break;
-                    }
-                }
-                Ok(None) => {}
-                Err(e) => dev.say(&e.to_string()),
-            }
-        }
-        if stop.load(Ordering::SeqCst) {
-            break;
-        }
-        // Short waits keep the console and the signals responsive; the
-        // wait itself is only on the routers' event channel, so stopping
-        // between waits never cuts a message in half.
-        let deadline = Instant::now() + Duration::from_millis(100);
-        if let Some((iid, conn, n)) = dev.agent.next(Some(deadline)).await? {
-            if dev.notice(iid, conn, n).await? {
-                dev.agent.done(iid)?;
-            } else {
-                // Held in the device state (the NVS stand-in) until the
-                // file is on the card; its router message may go.
-                dev.agent.keep(iid)?;
-            }
-        }
-    }
-    dev.close()
+    let xftp = parse_routers(&opts.xftp)?;
+    let keys = board::load_keys(&board::default_key_path(image)).map_err(CardSetupError::from)?;
+    let card = board::open_card(image, &keys)?;
+    let messaging = AgentPort::open(image, opts).await?;
+    let parts = Parts::<HostBoard> {
+        card,
+        messaging,
+        fetcher: XftpFetcher::default(),
+        clock: SystemClock,
+        entropy: OsEntropy,
+        ui: Console {
+            input: console(),
+            stop,
+            qr: opts.qr,
+        },
+    };
+    let mut app = App::new(parts, keys, xftp);
+    // Short waits keep the console and the signals responsive; a wait is
+    // only on the routers' event channel, so stopping between waits never
+    // cuts a message in half.
+    app.run(100).await?;
+    let parts = app.close()?;
+    drop(parts.card.into_device());
+    Ok(())
 }
 
 /// `simplego-device history`: the stored messages of one contact, or of all.
@@ -658,7 +459,7 @@ pub fn history(image: &Path, name: Option<&str>) -> Result<Vec<String>, BoardErr
         if name.is_some_and(|n| n != who) {
             continue;
         }
-        let n = contact_no(c.id);
+        let n = history_no(c.id.0 as u64);
         if !card.exists(&crate::history::file_name(n)).unwrap_or(false) {
             continue;
         }
