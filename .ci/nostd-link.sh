@@ -165,12 +165,12 @@ mod quiet {
     }
 
     impl Fetcher<QuietCard> for Quiet {
-        async fn fetch(
+        async fn chunk(
             &mut self,
             _: &mut QuietCard,
             _: &mut Job<QuietCard>,
             _: &mut dyn FnMut(u64, u64),
-        ) -> Result<(), FetchFailure> {
+        ) -> Result<bool, FetchFailure> {
             Err(FetchFailure::Unreachable)
         }
     }

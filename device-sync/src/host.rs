@@ -265,51 +265,89 @@ pub async fn run_job<S: FileStore>(
     opts: &FetchOptions,
     mut progress: impl FnMut(u64, u64),
 ) -> Result<(), FetchError> {
-    let mut rng = OsEntropy;
-    let mut clients: HashMap<String, XftpClient> = HashMap::new();
-    loop {
-        if job.state() != JobState::Fetching {
-            return match job.state() {
-                JobState::Failed => Err(JobError::Failed(job.failure()).into()),
-                _ => Ok(()),
-            };
+    let mut fetch = XftpFetch::new(opts.clone());
+    while fetch.chunk(store, job, &mut progress).await? == Fetched::More {}
+    Ok(())
+}
+
+/// Where a job is after [`XftpFetch::chunk`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fetched {
+    /// A chunk is committed; more remain.
+    More,
+    /// The file is verified on the card.
+    Done,
+}
+
+/// Fetches a job's chunks over the network, keeping one connection per
+/// server across chunks (and across jobs), so that a caller can do other
+/// work between chunks.
+pub struct XftpFetch {
+    opts: FetchOptions,
+    clients: HashMap<String, XftpClient>,
+}
+
+impl XftpFetch {
+    pub fn new(opts: FetchOptions) -> Self {
+        XftpFetch {
+            opts,
+            clients: HashMap::new(),
         }
-        let Some(entry) = job.next_chunk(store)? else {
-            job.finish(store)?;
-            continue;
-        };
-        let n = entry.replicas.len();
-        let mut wait = opts.backoff;
-        let mut tries = 0usize;
+    }
+
+    /// Fetches and commits the job's next chunk, trying its replicas in
+    /// turn with backoff.
+    pub async fn chunk<S: FileStore>(
+        &mut self,
+        store: &mut S,
+        job: &mut Job<S>,
+        progress: &mut impl FnMut(u64, u64),
+    ) -> Result<Fetched, FetchError> {
+        let mut rng = OsEntropy;
+        let opts = &self.opts;
         loop {
-            let k = tries % n;
-            let server = job
-                .replica(&entry, k)
-                .map(|r| r.server.to_string())
-                .ok_or_else(|| FetchError::Server("replica without a server".into()))?;
-            job.begin(store, entry.clone(), &mut rng)?;
-            let r = attempt(store, job, &mut clients, &server, k, opts, &mut progress).await;
-            match r {
-                Ok(ChunkDone::More) => break,
-                Ok(ChunkDone::Verified) => {
-                    let (d, t) = job.bytes();
-                    progress(d, t);
-                    return Ok(());
-                }
-                Err(FetchError::Job(e)) if e.is_retryable() => {
-                    job.abandon();
-                    tries += 1;
-                    if tries >= n * opts.rounds {
-                        return Err(FetchError::Unreachable {
-                            chunk: entry.chunk_no,
-                            last: e.to_string(),
-                        });
+            match job.state() {
+                JobState::Fetching => {}
+                JobState::Failed => return Err(JobError::Failed(job.failure()).into()),
+                JobState::Verified | JobState::Acked => return Ok(Fetched::Done),
+            }
+            let Some(entry) = job.next_chunk(store)? else {
+                job.finish(store)?;
+                continue;
+            };
+            let n = entry.replicas.len();
+            let mut wait = opts.backoff;
+            let mut tries = 0usize;
+            loop {
+                let k = tries % n;
+                let server = job
+                    .replica(&entry, k)
+                    .map(|r| r.server.to_string())
+                    .ok_or_else(|| FetchError::Server("replica without a server".into()))?;
+                job.begin(store, entry.clone(), &mut rng)?;
+                let r = attempt(store, job, &mut self.clients, &server, k, opts, progress).await;
+                match r {
+                    Ok(ChunkDone::More) => return Ok(Fetched::More),
+                    Ok(ChunkDone::Verified) => {
+                        let (d, t) = job.bytes();
+                        progress(d, t);
+                        return Ok(Fetched::Done);
                     }
-                    tracing::debug!("chunk attempt failed, retrying: {e}");
-                    tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(opts.max_backoff);
+                    Err(FetchError::Job(e)) if e.is_retryable() => {
+                        job.abandon();
+                        tries += 1;
+                        if tries >= n * opts.rounds {
+                            return Err(FetchError::Unreachable {
+                                chunk: entry.chunk_no,
+                                last: e.to_string(),
+                            });
+                        }
+                        tracing::debug!("chunk attempt failed, retrying: {e}");
+                        tokio::time::sleep(wait).await;
+                        wait = (wait * 2).min(opts.max_backoff);
+                    }
+                    Err(e) => return Err(e),
                 }
-                Err(e) => return Err(e),
             }
         }
     }

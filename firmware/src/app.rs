@@ -7,25 +7,27 @@
 //! the history recognises it by its message id, so every message is on the
 //! card exactly once. A file offer and its description parts are kept in
 //! the durable state until the file is on the card; their router messages
-//! may go at once, so the rest of the description can come. An offer whose
-//! servers cannot be reached stays kept and is fetched again (resumed) at
-//! the next start.
+//! may go at once, so the rest of the description can come. A download
+//! goes a chunk per turn of the loop, so messages keep arriving (and being
+//! stored and acknowledged) while a file comes in; further offers wait
+//! their turn. An offer whose servers cannot be reached stays kept and is
+//! fetched again (resumed) at the next start.
 
-use alloc::collections::BTreeMap;
+use alloc::collections::{BTreeMap, VecDeque};
 use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
 use device_sync::catalog;
 use device_sync::format::journal::JobState;
-use device_sync::job::DeviceKeys;
+use device_sync::job::{DeviceKeys, Job};
 use smp_core::file::description::{FileParty, ValidFileDescription};
 use smp_core::file::header::safe_file_name;
 
-use crate::chat::{Chats, Step, text_message};
+use crate::chat::{Chats, MAX_PENDING, Step, text_message};
 use crate::console::{Command, HELP};
 use crate::hal::{
-    Board, Clock, Contact, Delivery, Event, FetchFailure, Fetcher, Input, Messaging, Ui,
+    Board, Clock, Contact, Delivery, Event, FetchFailure, Fetcher, FileStore, Input, Messaging, Ui,
 };
 use crate::history::{Direction, Entry, History, HistoryError};
 use crate::ui::UiEvent;
@@ -41,6 +43,32 @@ pub enum AppError<E> {
 
 type Result<T, B> =
     core::result::Result<T, AppError<<<B as Board>::Messaging as Messaging>::Error>>;
+
+/// Description text of the files waiting for the current download, at
+/// most (a file's is a few KB; more waits for the next start).
+pub const MAX_WAITING_TEXT: usize = 256 * 1024;
+
+/// The file being fetched.
+struct Download<S: FileStore> {
+    job: Job<S>,
+    who: String,
+    /// The file's name, safe to show.
+    name: String,
+    size: u64,
+    /// The offer's inbox items, released once the file is settled.
+    items: Vec<u64>,
+    /// The percentage last shown.
+    shown: u64,
+}
+
+/// A complete offer waiting for the current download.
+struct Waiting {
+    who: String,
+    name: String,
+    size: u64,
+    description: String,
+    items: Vec<u64>,
+}
 
 /// A board's parts, handed to the device.
 pub struct Parts<B: Board> {
@@ -62,6 +90,8 @@ pub struct App<B: Board> {
     /// Inbox items of files whose descriptions are still arriving, by
     /// (contact, offer id): released once the file is on the card.
     open_items: BTreeMap<(u32, Vec<u8>), Vec<u64>>,
+    download: Option<Download<B::Card>>,
+    waiting: VecDeque<Waiting>,
     /// Only files on these XFTP servers are fetched; any when empty.
     xftp: Vec<String>,
     /// The routers last shown as down.
@@ -81,6 +111,8 @@ impl<B: Board> App<B> {
             chats: Chats::new(),
             history: None,
             open_items: BTreeMap::new(),
+            download: None,
+            waiting: VecDeque::new(),
             xftp,
             down: Vec::new(),
         }
@@ -103,8 +135,9 @@ impl<B: Board> App<B> {
             .map_err(AppError::Messaging)
     }
 
-    /// One turn of the loop: router changes, what was typed, then at most
-    /// one inbox item (waiting up to `wait_ms`). `false` once stopped.
+    /// One turn of the loop: router changes, what was typed, at most one
+    /// inbox item (waiting up to `wait_ms` when no file is coming in), and
+    /// one chunk of the current download. `false` once stopped.
     pub async fn step(&mut self, wait_ms: u32) -> Result<bool, B> {
         self.report_routers();
         while let Some(input) = self.parts.ui.poll_input() {
@@ -121,7 +154,8 @@ impl<B: Board> App<B> {
                 },
             }
         }
-        let next = self.parts.messaging.next(wait_ms).await;
+        let wait = if self.download.is_some() { 0 } else { wait_ms };
+        let next = self.parts.messaging.next(wait).await;
         if let Some(d) = next.map_err(AppError::Messaging)? {
             let item = d.item;
             let r = if self.deliver(d).await? {
@@ -131,12 +165,17 @@ impl<B: Board> App<B> {
             };
             r.map_err(AppError::Messaging)?;
         }
+        self.fetch_turn().await?;
         Ok(true)
     }
 
     /// Closes the card's files and gives the parts back.
     pub fn close(mut self) -> Result<Parts<B>, B> {
         self.close_history()?;
+        if let Some(d) = self.download.take() {
+            // Its journal is committed chunk by chunk; nothing is lost.
+            let _ = d.job.close(&mut self.parts.card);
+        }
         Ok(self.parts)
     }
 
@@ -257,18 +296,16 @@ impl<B: Board> App<B> {
                     description,
                 } => {
                     let items = self.open_items.remove(&(contact, file)).unwrap_or_default();
-                    if self.fetch(&who, &name, size, &description).await? {
-                        for i in items {
-                            self.parts
-                                .messaging
-                                .release(i)
-                                .map_err(AppError::Messaging)?;
-                        }
-                    } else {
-                        // Kept: the offer comes again at the next start
-                        // and the fetch resumes.
-                        release = false;
-                    }
+                    let w = Waiting {
+                        who: who.clone(),
+                        name,
+                        size,
+                        description,
+                        items,
+                    };
+                    // Held until the file is settled (or, if it cannot be
+                    // started now, until the next start).
+                    release = self.offer(w, d.item)? && release;
                 }
                 Step::Ignored(_) => {}
                 Step::Refused(why) => self.show(&UiEvent::Refused {
@@ -280,98 +317,192 @@ impl<B: Board> App<B> {
         Ok(release)
     }
 
-    /// Fetches a file onto the card, showing progress. Returns whether the
-    /// offer is settled (on the card, or refused or failed for good, which
-    /// is shown); `false` when its servers cannot be reached now.
-    async fn fetch(&mut self, who: &str, name: &str, size: u64, text: &str) -> Result<bool, B> {
-        let shown = safe_file_name(name);
-        let refused = |app: &mut Self, why: &str| {
-            app.show(&UiEvent::FileRefused {
-                who,
-                name: &shown,
-                why,
-            })
+    /// Takes a complete offer whose description arrived with the inbox
+    /// item `current`: refused at once when its description is unusable,
+    /// else started or put in line. Returns whether `current` may be
+    /// released now (the offer is settled; its other items are released
+    /// here); otherwise `current` joins the offer's items.
+    fn offer(&mut self, mut w: Waiting, current: u64) -> Result<bool, B> {
+        let Some(desc) = self.check(&w) else {
+            self.release_all(&w.items)?;
+            return Ok(true);
         };
-        let desc = match ValidFileDescription::from_yaml(text, FileParty::Recipient) {
-            Ok(d) => d,
-            Err(e) => {
-                refused(self, &format!("its description is not valid ({e})"));
-                return Ok(true);
-            }
-        };
-        if !self.xftp.is_empty() {
-            let foreign = desc
-                .chunks
-                .iter()
-                .flat_map(|c| &c.replicas)
-                .any(|r| !self.xftp.contains(&r.server.to_string()));
-            if foreign {
-                refused(
-                    self,
-                    "it is on XFTP servers this device was not given (--xftp)",
-                );
-                return Ok(true);
-            }
+        if self.download.is_none() {
+            return self.start(w, &desc, Some(current));
         }
+        w.items.push(current);
+        let queued: usize = self.waiting.iter().map(|q| q.description.len()).sum();
+        if self.waiting.len() < MAX_PENDING && queued + w.description.len() <= MAX_WAITING_TEXT {
+            self.waiting.push_back(w);
+        } else {
+            let shown = safe_file_name(&w.name);
+            self.show(&UiEvent::Note(&format!(
+                "{}: file {shown} waits for the next start (too many files in line)",
+                w.who
+            )));
+        }
+        Ok(false)
+    }
+
+    /// The offer's description, or `None` (shown) when it is refused.
+    fn check(&mut self, w: &Waiting) -> Option<ValidFileDescription> {
+        let shown = safe_file_name(&w.name);
+        let why = match ValidFileDescription::from_yaml(&w.description, FileParty::Recipient) {
+            Err(e) => format!("its description is not valid ({e})"),
+            Ok(d) => {
+                let foreign = !self.xftp.is_empty()
+                    && d.chunks
+                        .iter()
+                        .flat_map(|c| &c.replicas)
+                        .any(|r| !self.xftp.contains(&r.server.to_string()));
+                if !foreign {
+                    return Some(d);
+                }
+                "it is on XFTP servers this device was not given (--xftp)".to_string()
+            }
+        };
+        self.show(&UiEvent::FileRefused {
+            who: &w.who,
+            name: &shown,
+            why: &why,
+        });
+        None
+    }
+
+    fn release_all(&mut self, items: &[u64]) -> Result<(), B> {
+        for &i in items {
+            self.parts
+                .messaging
+                .release(i)
+                .map_err(AppError::Messaging)?;
+        }
+        Ok(())
+    }
+
+    /// Opens (or resumes) the job for an offer. When that settles it (it
+    /// cannot be started, or it is on the card already) the offer's items
+    /// are released and `true` returned (`current`, if any, is the
+    /// caller's to release); else it becomes the current download, holding
+    /// its items and `current`.
+    fn start(
+        &mut self,
+        mut w: Waiting,
+        desc: &ValidFileDescription,
+        current: Option<u64>,
+    ) -> Result<bool, B> {
+        let shown = safe_file_name(&w.name);
         self.close_history()?;
         let p = &mut self.parts;
-        let mut job = match catalog::job_for(&mut p.card, &self.keys, &desc, &mut p.entropy) {
+        let job = match catalog::job_for(&mut p.card, &self.keys, desc, &mut p.entropy) {
             Ok(j) => j,
             Err(e) => {
-                let why = format!("could not be started: {e}");
-                self.show(&UiEvent::Note(&format!("{who}: file {shown} {why}")));
+                let line = format!("{}: file {shown} could not be started: {e}", w.who);
+                self.show(&UiEvent::Note(&line));
+                self.release_all(&w.items)?;
                 return Ok(true);
             }
         };
         self.show(&UiEvent::Receiving {
-            who,
+            who: &w.who,
             name: &shown,
-            size,
+            size: w.size,
         });
-        let r = if job.state() == JobState::Fetching {
-            let mut last = u64::MAX;
-            let Parts {
-                card, fetcher, ui, ..
-            } = &mut self.parts;
-            let mut progress = |d: u64, t: u64| {
-                let percent = (d * 100).checked_div(t).unwrap_or(100);
-                if last == u64::MAX || percent / 10 != last / 10 {
-                    last = percent;
-                    ui.show(&UiEvent::Progress {
-                        name: &shown,
-                        percent,
-                    });
-                }
+        if job.state() != JobState::Fetching {
+            // Fetched before a reset: settled from the journal.
+            let r = match job.state() {
+                JobState::Failed => Err(FetchFailure::Failed(job.failure())),
+                _ => Ok(true),
             };
-            fetcher.fetch(card, &mut job, &mut progress).await
-        } else {
-            Ok(())
-        };
-        let base = job.names().base.clone();
-        let _ = job.close(&mut self.parts.card);
-        match r {
-            Ok(()) => self.show(&UiEvent::Received {
-                who,
-                name: &shown,
-                size,
-                base: &base,
-            }),
-            Err(FetchFailure::Unreachable) => {
-                self.show(&UiEvent::Interrupted { who, name: &shown });
-                return Ok(false);
-            }
-            Err(FetchFailure::Failed(f)) => self.show(&UiEvent::FileRemoved {
-                who,
-                name: &shown,
-                failure: &format!("{f:?}"),
-            }),
-            Err(FetchFailure::Other(why)) => self.show(&UiEvent::FileFailed {
-                who,
-                name: &shown,
-                why: &why,
-            }),
+            let base = job.names().base.clone();
+            let _ = job.close(&mut self.parts.card);
+            self.show_outcome(&w.who, &shown, w.size, &base, &r);
+            self.release_all(&w.items)?;
+            return Ok(true);
         }
-        Ok(true)
+        w.items.extend(current);
+        self.download = Some(Download {
+            job,
+            who: w.who,
+            name: shown,
+            size: w.size,
+            items: w.items,
+            shown: u64::MAX,
+        });
+        Ok(false)
+    }
+
+    fn show_outcome(
+        &mut self,
+        who: &str,
+        name: &str,
+        size: u64,
+        base: &str,
+        r: &core::result::Result<bool, FetchFailure>,
+    ) {
+        self.show(&match r {
+            Ok(_) => UiEvent::Received {
+                who,
+                name,
+                size,
+                base,
+            },
+            Err(FetchFailure::Unreachable) => UiEvent::Interrupted { who, name },
+            Err(FetchFailure::Failed(f)) => {
+                let failure = format!("{f:?}");
+                return self.show(&UiEvent::FileRemoved {
+                    who,
+                    name,
+                    failure: &failure,
+                });
+            }
+            Err(FetchFailure::Other(why)) => UiEvent::FileFailed { who, name, why },
+        });
+    }
+
+    /// Fetches one chunk of the current download.
+    async fn fetch_turn(&mut self) -> Result<(), B> {
+        let Some(d) = &mut self.download else {
+            return Ok(());
+        };
+        let Parts {
+            card, fetcher, ui, ..
+        } = &mut self.parts;
+        let (name, last) = (&d.name, &mut d.shown);
+        let mut progress = |done: u64, total: u64| {
+            let percent = (done * 100).checked_div(total).unwrap_or(100);
+            if *last == u64::MAX || percent / 10 != *last / 10 {
+                *last = percent;
+                ui.show(&UiEvent::Progress { name, percent });
+            }
+        };
+        let r = fetcher.chunk(card, &mut d.job, &mut progress).await;
+        if r == Ok(false) {
+            return Ok(());
+        }
+        let Some(d) = self.download.take() else {
+            return Ok(());
+        };
+        let base = d.job.names().base.clone();
+        let _ = d.job.close(&mut self.parts.card);
+        self.show_outcome(&d.who, &d.name, d.size, &base, &r);
+        // An interrupted offer stays kept: it comes again at the next start
+        // and the fetch resumes.
+        if r != Err(FetchFailure::Unreachable) {
+            self.release_all(&d.items)?;
+        }
+        // The next offer in line.
+        while self.download.is_none() {
+            let Some(w) = self.waiting.pop_front() else {
+                break;
+            };
+            match self.check(&w) {
+                Some(desc) => {
+                    self.start(w, &desc, None)?;
+                }
+                None => self.release_all(&w.items)?,
+            }
+        }
+        Ok(())
     }
 
     /// Runs one console command; `false` for `/quit`.
@@ -442,7 +573,28 @@ impl<B: Board> App<B> {
         self.close_history()?;
         let list = catalog::list(&mut self.parts.card, &self.keys)
             .map_err(|e| AppError::History(HistoryError::Storage(e)))?;
+        // The current download's files are open for writing: it is shown
+        // from its job.
+        let active = self.download.as_ref().map(|d| {
+            let (done, all) = d.job.chunks();
+            (d.job.names().base.clone(), done, all, d.name.clone())
+        });
         for f in list {
+            let base = match &f {
+                Ok(f) => &f.base,
+                Err((base, _)) => base,
+            };
+            if let Some((b, done, all, name)) = &active
+                && b == base
+            {
+                self.show(&UiEvent::File {
+                    base: b,
+                    state: &format!("fetching {done}/{all}"),
+                    len: "-",
+                    name,
+                });
+                continue;
+            }
             match f {
                 Ok(f) => {
                     let state = match f.state {

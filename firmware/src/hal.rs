@@ -136,14 +136,17 @@ pub enum FetchFailure {
     Other(String),
 }
 
-/// The XFTP side: drives a job on the card until it is verified.
+/// The XFTP side: drives a job on the card, a chunk at a time, so that
+/// the device handles its messages between chunks.
 #[allow(async_fn_in_trait)]
 pub trait Fetcher<S: FileStore> {
-    /// `progress` gets `(bytes done, total)`.
-    async fn fetch(
+    /// Fetches and commits the job's next chunk (trying its replicas);
+    /// `Ok(true)` once the file is verified. `progress` gets
+    /// `(bytes done, total)`.
+    async fn chunk(
         &mut self,
         card: &mut S,
         job: &mut Job<S>,
         progress: &mut dyn FnMut(u64, u64),
-    ) -> Result<(), FetchFailure>;
+    ) -> Result<bool, FetchFailure>;
 }

@@ -17,7 +17,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use device_sync::host::{
-    self as board, CardSetupError, FetchError, FetchOptions, HostCard, OsEntropy, run_job,
+    self as board, CardSetupError, FetchError, FetchOptions, Fetched, HostCard, OsEntropy,
+    XftpFetch,
 };
 use device_sync::job::{Job, JobError};
 use smp_core::address::ServerAddress;
@@ -306,21 +307,25 @@ impl Messaging for AgentPort {
     }
 }
 
-/// The XFTP port: device-sync's download loop with smp-core's client.
-#[derive(Default)]
-pub struct XftpFetcher {
-    opts: FetchOptions,
+/// The XFTP port: device-sync's fetch loop with smp-core's client, its
+/// connections kept from chunk to chunk.
+pub struct XftpFetcher(XftpFetch);
+
+impl Default for XftpFetcher {
+    fn default() -> Self {
+        XftpFetcher(XftpFetch::new(FetchOptions::default()))
+    }
 }
 
 impl Fetcher<HostCard> for XftpFetcher {
-    async fn fetch(
+    async fn chunk(
         &mut self,
         card: &mut HostCard,
         job: &mut Job<HostCard>,
-        progress: &mut dyn FnMut(u64, u64),
-    ) -> Result<(), FetchFailure> {
-        match run_job(card, job, &self.opts, progress).await {
-            Ok(()) => Ok(()),
+        mut progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<bool, FetchFailure> {
+        match self.0.chunk(card, job, &mut progress).await {
+            Ok(f) => Ok(f == Fetched::Done),
             Err(FetchError::Unreachable { .. }) => Err(FetchFailure::Unreachable),
             Err(FetchError::Job(JobError::Failed(f))) => Err(FetchFailure::Failed(f)),
             Err(e) => Err(FetchFailure::Other(e.to_string())),

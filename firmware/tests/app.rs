@@ -17,7 +17,7 @@ use std::rc::Rc;
 use device_sync::blockdev::{Coalesce, CutMode, PowerCut, RamDisk};
 use device_sync::card::Card;
 use device_sync::catalog;
-use device_sync::job::Job;
+use device_sync::job::{ChunkDone, Job};
 use firmware::app::{App, Parts, history_no};
 use firmware::chat::{Chats, Step};
 use firmware::hal::{
@@ -29,7 +29,7 @@ use smp_core::chat::{
     ChatEvent, ChatMessage, FileInvitation, MsgContainer, MsgContent, SUPPORTED_CHAT_VRANGE,
     SharedMsgId, file_descr_events,
 };
-use support::{Published, TestRng, device_keys, fetch_all, publish};
+use support::{Fault, Published, TestRng, device_keys, fetch_chunk, publish};
 
 type TestCard = Card<Coalesce<PowerCut<RamDisk>>>;
 
@@ -53,6 +53,7 @@ struct World {
     down: Vec<String>,
     /// The fetcher's server is reachable.
     reachable: bool,
+    chunks_fetched: u32,
     next_sent_id: i64,
 }
 
@@ -123,20 +124,29 @@ struct MemFetcher {
 }
 
 impl Fetcher<TestCard> for MemFetcher {
-    async fn fetch(
+    async fn chunk(
         &mut self,
         card: &mut TestCard,
         job: &mut Job<TestCard>,
         progress: &mut dyn FnMut(u64, u64),
-    ) -> Result<(), FetchFailure> {
+    ) -> Result<bool, FetchFailure> {
         if !self.world.borrow().reachable {
             return Err(FetchFailure::Unreachable);
         }
-        progress(0, 1);
-        fetch_all(job, card, &self.file, &mut TestRng(5))
-            .map_err(|e| FetchFailure::Other(e.to_string()))?;
-        progress(1, 1);
-        Ok(())
+        self.world.borrow_mut().chunks_fetched += 1;
+        let done = fetch_chunk(
+            job,
+            card,
+            &self.file,
+            0,
+            Fault::None,
+            7_001,
+            &mut TestRng(5),
+        )
+        .map_err(|e| FetchFailure::Other(e.to_string()))?;
+        let (d, t) = job.bytes();
+        progress(d, t);
+        Ok(done == ChunkDone::Verified)
     }
 }
 
@@ -408,7 +418,12 @@ async fn a_file_offer_is_held_until_the_file_is_on_the_card() {
         w.inbox.extend(items);
     }
     let mut app = device(&world, disk, u64::MAX, &file);
-    assert!(settle(&mut app, &world).await);
+    run_until(&mut app, &world, |w| {
+        w.shown
+            .iter()
+            .any(|l| l.starts_with("alice sent report.bin"))
+    })
+    .await;
     let disk = disk_of(app);
     let w = world.borrow();
     let mut released: Vec<u64> = w
@@ -503,4 +518,130 @@ async fn stop_ends_the_loop_after_the_address_is_shown() {
         world.borrow().shown,
         ["address: https://smp.example/a#x", "ready"]
     );
+}
+
+/// Turns of the loop until `done` holds (at most 10,000).
+async fn run_until(app: &mut App<MemBoard>, world: &Shared, done: impl Fn(&World) -> bool) {
+    for _ in 0..10_000 {
+        if done(&world.borrow()) {
+            return;
+        }
+        assert!(app.step(0).await.expect("a turn"));
+    }
+    panic!("not reached: {:?}", world.borrow().shown);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn messages_keep_coming_while_a_file_downloads() {
+    let world = Shared::default();
+    let file = Rc::new(publish(support::content(1_500_000, 4), 1));
+    assert!(file.desc.chunks.len() >= 3);
+    {
+        let mut w = world.borrow_mut();
+        w.reachable = true;
+        w.inbox.extend(offer(&file, 20));
+        w.inbox
+            .push_back(msg(90, 300, text_body(9, "while you wait")));
+    }
+    let mut app = device(&world, blank_card(), u64::MAX, &file);
+    run_until(&mut app, &world, |w| {
+        w.shown.iter().any(|l| l == "alice: while you wait")
+    })
+    .await;
+    let (chunks_then, released_then) = {
+        let w = world.borrow();
+        (w.chunks_fetched, w.calls.contains(&Call::Release(90)))
+    };
+    // The text was stored and released with the file still coming in,
+    // and the download is listed as in progress.
+    assert!(released_then);
+    world
+        .borrow_mut()
+        .typed
+        .push_back(Input::Line("/files".into()));
+    assert!(app.step(0).await.unwrap());
+    assert!(
+        world
+            .borrow()
+            .shown
+            .iter()
+            .any(|l| l.contains("\tfetching ") && l.ends_with("\t-\treport.bin")),
+        "{:?}",
+        world.borrow().shown
+    );
+    run_until(&mut app, &world, |w| {
+        w.shown
+            .iter()
+            .any(|l| l.starts_with("alice sent report.bin"))
+    })
+    .await;
+    let total = world.borrow().chunks_fetched;
+    assert!(
+        chunks_then < total,
+        "the text waited for the whole file ({chunks_then} of {total} chunks)"
+    );
+    let disk = disk_of(app);
+    assert_eq!(
+        history_of(disk, ALICE),
+        [(Direction::Received, 300, "while you wait".to_string())]
+    );
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_second_offer_waits_its_turn_and_is_fetched_after_the_first() {
+    let world = Shared::default();
+    let file = Rc::new(publish(support::content(200_000, 6), 1));
+    {
+        let mut w = world.borrow_mut();
+        w.reachable = true;
+        w.inbox.extend(offer(&file, 20));
+        // The same file offered again under another message id: it
+        // resolves to the same job once the first is done.
+        let mut again = offer(&file, 50);
+        for d in &mut again {
+            if let Event::Message { body, .. } = &mut d.event {
+                let text = String::from_utf8(body.clone()).unwrap();
+                *body = text
+                    .replace("MzMzMzMzMzMzMzMz", "RERERERERERERERE")
+                    .into_bytes();
+            }
+        }
+        w.inbox.extend(again);
+    }
+    let mut app = device(&world, blank_card(), u64::MAX, &file);
+    run_until(&mut app, &world, |w| {
+        w.shown
+            .iter()
+            .filter(|l| l.starts_with("alice sent report.bin"))
+            .count()
+            == 2
+    })
+    .await;
+    let w = world.borrow();
+    let receiving: Vec<usize> = w
+        .shown
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.starts_with("alice: receiving report.bin"))
+        .map(|(i, _)| i)
+        .collect();
+    let sent = w
+        .shown
+        .iter()
+        .position(|l| l.starts_with("alice sent report.bin"))
+        .unwrap();
+    assert_eq!(receiving.len(), 2, "{:?}", w.shown);
+    assert!(receiving[0] < sent && sent < receiving[1], "{:?}", w.shown);
+    let n = offer(&file, 0).len() as u64;
+    let mut released: Vec<u64> = w
+        .calls
+        .iter()
+        .filter_map(|c| match c {
+            Call::Release(i) => Some(*i),
+            _ => None,
+        })
+        .collect();
+    released.sort();
+    let want: Vec<u64> = (20..20 + n).chain(50..50 + n).collect();
+    assert_eq!(released, want);
 }
