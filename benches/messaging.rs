@@ -104,6 +104,7 @@ async fn open_agent(dir: &std::path::Path, name: &str, router: &Router) -> Agent
     let me = ChatProfile::new(name);
     let opts = AgentOptions {
         hold_acks: false,
+        sent_notices: false,
         smp: SmpClientOptions::default(),
         pq: true,
         conn_info: ChatMessage::profile_info(&me),

@@ -24,7 +24,7 @@ use device_sync::job::{DeviceKeys, Job};
 use smp_core::file::description::{FileParty, ValidFileDescription};
 use smp_core::file::header::safe_file_name;
 
-use crate::chat::{Chats, MAX_PENDING, Step, text_message};
+use crate::chat::{Chats, MAX_PENDING, Step, sent_texts, text_message};
 use crate::console::{Command, HELP};
 use crate::hal::{
     Board, Clock, Contact, Delivery, Event, FetchFailure, Fetcher, FileStore, Input, Messaging, Ui,
@@ -47,6 +47,9 @@ type Result<T, B> =
 /// Description text of the files waiting for the current download, at
 /// most (a file's is a few KB; more waits for the next start).
 pub const MAX_WAITING_TEXT: usize = 256 * 1024;
+
+/// Inbox items taken after a send while looking for its notice, at most.
+const CATCH_UP: usize = 64;
 
 /// The file being fetched.
 struct Download<S: FileStore> {
@@ -157,13 +160,7 @@ impl<B: Board> App<B> {
         let wait = if self.download.is_some() { 0 } else { wait_ms };
         let next = self.parts.messaging.next(wait).await;
         if let Some(d) = next.map_err(AppError::Messaging)? {
-            let item = d.item;
-            let r = if self.deliver(d).await? {
-                self.parts.messaging.release(item)
-            } else {
-                self.parts.messaging.keep(item)
-            };
-            r.map_err(AppError::Messaging)?;
+            self.handle(d).await?;
         }
         self.fetch_turn().await?;
         Ok(true)
@@ -230,6 +227,17 @@ impl<B: Board> App<B> {
         Ok(())
     }
 
+    /// Handles one inbox item, then releases or keeps it.
+    async fn handle(&mut self, d: Delivery) -> Result<(), B> {
+        let item = d.item;
+        let r = if self.deliver(d).await? {
+            self.parts.messaging.release(item)
+        } else {
+            self.parts.messaging.keep(item)
+        };
+        r.map_err(AppError::Messaging)
+    }
+
     /// Handles one inbox item; returns whether it may be released (else it
     /// is kept).
     async fn deliver(&mut self, d: Delivery) -> Result<bool, B> {
@@ -248,9 +256,24 @@ impl<B: Board> App<B> {
                 return Ok(true);
             }
             Event::Other => return Ok(true),
+            Event::Sent { msg_id, body } => {
+                if !self.history(contact)?.has(Direction::Sent, msg_id) {
+                    for text in sent_texts(&body) {
+                        let e = Entry {
+                            direction: Direction::Sent,
+                            status: 0,
+                            time: self.now(),
+                            msg_id,
+                            text,
+                        };
+                        self.store_entry(contact, &e)?;
+                    }
+                }
+                return Ok(true);
+            }
             Event::Message { msg_id, body } => (msg_id, body),
         };
-        let seen = self.history(contact)?.has_received(msg_id);
+        let seen = self.history(contact)?.has(Direction::Received, msg_id);
         let mut release = true;
         for step in self.chats.receive(contact, &body) {
             match step {
@@ -543,30 +566,37 @@ impl<B: Board> App<B> {
                     self.show(&UiEvent::Note(&format!("no contact named {to}")));
                     return Ok(true);
                 };
-                self.send(&c, text).await?;
+                self.send(&c, &text).await?;
             }
         }
         Ok(true)
     }
 
-    async fn send(&mut self, c: &Contact, text: String) -> Result<(), B> {
-        let body = text_message(&text, &mut self.parts.entropy);
-        match self.parts.messaging.send(c.id, &body).await {
-            Ok(msg_id) => {
-                let e = Entry {
-                    direction: Direction::Sent,
-                    status: 0,
-                    time: self.now(),
-                    msg_id,
-                    text,
-                };
-                self.store_entry(history_no(c.id), &e)
-            }
+    async fn send(&mut self, c: &Contact, text: &str) -> Result<(), B> {
+        let body = text_message(text, &mut self.parts.entropy);
+        let id = match self.parts.messaging.send(c.id, &body).await {
+            Ok(id) => id,
             Err(e) => {
                 self.show(&UiEvent::Note(&format!("/msg failed: {e}")));
-                Ok(())
+                return Ok(());
+            }
+        };
+        // It reaches the card when the agent hands it back (Event::Sent):
+        // take the inbox up to it now, in order, so that the history has
+        // it before the next command (a /quit, say).
+        for _ in 0..CATCH_UP {
+            let next = self.parts.messaging.next(0).await;
+            let Some(d) = next.map_err(AppError::Messaging)? else {
+                break;
+            };
+            let mine =
+                d.contact == c.id && matches!(d.event, Event::Sent { msg_id, .. } if msg_id == id);
+            self.handle(d).await?;
+            if mine {
+                break;
             }
         }
+        Ok(())
     }
 
     fn list_files(&mut self) -> Result<(), B> {

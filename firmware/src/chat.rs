@@ -161,6 +161,18 @@ fn finish(p: Pending) -> Step {
     }
 }
 
+/// The texts of a chat body the device sent (possibly a batch).
+pub fn sent_texts(body: &[u8]) -> Vec<String> {
+    parse_chat_messages(body)
+        .into_iter()
+        .flatten()
+        .filter_map(|m| match m.event {
+            ChatEvent::MsgNew(c) if c.file.is_none() => Some(c.content.display_text().to_string()),
+            _ => None,
+        })
+        .collect()
+}
+
 /// The chat body of a text message, with a fresh shared message id.
 pub fn text_message(text: &str, rng: &mut impl Entropy) -> Vec<u8> {
     let mut id = [0u8; 12];

@@ -71,7 +71,7 @@ impl Contact {
     }
 }
 
-/// What the agent hands over from a contact.
+/// What the agent hands over about a contact.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     Connected,
@@ -80,6 +80,13 @@ pub enum Event {
     /// A chat body with the sender's agent message id (the same id when it
     /// is delivered again after a reset).
     Message {
+        msg_id: i64,
+        body: Vec<u8>,
+    },
+    /// A chat body we sent, with our agent message id: handed back by
+    /// [`Messaging::send`] through the inbox, committed with the send, so
+    /// that it reaches the card even if the device stops right after.
+    Sent {
         msg_id: i64,
         body: Vec<u8>,
     },
@@ -109,6 +116,7 @@ pub trait Messaging {
     /// start), but its router message may be acknowledged.
     fn keep(&mut self, item: u64) -> Result<(), Self::Error>;
     /// Sends a chat body; returns our agent message id once it is durable.
+    /// The body comes back as an [`Event::Sent`] item.
     async fn send(&mut self, contact: u64, body: &[u8]) -> Result<i64, Self::Error>;
     /// The device's contact address (made on first use).
     async fn address(&mut self) -> Result<String, Self::Error>;

@@ -120,7 +120,21 @@ pub struct History<S: FileStore> {
     end: u64,
     /// The file's length; beyond `end` lies a torn tail.
     len: u64,
-    last_received: Option<i64>,
+    /// The highest agent message id on the card, received and sent (the
+    /// agent's ids only grow, in each direction).
+    last: [Option<i64>; 2],
+}
+
+fn slot(d: Direction) -> usize {
+    match d {
+        Direction::Received => 0,
+        Direction::Sent => 1,
+    }
+}
+
+fn note(last: &mut [Option<i64>; 2], e: &Entry) {
+    let l = &mut last[slot(e.direction)];
+    *l = Some(l.map_or(e.msg_id, |l| l.max(e.msg_id)));
 }
 
 impl<S: FileStore> History<S> {
@@ -156,7 +170,7 @@ impl<S: FileStore> History<S> {
             count: 0,
             end: HEADER,
             len: 0,
-            last_received: None,
+            last: [None; 2],
         };
         match h.scan(store, |_| {}) {
             Ok(()) => Ok(h),
@@ -179,7 +193,7 @@ impl<S: FileStore> History<S> {
         if &head[..4] != MAGIC || head[4] != VERSION || head[8..12] != self.contact.to_be_bytes() {
             return Err(HistoryError::BadHeader);
         }
-        let (mut at, mut count, mut last_received) = (HEADER, 0u32, None);
+        let (mut at, mut count, mut last) = (HEADER, 0u32, [None; 2]);
         let mut buf = Vec::new();
         loop {
             let mut n = [0u8; 2];
@@ -211,10 +225,7 @@ impl<S: FileStore> History<S> {
             read_exact(store, self.file, at + 2, &mut buf)?;
             match self.open_record(count, &mut buf) {
                 Some(e) => {
-                    if e.direction == Direction::Received {
-                        last_received =
-                            Some(last_received.map_or(e.msg_id, |l: i64| l.max(e.msg_id)));
-                    }
+                    note(&mut last, &e);
                     each(e);
                 }
                 None if next == self.len => break,
@@ -225,7 +236,7 @@ impl<S: FileStore> History<S> {
         }
         self.count = count;
         self.end = at;
-        self.last_received = last_received;
+        self.last = last;
         Ok(())
     }
 
@@ -270,10 +281,11 @@ impl<S: FileStore> History<S> {
         self.count == 0
     }
 
-    /// Whether a received message with this agent id is on the card
-    /// already (it came again after a reset, before it was released).
-    pub fn has_received(&self, msg_id: i64) -> bool {
-        self.last_received.is_some_and(|l| msg_id <= l)
+    /// Whether the message with this agent id, in this direction, is on
+    /// the card already (it came again after a reset, before it was
+    /// released).
+    pub fn has(&self, direction: Direction, msg_id: i64) -> bool {
+        self.last[slot(direction)].is_some_and(|l| msg_id <= l)
     }
 
     /// Appends `e` and returns once it is on the medium (the caller may
@@ -333,9 +345,7 @@ impl<S: FileStore> History<S> {
         self.end = at + rec.len() as u64;
         self.len = self.len.max(self.end);
         self.count += 1;
-        if e.direction == Direction::Received {
-            self.last_received = Some(self.last_received.map_or(e.msg_id, |l| l.max(e.msg_id)));
-        }
+        note(&mut self.last, e);
         Ok(())
     }
 

@@ -215,6 +215,8 @@ impl AgentPort {
         let agent_opts = AgentOptions {
             // A message is acknowledged once it is on the card.
             hold_acks: true,
+            // A sent text is written to the card from the inbox.
+            sent_notices: true,
             smp: SmpClientOptions::default(),
             pq: true,
             conn_info: ChatMessage::profile_info(&me),
@@ -241,6 +243,7 @@ impl Messaging for AgentPort {
             Notice::Connected => Event::Connected,
             Notice::Skipped(why) => Event::Skipped(why),
             Notice::Message { msg_id, body, .. } => Event::Message { msg_id, body },
+            Notice::Sent { msg_id, body } => Event::Sent { msg_id, body },
             Notice::PeerInfo(_) | Notice::Received(_) => Event::Other,
         };
         Ok(Some(Delivery {

@@ -78,7 +78,17 @@ impl Messaging for Script {
         let mut w = self.0.borrow_mut();
         w.calls.push(Call::Send(contact, body.to_vec()));
         w.next_sent_id += 1;
-        Ok(w.next_sent_id)
+        let msg_id = w.next_sent_id;
+        // Handed back through the inbox, as the agent's sent notices are.
+        w.inbox.push_back(Delivery {
+            item: 1000 + msg_id as u64,
+            contact,
+            event: Event::Sent {
+                msg_id,
+                body: body.to_vec(),
+            },
+        });
+        Ok(msg_id)
     }
     async fn address(&mut self) -> Result<String, String> {
         Ok("https://smp.example/a#x".into())
@@ -492,8 +502,8 @@ async fn console_commands_do_what_they_say() {
         ]
     );
     // The text went to alice as a chat message, and is in her history
-    // with the id the agent gave it.
-    let [Call::Send(to, body)] = w.calls.as_slice() else {
+    // with the id the agent gave it, written when the agent handed it back.
+    let [Call::Send(to, body), Call::Release(1001)] = w.calls.as_slice() else {
         panic!("{:?}", w.calls)
     };
     assert_eq!(*to, ALICE);
@@ -644,4 +654,53 @@ async fn a_second_offer_waits_its_turn_and_is_fetched_after_the_first() {
     released.sort();
     let want: Vec<u64> = (20..20 + n).chain(50..50 + n).collect();
     assert_eq!(released, want);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_sent_text_handed_back_again_is_stored_once() {
+    let world = Shared::default();
+    let file = no_file();
+    let sent = |item| Delivery {
+        item,
+        contact: ALICE,
+        event: Event::Sent {
+            msg_id: 12,
+            body: text_body(3, "on my way"),
+        },
+    };
+    // Stored, then the device stopped before the item was released: it
+    // comes again at the next start.
+    world.borrow_mut().inbox.push_back(sent(8));
+    let mut app = device(&world, blank_card(), u64::MAX, &file);
+    assert!(settle(&mut app, &world).await);
+    let disk = disk_of(app);
+    world.borrow_mut().inbox.push_back(sent(8));
+    let mut app = device(&world, disk, u64::MAX, &file);
+    assert!(settle(&mut app, &world).await);
+    let disk = disk_of(app);
+    assert_eq!(world.borrow().calls, [Call::Release(8), Call::Release(8)]);
+    assert_eq!(
+        history_of(disk, ALICE),
+        [(Direction::Sent, 12, "on my way".to_string())]
+    );
+    // Nothing of it is shown: the user typed it.
+    assert!(world.borrow().shown.is_empty());
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_text_sent_just_before_quit_is_on_the_card() {
+    let world = Shared::default();
+    let file = no_file();
+    {
+        let mut w = world.borrow_mut();
+        w.typed.push_back(Input::Line("/msg alice bye for now".into()));
+        w.typed.push_back(Input::Line("/quit".into()));
+    }
+    let mut app = device(&world, blank_card(), u64::MAX, &file);
+    assert!(!app.step(0).await.unwrap());
+    let disk = disk_of(app);
+    assert_eq!(
+        history_of(disk, ALICE),
+        [(Direction::Sent, 1, "bye for now".to_string())]
+    );
 }

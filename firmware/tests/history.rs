@@ -66,8 +66,10 @@ fn messages_read_back_in_order_after_a_reset() {
     let mut card = mount(disk, u64::MAX, CutMode::FailStop);
     let mut h = History::open(&mut card, &MK, &DEV, 5).unwrap();
     assert_eq!(h.len(), 20);
-    assert!(h.has_received(19));
-    assert!(!h.has_received(21));
+    assert!(h.has(Direction::Received, 19));
+    assert!(!h.has(Direction::Received, 21));
+    assert!(h.has(Direction::Sent, 20));
+    assert!(!h.has(Direction::Sent, 23));
     let all = h.read_all(&mut card).unwrap();
     assert_eq!(all, (1..=20).map(entry).collect::<Vec<_>>());
     // Another contact's history is a file of its own, under its own key.

@@ -57,6 +57,7 @@ async fn open_agent_with(
     let me = ChatProfile::new(&p.display_name);
     let opts = AgentOptions {
         hold_acks: false,
+        sent_notices: false,
         smp: SmpClientOptions::default(),
         pq: true,
         conn_info: ChatMessage::profile_info(&me),
@@ -282,7 +283,7 @@ pub async fn listen(
             Notice::Connected => {
                 let _ = writeln!(out, "{who} connected");
             }
-            Notice::PeerInfo(_) | Notice::Received(_) => {}
+            Notice::PeerInfo(_) | Notice::Received(_) | Notice::Sent { .. } => {}
             Notice::Skipped(why) => {
                 let _ = writeln!(out, "{who}: a message was skipped ({why})");
             }

@@ -31,11 +31,11 @@ async fn router() -> (RunningServer, String) {
 }
 
 async fn agent(dir: &std::path::Path, name: &str, router: &str, pq: bool, legacy: bool) -> Agent {
-    agent_with(dir, name, router, pq, legacy, false, false).await
+    agent_with(dir, name, router, pq, legacy, false, |_| {}).await
 }
 
-/// `short`: new invitations and addresses get short links; `hold`: a
-/// router message is acknowledged once its notices are done.
+/// `short`: new invitations and addresses get short links; `app` sets
+/// what the application asks of the agent (held ACKs, sent notices).
 async fn agent_with(
     dir: &std::path::Path,
     name: &str,
@@ -43,7 +43,7 @@ async fn agent_with(
     pq: bool,
     legacy: bool,
     short: bool,
-    hold: bool,
+    app: fn(&mut AgentOptions),
 ) -> Agent {
     let mut store = Store::open(dir).unwrap();
     store
@@ -53,8 +53,9 @@ async fn agent_with(
             created_at: 0,
         })
         .unwrap();
-    let opts = AgentOptions {
-        hold_acks: hold,
+    let mut opts = AgentOptions {
+        hold_acks: false,
+        sent_notices: false,
         smp: SmpClientOptions::default(),
         pq,
         conn_info: format!("info {name}").into_bytes(),
@@ -63,6 +64,7 @@ async fn agent_with(
         legacy_queues: legacy,
         link_data: short.then(|| format!("link of {name}").into_bytes()),
     };
+    app(&mut opts);
     let mut a = Agent::with_store(store, opts).unwrap();
     a.start().await.unwrap();
     a
@@ -208,7 +210,7 @@ async fn short_invitation_link_works_once() {
         true,
         false,
         true,
-        false,
+        |_| {},
     )
     .await;
     let mut b = agent(&t.path().join("b"), "bob", &addr, true, false).await;
@@ -245,7 +247,7 @@ async fn short_contact_address_takes_many_requests() {
         true,
         false,
         true,
-        false,
+        |_| {},
     )
     .await;
     let link = a.address(None).await.unwrap();
@@ -269,7 +271,7 @@ async fn short_link_through_private_routing() {
         false,
         false,
         true,
-        false,
+        |_| {},
     )
     .await;
     let mut b = agent(&t.path().join("b"), "bob", &addr_b, false, false).await;
@@ -291,7 +293,7 @@ async fn tampered_short_links_are_refused() {
         false,
         false,
         true,
-        false,
+        |_| {},
     )
     .await;
     let mut b = agent(&t.path().join("b"), "bob", &addr, false, false).await;
@@ -326,7 +328,10 @@ async fn held_acks_wait_for_the_application() {
     let t = tempfile::tempdir().unwrap();
     let (da, db) = (t.path().join("a"), t.path().join("b"));
     let mut a = agent(&da, "alice", &addr, true, false).await;
-    let mut b = agent_with(&db, "bob", &addr, true, false, false, true).await;
+    let mut b = agent_with(&db, "bob", &addr, true, false, false, |o| {
+        o.hold_acks = true
+    })
+    .await;
     let (ca, _) = connect_and_talk(&mut a, &mut b).await;
     for m in ["one", "two"] {
         a.send(ca, m.as_bytes()).await.unwrap();
@@ -348,7 +353,10 @@ async fn held_acks_wait_for_the_application() {
 
     // A restart without done: "one" again, from the store, and still held.
     drop(b);
-    let mut b = agent_with(&db, "bob", &addr, true, false, false, true).await;
+    let mut b = agent_with(&db, "bob", &addr, true, false, false, |o| {
+        o.hold_acks = true
+    })
+    .await;
     let (again, _, n) = b.next(soon()).await.unwrap().expect("one again");
     assert_eq!(message(&n), "one");
     assert_eq!(again, first);
@@ -362,4 +370,40 @@ async fn held_acks_wait_for_the_application() {
     assert_eq!(message(&n), "two");
     b.done(second).unwrap();
     assert!(b.next(soon()).await.unwrap().is_none());
+}
+
+/// With `sent_notices`, a sent message comes back through the inbox,
+/// committed with the send: it is there again after a restart until done,
+/// so an application writing its own history cannot miss it.
+#[tokio::test]
+async fn sent_notices_are_committed_with_the_send() {
+    let (_r, addr) = router().await;
+    let t = tempfile::tempdir().unwrap();
+    let (da, db) = (t.path().join("a"), t.path().join("b"));
+    let sent = |o: &mut AgentOptions| o.sent_notices = true;
+    let mut a = agent_with(&da, "alice", &addr, true, false, false, sent).await;
+    let mut b = agent(&db, "bob", &addr, true, false).await;
+    let (ca, _) = connect_and_talk(&mut a, &mut b).await;
+    let id = a.send(ca, b"for the record").await.unwrap();
+    let soon = || Some(Instant::now() + Duration::from_millis(500));
+    let want = Notice::Sent {
+        msg_id: id,
+        body: b"for the record".to_vec(),
+    };
+    let (first, conn, n) = a.next(soon()).await.unwrap().expect("the sent notice");
+    assert_eq!((conn, &n), (ca, &want));
+
+    // Stopped before it was written down: it comes again.
+    drop(a);
+    let mut a = agent_with(&da, "alice", &addr, true, false, false, sent).await;
+    let (again, _, n) = a
+        .next(soon())
+        .await
+        .unwrap()
+        .expect("the sent notice again");
+    assert_eq!((again, n), (first, want));
+    a.done(again).unwrap();
+    assert!(a.next(soon()).await.unwrap().is_none());
+    let (_, nb) = pump(&mut a, &mut b).await;
+    assert_eq!(texts(&nb), ["for the record"]);
 }

@@ -76,6 +76,11 @@ pub struct AgentOptions {
     /// message (and sends no next one on that queue) until then. Without
     /// it the `ACK` follows the commit.
     pub hold_acks: bool,
+    /// Hand every sent message back as a [`Notice::Sent`], committed in the
+    /// same transaction as the send, so that an application keeping its
+    /// own history elsewhere (the device's card) records each one even if
+    /// it stops right after sending.
+    pub sent_notices: bool,
 }
 
 /// Runtime failures, in words a command can print.
@@ -112,6 +117,11 @@ pub enum Notice {
     },
     /// The peer received our message with this id.
     Received(i64),
+    /// We sent this chat body with this id ([`AgentOptions::sent_notices`]).
+    Sent {
+        msg_id: i64,
+        body: Vec<u8>,
+    },
     /// A message that could not be used (kept as a notice, not fatal).
     Skipped(String),
 }
@@ -138,6 +148,11 @@ impl Notice {
                 ("msg", b)
             }
             Self::Received(id) => ("rcvd", id.to_be_bytes().to_vec()),
+            Self::Sent { msg_id, body } => {
+                let mut b = msg_id.to_be_bytes().to_vec();
+                b.extend_from_slice(body);
+                ("sent", b)
+            }
             Self::Skipped(why) => ("skipped", why.as_bytes().to_vec()),
         };
         InboxItem {
@@ -173,6 +188,10 @@ impl Notice {
                 }
             }
             "rcvd" => Self::Received(id(&item.body)?),
+            "sent" => Self::Sent {
+                msg_id: id(&item.body)?,
+                body: item.body[8..].to_vec(),
+            },
             "skipped" => Self::Skipped(String::from_utf8_lossy(&item.body).into_owned()),
             _ => return Err(bad()),
         })
@@ -1038,7 +1057,20 @@ impl Agent {
         processed: Option<ProcessedMsg>,
         out: Vec<Output>,
     ) -> Result<bool, RuntimeError> {
-        let (outbox, notices, infos, confirmation) = split(conn.own_queue(), out);
+        self.commit_with(id, conn, processed, out, None)
+    }
+
+    /// [`Self::commit`] with one more notice for the application.
+    fn commit_with(
+        &mut self,
+        id: ConnId,
+        conn: Connection,
+        processed: Option<ProcessedMsg>,
+        out: Vec<Output>,
+        extra: Option<Notice>,
+    ) -> Result<bool, RuntimeError> {
+        let (outbox, mut notices, infos, confirmation) = split(conn.own_queue(), out);
+        notices.extend(extra);
         let state = conn.encode().map_err(enc)?;
         self.store.commit_step(
             &Commit {
@@ -1071,7 +1103,11 @@ impl Agent {
     pub async fn send(&mut self, id: ConnId, body: &[u8]) -> Result<i64, RuntimeError> {
         let mut conn = self.take(id)?;
         let (msg_id, out) = conn.send_message(body, &mut self.ent)?;
-        self.commit(id, conn, None, out)?;
+        let sent = self.opts.sent_notices.then(|| Notice::Sent {
+            msg_id,
+            body: body.to_vec(),
+        });
+        self.commit_with(id, conn, None, out, sent)?;
         self.run_outbox().await?;
         Ok(msg_id)
     }
