@@ -63,6 +63,22 @@ fn text_both_ways_by_address_and_by_invitation() {
     dev.type_line("/msg carol hello");
     dev.wait_for("no contact named carol");
 
+    // The routers are changed on the device: new queues go to r2 now.
+    let port = r2.address.rsplit(':').next().unwrap().to_string();
+    let r2_port = format!(":{port}");
+    let r2_default = |dev: &Device| {
+        dev.wait_line("r2 as the default router", |l| {
+            l.starts_with("router ")
+                && l.ends_with(&format!("{r2_port} (default: new queues go here)"))
+        })
+    };
+    dev.type_line(&format!("/routers {} {}", r2.address, r1.address));
+    r2_default(&dev);
+    dev.type_line("/invite");
+    let invitation = dev.wait_line("an invitation", |l| l.starts_with("invitation: "));
+    // The invitation's queue is on r2: its short link names r2's port.
+    assert!(invitation.contains(&format!("p={port}")), "{invitation}");
+
     dev.stop();
     let h = dev.history();
     for want in [
@@ -73,6 +89,11 @@ fn text_both_ways_by_address_and_by_invitation() {
     ] {
         assert_eq!(h.iter().filter(|l| *l == want).count(), 1, "{want}: {h:?}");
     }
+    // The change is kept across a restart.
+    dev.start();
+    dev.type_line("/routers");
+    r2_default(&dev);
+    dev.stop();
 }
 
 #[test]

@@ -21,8 +21,10 @@ use alloc::vec::Vec;
 use device_sync::catalog;
 use device_sync::format::journal::JobState;
 use device_sync::job::{DeviceKeys, Job};
+use smp_core::address::{Scheme, ServerAddress};
 use smp_core::file::description::{FileParty, ValidFileDescription};
 use smp_core::file::header::safe_file_name;
+use smp_core::smp::presets::default_addresses;
 
 use crate::chat::{Chats, MAX_PENDING, Step, sent_texts, text_message};
 use crate::console::{Command, HELP};
@@ -99,6 +101,18 @@ pub struct App<B: Board> {
     xftp: Vec<String>,
     /// The routers last shown as down.
     down: Vec<String>,
+}
+
+/// SMP router addresses as typed, checked and written out in full; why
+/// not, in words.
+pub fn smp_routers(list: &[String]) -> core::result::Result<Vec<String>, String> {
+    list.iter()
+        .map(|s| match ServerAddress::parse(s) {
+            Ok(a) if a.scheme() == Scheme::Smp => Ok(a.to_string()),
+            Ok(_) => Err(format!("{s} is not an SMP router (smp://…)")),
+            Err(e) => Err(format!("{s} is not a router address ({e})")),
+        })
+        .collect()
 }
 
 /// A contact's history file number (contact ids are never reused).
@@ -561,6 +575,7 @@ impl<B: Board> App<B> {
                 )),
                 Err(e) => self.show(&UiEvent::Note(&format!("/connect failed: {e}"))),
             },
+            Command::Routers { set } => self.routers(&set)?,
             Command::Msg { to, text } => {
                 let Some(c) = self.parts.messaging.contact_named(&to) else {
                     self.show(&UiEvent::Note(&format!("no contact named {to}")));
@@ -595,6 +610,35 @@ impl<B: Board> App<B> {
             if mine {
                 break;
             }
+        }
+        Ok(())
+    }
+
+    /// `/routers`: shows them, or replaces them with `set` (`presets`:
+    /// the SimpleGo presets, smp.simplego.dev first).
+    fn routers(&mut self, set: &[String]) -> Result<(), B> {
+        if !set.is_empty() {
+            let list = if set == ["presets"] {
+                default_addresses()
+            } else {
+                match smp_routers(set) {
+                    Ok(l) => l,
+                    Err(why) => {
+                        self.show(&UiEvent::Note(&format!("/routers: {why}")));
+                        return Ok(());
+                    }
+                }
+            };
+            if let Err(e) = self.parts.messaging.set_routers(&list) {
+                self.show(&UiEvent::Note(&format!("/routers failed: {e}")));
+                return Ok(());
+            }
+        }
+        for (i, r) in self.parts.messaging.routers().iter().enumerate() {
+            self.show(&UiEvent::Router {
+                addr: r,
+                default: i == 0,
+            });
         }
         Ok(())
     }

@@ -2,6 +2,7 @@
 //! a device's keyboard gives the same lines).
 
 use alloc::string::{String, ToString};
+use alloc::vec::Vec;
 
 /// One command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,6 +19,9 @@ pub enum Command {
     Connect { link: String },
     /// `/address`: the device's contact address again.
     Address,
+    /// `/routers [ADDR…|presets]`: shows the device's routers, or replaces
+    /// them (the first is where new queues go).
+    Routers { set: Vec<String> },
     /// `/quit`
     Quit,
     /// `/help`
@@ -34,7 +38,7 @@ pub enum ConsoleError {
 }
 
 /// What `/help` shows.
-pub const HELP: &str = "/msg NAME TEXT, /contacts, /files, /invite, /connect LINK, /address, /quit";
+pub const HELP: &str = "/msg NAME TEXT, /contacts, /files, /invite, /connect LINK, /address, /routers [ADDR…|presets], /quit";
 
 impl Command {
     /// Parses one line; `Ok(None)` for a blank one.
@@ -76,6 +80,9 @@ impl Command {
                     link: rest.to_string(),
                 }))
             }
+            "/routers" => Ok(Some(Command::Routers {
+                set: rest.split_whitespace().map(ToString::to_string).collect(),
+            })),
             "/contacts" => none(Command::Contacts, "/contacts"),
             "/files" => none(Command::Files, "/files"),
             "/invite" => none(Command::Invite, "/invite"),
@@ -119,6 +126,16 @@ mod tests {
         assert_eq!(
             Command::parse("hello"),
             Err(ConsoleError::Unknown("hello".into()))
+        );
+        assert_eq!(
+            Command::parse("/routers").unwrap(),
+            Some(Command::Routers { set: vec![] })
+        );
+        assert_eq!(
+            Command::parse("/routers smp://a@x smp://b@y").unwrap(),
+            Some(Command::Routers {
+                set: vec!["smp://a@x".into(), "smp://b@y".into()]
+            })
         );
         assert_eq!(
             Command::parse("/connect a b"),

@@ -130,6 +130,10 @@ pub trait Messaging {
     fn contact_named(&self, name: &str) -> Option<Contact>;
     /// The routers that cannot be reached now, as `host:port`.
     fn down_routers(&self) -> Vec<String>;
+    /// The device's routers (full addresses), the default first.
+    fn routers(&self) -> Vec<String>;
+    /// Replaces them, durably; new queues go to the first.
+    fn set_routers(&mut self, list: &[String]) -> Result<(), Self::Error>;
 }
 
 /// Why a fetch stopped.

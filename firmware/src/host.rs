@@ -52,6 +52,8 @@ pub enum BoardError {
     Exists(PathBuf),
     #[error("bad router address {0}: {1}")]
     BadRouter(String, String),
+    #[error("{0}")]
+    Routers(String),
     #[error("bad name {0:?}: use 1 to 64 characters without spaces, commas or quotes")]
     BadName(String),
     #[error("{0}")]
@@ -102,6 +104,10 @@ fn parse_routers(list: &[String]) -> Result<Vec<String>, BoardError> {
         .collect()
 }
 
+fn smp_routers(list: &[String]) -> Result<Vec<String>, BoardError> {
+    crate::app::smp_routers(list).map_err(BoardError::Routers)
+}
+
 fn check_name(name: &str) -> Result<(), BoardError> {
     let ok = !name.is_empty()
         && name.chars().count() <= 64
@@ -129,7 +135,7 @@ pub fn init(image: &Path, size: u64, name: &str, smp: &[String]) -> Result<Creat
     let routers = if smp.is_empty() {
         smp_core::smp::presets::default_addresses()
     } else {
-        parse_routers(smp)?
+        smp_routers(smp)?
     };
     let state = state_dir(image);
     if state.exists() {
@@ -206,7 +212,7 @@ impl AgentPort {
             .map_err(|e| store_err(&state, e))?
             .ok_or_else(|| BoardError::NoDevice(image.to_path_buf()))?;
         if !opts.smp.is_empty() {
-            profile.smp_servers = parse_routers(&opts.smp)?;
+            profile.smp_servers = smp_routers(&opts.smp)?;
             store
                 .set_profile(&profile)
                 .map_err(|e| store_err(&state, e))?;
@@ -299,6 +305,18 @@ impl Messaging for AgentPort {
     fn contact_named(&self, name: &str) -> Option<Contact> {
         let c = self.agent.store().connection_by_name(name).ok()??;
         (c.status != "address").then(|| contact_of(&c))
+    }
+
+    fn routers(&self) -> Vec<String> {
+        self.agent
+            .routers()
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    }
+
+    fn set_routers(&mut self, list: &[String]) -> Result<(), RuntimeError> {
+        self.agent.set_routers(list)
     }
 
     fn down_routers(&self) -> Vec<String> {

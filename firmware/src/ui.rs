@@ -87,6 +87,11 @@ pub enum UiEvent<'a> {
         len: &'a str,
         name: &'a str,
     },
+    /// One line of `/routers`; the default takes new queues.
+    Router {
+        addr: &'a str,
+        default: bool,
+    },
     RouterDown(&'a str),
     RouterUp(&'a str),
     /// A reply to a command: help, a usage error, a failure, in words.
@@ -132,6 +137,13 @@ impl fmt::Display for UiEvent<'_> {
                 len,
                 name,
             } => write!(f, "{base}\t{state}\t{len}\t{name}"),
+            Self::Router { addr, default } => {
+                write!(f, "router {addr}")?;
+                if *default {
+                    f.write_str(" (default: new queues go here)")?;
+                }
+                Ok(())
+            }
             Self::RouterDown(r) => write!(f, "router {r} cannot be reached; retrying"),
             Self::RouterUp(r) => write!(f, "router {r} is reachable again"),
             Self::Note(s) => f.write_str(s),

@@ -53,6 +53,7 @@ struct World {
     down: Vec<String>,
     /// The fetcher's server is reachable.
     reachable: bool,
+    routers: Vec<String>,
     chunks_fetched: u32,
     next_sent_id: i64,
 }
@@ -124,6 +125,13 @@ impl Messaging for Script {
     }
     fn down_routers(&self) -> Vec<String> {
         self.0.borrow().down.clone()
+    }
+    fn routers(&self) -> Vec<String> {
+        self.0.borrow().routers.clone()
+    }
+    fn set_routers(&mut self, list: &[String]) -> Result<(), String> {
+        self.0.borrow_mut().routers = list.to_vec();
+        Ok(())
     }
 }
 
@@ -693,7 +701,8 @@ async fn a_text_sent_just_before_quit_is_on_the_card() {
     let file = no_file();
     {
         let mut w = world.borrow_mut();
-        w.typed.push_back(Input::Line("/msg alice bye for now".into()));
+        w.typed
+            .push_back(Input::Line("/msg alice bye for now".into()));
         w.typed.push_back(Input::Line("/quit".into()));
     }
     let mut app = device(&world, blank_card(), u64::MAX, &file);
@@ -702,5 +711,60 @@ async fn a_text_sent_just_before_quit_is_on_the_card() {
     assert_eq!(
         history_of(disk, ALICE),
         [(Direction::Sent, 1, "bye for now".to_string())]
+    );
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn routers_are_shown_checked_and_changed_on_the_device() {
+    let world = Shared::default();
+    let file = no_file();
+    let key = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
+    let mine = format!("smp://{key}@10.0.0.1:5223");
+    world.borrow_mut().routers = vec![mine.clone()];
+    for l in [
+        "/routers".to_string(),
+        format!("/routers xftp://{key}@10.0.0.2:443"),
+        "/routers smp://nonsense".to_string(),
+    ] {
+        world.borrow_mut().typed.push_back(Input::Line(l));
+    }
+    let mut app = device(&world, blank_card(), u64::MAX, &file);
+    assert!(settle(&mut app, &world).await);
+    {
+        let w = world.borrow();
+        assert_eq!(
+            w.routers,
+            std::slice::from_ref(&mine),
+            "refused lists change nothing"
+        );
+        assert_eq!(
+            w.shown[0],
+            format!("router {mine} (default: new queues go here)")
+        );
+        assert!(w.shown[1].contains("is not an SMP router"), "{:?}", w.shown);
+        assert!(
+            w.shown[2].contains("is not a router address"),
+            "{:?}",
+            w.shown
+        );
+    }
+    let other = format!("smp://{key}@10.0.0.3");
+    world
+        .borrow_mut()
+        .typed
+        .push_back(Input::Line(format!("/routers {other} {mine}")));
+    assert!(settle(&mut app, &world).await);
+    assert_eq!(world.borrow().routers, [other.clone(), mine.clone()]);
+    world
+        .borrow_mut()
+        .typed
+        .push_back(Input::Line("/routers presets".into()));
+    assert!(settle(&mut app, &world).await);
+    let w = world.borrow();
+    assert_eq!(w.routers, smp_core::smp::presets::default_addresses());
+    assert!(w.routers[0].contains("smp.simplego.dev"), "{:?}", w.routers);
+    assert!(
+        w.shown.last().is_some_and(|l| !l.contains("(default")),
+        "the default is listed first"
     );
 }

@@ -44,7 +44,12 @@ fn bad_names_routers_and_a_second_init_are_refused() {
     ));
     assert!(matches!(
         init(&img, 64 << 20, "dev", &["smp://not-a-key@".into()]),
-        Err(BoardError::BadRouter(..))
+        Err(BoardError::Routers(_))
+    ));
+    let xftp = "xftp://AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=@127.0.0.1:443";
+    assert!(matches!(
+        init(&img, 64 << 20, "dev", &[xftp.into()]),
+        Err(BoardError::Routers(why)) if why.contains("not an SMP router")
     ));
     assert!(
         !img.exists() && !state_dir(&img).exists(),

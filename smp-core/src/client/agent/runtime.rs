@@ -98,6 +98,8 @@ pub enum RuntimeError {
     NoContact(String),
     #[error("the profile has no SMP router")]
     NoRouter,
+    #[error("not a router address: {0}")]
+    BadRouter(String),
     #[error("stored data is damaged: {0}")]
     Corrupt(String),
 }
@@ -515,6 +517,29 @@ impl Agent {
             }
         }
         self.flush_outbox().await
+    }
+
+    /// The user's routers, the one new queues go to first.
+    pub fn routers(&self) -> &[ServerAddress] {
+        &self.own_routers
+    }
+
+    /// Replaces the user's routers (kept in the profile). New queues and
+    /// private routing use them from now on; existing queues stay where
+    /// they are, as in the apps.
+    pub fn set_routers(&mut self, list: &[String]) -> Result<(), RuntimeError> {
+        let parsed = list
+            .iter()
+            .map(|s| ServerAddress::parse(s).map_err(|e| RuntimeError::BadRouter(e.to_string())))
+            .collect::<Result<Vec<_>, _>>()?;
+        if parsed.is_empty() {
+            return Err(RuntimeError::NoRouter);
+        }
+        let mut profile = self.store.profile()?.ok_or(RuntimeError::NoRouter)?;
+        profile.smp_servers = parsed.iter().map(ToString::to_string).collect();
+        self.store.set_profile(&profile)?;
+        self.own_routers = parsed;
+        Ok(())
     }
 
     /// The routers that cannot be reached now (being retried).
