@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Links the no_std cores (smp-core, device-sync, and firmware with its event loop on a
-# board with nothing attached) into a #![no_std] staticlib for bare-metal riscv32imac: a
+# Links the no_std cores (smp-core with its TLS engine, device-sync, and firmware with
+# its event loop on a board with nothing attached) into a #![no_std] staticlib for bare-metal riscv32imac: a
 # dependency that pulls in std, or needs an OS, fails here.
 # The crate is generated in a temporary directory; nothing is added to the
 # workspace.
@@ -20,7 +20,7 @@ publish = false
 crate-type = ["staticlib"]
 
 [dependencies]
-smp-core = { path = "$root/smp-core", default-features = false }
+smp-core = { path = "$root/smp-core", default-features = false, features = ["tls"] }
 device-sync = { path = "$root/device-sync", default-features = false }
 firmware = { path = "$root/firmware", default-features = false }
 zeroize = { version = "1", default-features = false }
@@ -162,6 +162,12 @@ mod quiet {
         fn down_routers(&self) -> Vec<String> {
             Vec::new()
         }
+        fn routers(&self) -> Vec<String> {
+            Vec::new()
+        }
+        fn set_routers(&mut self, _: &[String]) -> Result<(), Self::Error> {
+            Err("no router")
+        }
     }
 
     impl Fetcher<QuietCard> for Quiet {
@@ -236,6 +242,17 @@ pub extern "C" fn firmware_app_probe(line: &[u8; 64]) -> usize {
     let mut cx = Context::from_waker(Waker::noop());
     let turn = core::pin::pin!(app.step(0)).poll(&mut cx);
     matches!(turn, Poll::Ready(Ok(true))) as usize
+}
+
+/// The device's TLS client: a ClientHello pinned to `key_hash`, encoded by
+/// rustls over the RustCrypto provider; returns its length.
+#[unsafe(no_mangle)]
+pub extern "C" fn tls_engine_probe(key_hash: &[u8; 32], entropy: &[u8; 32]) -> usize {
+    smp_core::tls::rustcrypto::seed(entropy);
+    match smp_core::tls::engine::Client::connect(*key_hash, b"smp/1", 1_800_000_000) {
+        Ok(c) => c.outgoing().len(),
+        Err(_) => 0,
+    }
 }
 RS
 cargo build --quiet --release --manifest-path "$dir/Cargo.toml" \

@@ -28,7 +28,7 @@ pub mod log_file;
 #[cfg(feature = "std")]
 pub mod metrics_http;
 pub mod smp;
-#[cfg(feature = "std")]
+#[cfg(feature = "tls")]
 pub mod tls;
 #[cfg(feature = "std")]
 pub mod transport;

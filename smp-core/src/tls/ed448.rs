@@ -3,8 +3,12 @@
 //! this plugs the crate's own keys ([`crate::crypto::keys`], pure Ed448 with
 //! an empty context, as RFC 8446 requires; never Ed448ph) into rustls.
 
-use std::sync::Arc;
+use alloc::boxed::Box;
+use alloc::string::ToString;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
 
+#[cfg(feature = "std")]
 use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::pki_types::{
     AlgorithmIdentifier, InvalidSignature, SignatureVerificationAlgorithm, SubjectPublicKeyInfoDer,
@@ -62,6 +66,7 @@ pub fn verify_ed448(public_key: &[u8], message: &[u8], signature: &[u8]) -> bool
 
 /// The only schemes SimpleX uses, Ed448 preferred as in the reference; this
 /// list is what our client offers in `signature_algorithms`.
+#[cfg(feature = "std")]
 pub static SUPPORTED_ALGORITHMS: WebPkiSupportedAlgorithms = WebPkiSupportedAlgorithms {
     all: &[ED448, webpki::ring::ED25519],
     mapping: &[
@@ -73,8 +78,8 @@ pub static SUPPORTED_ALGORITHMS: WebPkiSupportedAlgorithms = WebPkiSupportedAlgo
 /// An Ed448 private key usable as a rustls server key.
 pub struct Ed448SigningKey(Arc<PrivateKey>);
 
-impl std::fmt::Debug for Ed448SigningKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl core::fmt::Debug for Ed448SigningKey {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.write_str("Ed448SigningKey")
     }
 }
@@ -127,8 +132,8 @@ impl RustlsSigningKey for Ed448SigningKey {
 
 struct Ed448Signer(Arc<PrivateKey>);
 
-impl std::fmt::Debug for Ed448Signer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl core::fmt::Debug for Ed448Signer {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.write_str("Ed448Signer")
     }
 }

@@ -3,28 +3,31 @@
 //! and the session id = tls-unique (client Finished) that both protocols put
 //! into every handshake and signature.
 
-pub mod config;
 pub mod ed448;
-pub mod identity;
-pub mod unique;
+pub mod engine;
+pub mod finished;
+pub mod rustcrypto;
 pub mod verifier;
 
-use std::io;
-use std::net::{IpAddr, Ipv4Addr};
-use std::pin::Pin;
-use std::sync::Arc;
-use std::task::{Context, Poll};
+#[cfg(feature = "std")]
+pub mod config;
+#[cfg(feature = "std")]
+pub mod identity;
+#[cfg(feature = "std")]
+mod stream;
+#[cfg(feature = "std")]
+pub mod unique;
 
-use rustls::pki_types::ServerName;
-use rustls::{ClientConfig, ServerConfig};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio_rustls::{TlsAcceptor, TlsConnector, TlsStream};
-
+#[cfg(feature = "std")]
 pub use config::{Suite, client_config, client_config_with_suites, server_config};
+#[cfg(feature = "std")]
 pub use identity::{
     GeneratedIdentity, IdentityError, KeyAlgorithm, ServerIdentity, load_fingerprint,
 };
-pub use unique::SessionIdError;
+#[cfg(feature = "std")]
+pub use stream::*;
+
+pub use finished::SessionIdError;
 pub use verifier::{KeyHash, PinError, PinnedServerVerifier, cert_fingerprint};
 
 /// ALPN of XFTP (the application protocol is still HTTP/2).
@@ -36,44 +39,12 @@ pub const XFTP_SERVER_ALPN: &[&[u8]] = &[b"xftp/1", b"h2", b"http/1.1"];
 /// Server ALPN list of the reference SMP server.
 pub const SMP_SERVER_ALPN: &[&[u8]] = &[b"smp/1", b"h2", b"http/1.1"];
 
-/// TLS failures. Each one means the connection is closed.
-#[derive(Debug, thiserror::Error)]
-pub enum TlsError {
-    #[error("server identity check failed: {0}")]
-    Pin(#[from] PinError),
-    #[error("TLS handshake failed: {0}")]
-    Handshake(#[from] rustls::Error),
-    #[error("session id: {0}")]
-    SessionId(#[from] SessionIdError),
-    #[error("transport: {0}")]
-    Io(#[from] io::Error),
-}
-
-impl TlsError {
-    /// Recovers our typed errors from the `io::Error` tokio-rustls returns.
-    fn from_handshake(e: io::Error) -> Self {
-        let Some(rustls_err) = e
-            .get_ref()
-            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-        else {
-            return Self::Io(e);
-        };
-        if let rustls::Error::InvalidCertificate(rustls::CertificateError::Other(other)) =
-            rustls_err
-            && let Some(pin) = other.0.downcast_ref::<PinError>()
-        {
-            return Self::Pin(pin.clone());
-        }
-        Self::Handshake(rustls_err.clone())
-    }
-}
-
 /// The 32-byte tls-unique session id (SHA-256 suites only).
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct SessionId(pub [u8; 32]);
 
-impl std::fmt::Debug for SessionId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl core::fmt::Debug for SessionId {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         write!(
             f,
             "SessionId({})",
@@ -85,172 +56,5 @@ impl std::fmt::Debug for SessionId {
 impl AsRef<[u8]> for SessionId {
     fn as_ref(&self) -> &[u8] {
         &self.0
-    }
-}
-
-/// An established TLS 1.3 connection with its session id and negotiated ALPN.
-#[derive(Debug)]
-pub struct TlsConnection<S> {
-    stream: TlsStream<unique::Tap<S>>,
-    session_id: SessionId,
-    alpn: Option<Vec<u8>>,
-}
-
-impl<S> TlsConnection<S> {
-    pub fn session_id(&self) -> &SessionId {
-        &self.session_id
-    }
-
-    /// Negotiated ALPN protocol; `None` if the client offered none.
-    pub fn alpn(&self) -> Option<&[u8]> {
-        self.alpn.as_deref()
-    }
-
-    /// The SNI host name the client sent (server side only; `None` when the
-    /// client sent none, and always on the client side).
-    pub fn server_name(&self) -> Option<&str> {
-        match &self.stream {
-            TlsStream::Client(_) => None,
-            TlsStream::Server(s) => s.get_ref().1.server_name(),
-        }
-    }
-
-    /// Full, resumed or with HelloRetryRequest (a reference client gets an HRR).
-    pub fn handshake_kind(&self) -> Option<rustls::HandshakeKind> {
-        match &self.stream {
-            TlsStream::Client(c) => c.get_ref().1.handshake_kind(),
-            TlsStream::Server(s) => s.get_ref().1.handshake_kind(),
-        }
-    }
-
-    /// The server's certificate chain as received (client side only).
-    pub fn peer_certificates(&self) -> Option<&[rustls::pki_types::CertificateDer<'static>]> {
-        match &self.stream {
-            TlsStream::Client(c) => c.get_ref().1.peer_certificates(),
-            TlsStream::Server(_) => None,
-        }
-    }
-
-    /// The underlying socket.
-    pub fn get_ref(&self) -> &S {
-        match &self.stream {
-            TlsStream::Client(c) => c.get_ref().0.get_ref(),
-            TlsStream::Server(s) => s.get_ref().0.get_ref(),
-        }
-    }
-}
-
-/// Wraps a finished handshake: derives the tls-unique session id from the
-/// captured key log and Finished message, and records the negotiated ALPN.
-fn established<S>(
-    mut stream: TlsStream<unique::Tap<S>>,
-    slot: &unique::SecretSlot,
-) -> Result<TlsConnection<S>, TlsError> {
-    let (tap, state) = stream.get_mut();
-    let captured = tap.finish()?;
-    let secret = slot.take().ok_or(SessionIdError::NoSecret)?;
-    let suite = state
-        .negotiated_cipher_suite()
-        .ok_or(SessionIdError::NoSecret)?
-        .suite();
-    let value = unique::derive_tls_unique(&secret, suite, &captured)?;
-    let id = <[u8; 32]>::try_from(value.as_slice())
-        .map_err(|_| SessionIdError::BadLength(value.len()))?;
-    let alpn = state.alpn_protocol().map(<[u8]>::to_vec);
-    Ok(TlsConnection {
-        stream,
-        session_id: SessionId(id),
-        alpn,
-    })
-}
-
-/// Server side: TLS handshake on an accepted socket with a config from
-/// [`server_config`] (built once, cloned per connection for its key log).
-pub async fn accept<S>(stream: S, config: &ServerConfig) -> Result<TlsConnection<S>, TlsError>
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    let slot = unique::new_slot();
-    let mut cfg = config.clone();
-    cfg.key_log = slot.clone();
-    let tap = unique::Tap::new(stream, unique::TapSide::Reads);
-    let tls = TlsAcceptor::from(Arc::new(cfg))
-        .accept(tap)
-        .await
-        .map_err(TlsError::from_handshake)?;
-    established(TlsStream::Server(tls), &slot)
-}
-
-/// Client side with the reference's parameters, pinned to `key_hash`.
-pub async fn connect<S>(
-    stream: S,
-    key_hash: KeyHash,
-    alpn: &[u8],
-) -> Result<TlsConnection<S>, TlsError>
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    connect_with_config(stream, &client_config(key_hash, alpn)?).await
-}
-
-/// Client side with a config from [`client_config`]/[`client_config_with_suites`].
-pub async fn connect_with_config<S>(
-    stream: S,
-    config: &ClientConfig,
-) -> Result<TlsConnection<S>, TlsError>
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    // Never sent (SNI is off); rustls only needs some name.
-    let name = ServerName::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST).into());
-    connect_with_server_name(stream, config, name).await
-}
-
-/// Client side naming the server: with `config.enable_sni` and a DNS name
-/// the name is sent as SNI (browser-like clients of a web-mode server).
-pub async fn connect_with_server_name<S>(
-    stream: S,
-    config: &ClientConfig,
-    name: ServerName<'static>,
-) -> Result<TlsConnection<S>, TlsError>
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    let slot = unique::new_slot();
-    let mut cfg = config.clone();
-    cfg.key_log = slot.clone();
-    let tap = unique::Tap::new(stream, unique::TapSide::Writes);
-    let tls = TlsConnector::from(Arc::new(cfg))
-        .connect(name, tap)
-        .await
-        .map_err(TlsError::from_handshake)?;
-    established(TlsStream::Client(tls), &slot)
-}
-
-impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for TlsConnection<S> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_read(cx, buf)
-    }
-}
-
-impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for TlsConnection<S> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
     }
 }

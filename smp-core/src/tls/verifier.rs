@@ -3,15 +3,17 @@
 //! from the server address, and the chain's last certificate is the only
 //! trust anchor. Host names are not checked: SimpleX leaves carry only a CN.
 
-use std::sync::Arc;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
 
+#[cfg(feature = "std")]
+use rustls::OtherError;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{CertificateError, DigitallySignedStruct, OtherError, SignatureScheme};
+use rustls::{CertificateError, DigitallySignedStruct, SignatureScheme};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
-
-use super::ed448::SUPPORTED_ALGORITHMS;
 
 /// SHA-256 of the server's identity certificate DER (the `keyHash` of an address).
 pub type KeyHash = [u8; 32];
@@ -30,15 +32,39 @@ pub enum PinError {
 #[derive(Debug, Clone)]
 pub struct PinnedServerVerifier {
     key_hash: KeyHash,
+    algorithms: WebPkiSupportedAlgorithms,
+    /// The last pin failure: without std a rustls error cannot carry it.
+    rejected: Arc<spin::Mutex<Option<PinError>>>,
 }
 
 impl PinnedServerVerifier {
+    /// With ring's Ed25519 and our Ed448 (the std shell).
+    #[cfg(feature = "std")]
     pub fn new(key_hash: KeyHash) -> Self {
-        Self { key_hash }
+        Self::with_algorithms(key_hash, super::ed448::SUPPORTED_ALGORITHMS)
     }
 
-    fn reject(e: PinError) -> rustls::Error {
-        rustls::Error::InvalidCertificate(CertificateError::Other(OtherError(Arc::new(e))))
+    /// With the signature algorithms of a chosen provider.
+    pub fn with_algorithms(key_hash: KeyHash, algorithms: WebPkiSupportedAlgorithms) -> Self {
+        Self {
+            key_hash,
+            algorithms,
+            rejected: Arc::default(),
+        }
+    }
+
+    /// Why the chain was refused, if it was the pinning step that refused it.
+    pub fn rejection(&self) -> Option<PinError> {
+        self.rejected.lock().clone()
+    }
+
+    fn reject(&self, e: PinError) -> rustls::Error {
+        *self.rejected.lock() = Some(e.clone());
+        #[cfg(feature = "std")]
+        let e = CertificateError::Other(OtherError(Arc::new(e)));
+        #[cfg(not(feature = "std"))]
+        let e = CertificateError::ApplicationVerificationFailure;
+        rustls::Error::InvalidCertificate(e)
     }
 }
 
@@ -59,13 +85,13 @@ impl ServerCertVerifier for PinnedServerVerifier {
         let n = intermediates.len() + 1;
         // Reference `chainIdCaCerts`: [leaf, id], [leaf, id, ca], [leaf, id, _, ca].
         let (Some(id_cert), Some(ca_cert)) = (intermediates.first(), intermediates.last()) else {
-            return Err(Self::reject(PinError::ChainLength(n)));
+            return Err(self.reject(PinError::ChainLength(n)));
         };
         if n > 4 {
-            return Err(Self::reject(PinError::ChainLength(n)));
+            return Err(self.reject(PinError::ChainLength(n)));
         }
         if !bool::from(cert_fingerprint(id_cert).ct_eq(&self.key_hash)) {
-            return Err(Self::reject(PinError::IdentityMismatch));
+            return Err(self.reject(PinError::IdentityMismatch));
         }
         let anchor = webpki::anchor_from_trusted_cert(ca_cert)
             .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::BadEncoding))?;
@@ -73,7 +99,7 @@ impl ServerCertVerifier for PinnedServerVerifier {
             .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::BadEncoding))?;
         let path_certs = &intermediates[..intermediates.len() - 1];
         ee.verify_for_usage(
-            SUPPORTED_ALGORITHMS.all,
+            self.algorithms.all,
             &[anchor],
             path_certs,
             now,
@@ -101,11 +127,11 @@ impl ServerCertVerifier for PinnedServerVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &SUPPORTED_ALGORITHMS)
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        SUPPORTED_ALGORITHMS.supported_schemes()
+        self.algorithms.supported_schemes()
     }
 }
 
@@ -118,7 +144,10 @@ fn webpki_error(e: webpki::Error) -> rustls::Error {
         }
         webpki::Error::CertNotValidYet { .. } => CertificateError::NotValidYet,
         webpki::Error::BadDer | webpki::Error::BadDerTime => CertificateError::BadEncoding,
+        #[cfg(feature = "std")]
         other => CertificateError::Other(OtherError(Arc::new(other))),
+        #[cfg(not(feature = "std"))]
+        _ => CertificateError::BadEncoding,
     };
     rustls::Error::InvalidCertificate(ce)
 }
