@@ -40,6 +40,8 @@ pub enum HandshakeError {
     Transport(TransportError),
     #[error("certificate: {0}")]
     Certificate(CryptoError),
+    #[error("session key: {0}")]
+    SessionKey(CryptoError),
 }
 
 impl HandshakeError {

@@ -14,6 +14,7 @@ pub mod presets;
 pub mod proxy;
 pub mod queue_uri;
 pub mod response;
+pub mod session;
 pub mod store_log;
 pub mod transmission;
 pub mod version;

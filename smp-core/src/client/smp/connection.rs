@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex as StdMutex};
-use zeroize::Zeroizing;
 
 use tokio::io::{ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
@@ -13,30 +12,18 @@ use tokio::time::timeout;
 use super::{Inner, Shared, SmpClient, SmpClientError, SmpClientOptions, SmpEvent, SmpEvents};
 use crate::address::ServerAddress;
 use crate::crypto::keys::{KeyAlgorithm, PrivateKey};
-use crate::smp::block_crypto::BlockCipher;
 use crate::smp::error::{ErrorType, TransportError};
-use crate::smp::handshake::{ClientHello, HandshakeError, ServerHello, certificate_public_key};
+use crate::smp::handshake::HandshakeError;
 use crate::smp::response::Response;
+use crate::smp::session::{self, ClientParams};
 use crate::smp::transmission::{batch_transmissions, decode_response_transmission, parse_batch};
-use crate::smp::version::{self, Version, VersionRange};
+use crate::smp::version::Version;
 use crate::tls::{self, SessionId, TlsConnection};
 use crate::transport::{BlockReader, BlockWriteError, BlockWriter};
 
 type Stream = TlsConnection<TcpStream>;
 pub(super) type Reader = BlockReader<ReadHalf<Stream>>;
 pub(super) type Writer = BlockWriter<WriteHalf<Stream>>;
-
-/// A proxy talking to a relay older than v14 stays at ≤ 10, where the
-/// relay cannot know it is a proxy (`smpClientHandshake`).
-fn client_range(opts: &SmpClientOptions, server: &VersionRange) -> VersionRange {
-    let r = opts.versions;
-    if opts.proxy_server && server.max() < version::PROXY_SERVER_HANDSHAKE_VERSION {
-        let max = r.max().min(10).max(r.min());
-        VersionRange::new(r.min(), max).unwrap_or(r)
-    } else {
-        r
-    }
-}
 
 impl SmpClient {
     /// Connects to the address's preferred host (or `opts.socket_addr`),
@@ -88,10 +75,10 @@ async fn handshake(
     let leaf = tls
         .peer_certificates()
         .and_then(|c| c.first())
+        .map(|c| c.to_vec())
         .ok_or(SmpClientError::Handshake(HandshakeError::Transport(
             TransportError::Handshake(crate::smp::error::HandshakeErrorKind::BadAuth),
         )))?;
-    let leaf_key = certificate_public_key(leaf).map_err(HandshakeError::Certificate)?;
     let (r, w) = tokio::io::split(tls);
     let mut reader = BlockReader::new(r);
     let mut writer = BlockWriter::new(w);
@@ -101,44 +88,32 @@ async fn handshake(
         .await
         .map_err(SmpClientError::Io)?
         .ok_or(SmpClientError::Closed)?;
-    let hello = ServerHello::decode_block(&block)?;
-    let range = client_range(opts, &hello.versions);
-    let (v, server_key) = hello.check(session_id.as_ref(), &range, key_hash, &leaf_key)?;
-
-    let own_key = opts
-        .send_session_key
-        .then(|| PrivateKey::generate(KeyAlgorithm::X25519));
-    let client_hello = ClientHello {
-        version: v,
-        key_hash: key_hash.to_vec(),
-        auth_pub_key: own_key.as_ref().map(PrivateKey::public_key),
-        proxy_server: opts.proxy_server,
-        client_service: None,
-    };
-    writer
-        .write_raw(&client_hello.encode_block()?)
-        .await
-        .map_err(|e| match e {
-            crate::transport::BlockWriteError::Io(e) => SmpClientError::Io(e),
-            _ => SmpClientError::Transport(TransportError::LargeMsg),
-        })?;
-
-    // The hello carries our key only from v7; the router then shares this.
-    let session_secret = match (&own_key, &server_key) {
-        (Some(own), Some(server)) if version::has_auth_keys(v) => {
-            Some(Zeroizing::new(*own.dh(server)?))
-        }
-        _ => None,
-    };
-    let block_encryption = client_hello.block_encryption();
-    if block_encryption {
-        // The router derives the same secret from our hello key and its
-        // session key; without its key there is nothing to agree on.
-        let (Some(own), Some(server)) = (&own_key, &server_key) else {
-            return Err(SmpClientError::Transport(TransportError::NoAuth));
-        };
-        let secret = own.dh(server)?;
-        let (sealer, opener) = BlockCipher::client(session_id.as_ref(), &secret).split();
+    let mut agreed = session::agree(
+        &block,
+        session_id.as_ref(),
+        &leaf,
+        ClientParams {
+            key_hash,
+            versions: opts.versions,
+            session_key: opts
+                .send_session_key
+                .then(|| PrivateKey::generate(KeyAlgorithm::X25519)),
+            proxy_server: opts.proxy_server,
+        },
+    )?;
+    writer.write_raw(&agreed.reply).await.map_err(|e| match e {
+        crate::transport::BlockWriteError::Io(e) => SmpClientError::Io(e),
+        _ => SmpClientError::Transport(TransportError::LargeMsg),
+    })?;
+    let (v, hello, server_key) = (
+        agreed.version,
+        agreed.hello.clone(),
+        agreed.server_key.clone(),
+    );
+    let session_secret = agreed.session_secret.take();
+    let block_encryption = agreed.cipher.is_some();
+    if let Some(cipher) = agreed.cipher.take() {
+        let (sealer, opener) = cipher.split();
         writer.set_cipher(sealer);
         reader.set_cipher(opener);
     }
