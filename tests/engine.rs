@@ -1,6 +1,8 @@
 //! The device's network path without an OS against a real `smp-server`
 //! process: smp-core's TLS engine (rustls unbuffered over RustCrypto) and
 //! its sans-IO SMP session, driven over a plain TCP socket on 127.0.0.1.
+//! Its own test binary: the heap counter is process-wide, and what the
+//! session allocates is the device's RAM figure for one router.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -16,12 +18,18 @@ use smp_core::smp::{Command, Response};
 use smp_core::tls::engine::Client;
 use smp_core::tls::{ALPN_SMP, rustcrypto};
 
+#[global_allocator]
+static A: device_sync::heap::CountingAlloc = device_sync::heap::CountingAlloc;
+
+/// The heap one router session may take at its peak (README, RAM; 101 KiB
+/// measured): the 18 KiB record buffer, a 16 KiB block in and out on the
+/// TLS and on the SMP layer, rustls' handshake state.
+const SESSION_HEAP_BOUND: usize = 120 * 1024;
+
 /// Moves bytes until the engine holds `n` bytes of plaintext.
 fn pump(tls: &mut Client, sock: &mut TcpStream, n: usize) {
     loop {
-        let out = tls.outgoing().to_vec();
-        sock.write_all(&out).unwrap();
-        tls.sent(out.len());
+        flush(tls, sock);
         if tls.plaintext().len() >= n {
             return;
         }
@@ -29,6 +37,12 @@ fn pump(tls: &mut Client, sock: &mut TcpStream, n: usize) {
         assert!(got > 0, "the router closed the connection");
         tls.received(got).unwrap();
     }
+}
+
+fn flush(tls: &mut Client, sock: &mut TcpStream) {
+    sock.write_all(tls.outgoing()).unwrap();
+    let n = tls.outgoing().len();
+    tls.sent(n);
 }
 
 fn next_block(tls: &mut Client, sock: &mut TcpStream) -> Vec<u8> {
@@ -47,6 +61,7 @@ fn an_smp_session_over_the_os_free_tls_engine() {
     smp_core::crypto::random_bytes(&mut seed);
     rustcrypto::seed(&seed);
 
+    let base = device_sync::heap::reset_peak();
     let mut sock = TcpStream::connect(("127.0.0.1", addr.effective_port())).unwrap();
     sock.set_read_timeout(Some(Duration::from_secs(20)))
         .unwrap();
@@ -62,7 +77,7 @@ fn an_smp_session_over_the_os_free_tls_engine() {
     assert_eq!(tls.alpn(), Some(ALPN_SMP));
     let tls_id = tls.session_id().unwrap().0;
     let leaf = tls.peer_certificates().unwrap()[0].to_vec();
-    let mut agreed = session::agree(
+    let agreed = session::agree(
         &hello,
         &tls_id,
         &leaf,
@@ -74,9 +89,10 @@ fn an_smp_session_over_the_os_free_tls_engine() {
         },
     )
     .unwrap();
+    drop(hello);
     assert!(agreed.cipher.is_some(), "a current router encrypts blocks");
     tls.write(&agreed.reply).unwrap();
-    let mut smp = ClientSession::new(&tls_id, &mut agreed);
+    let mut smp = ClientSession::new(&tls_id, agreed);
     assert_eq!(smp.version(), SUPPORTED_RANGE.max());
 
     // Two commands in one encrypted block; each answer echoes its corrId.
@@ -86,6 +102,7 @@ fn an_smp_session_over_the_os_free_tls_engine() {
     assert_eq!(blocks.len(), 1);
     assert_eq!(blocks[0].len(), BLOCK_SIZE);
     tls.write(&blocks[0]).unwrap();
+    drop(blocks);
     let mut answers = Vec::new();
     while answers.len() < 2 {
         let block = next_block(&mut tls, &mut sock);
@@ -109,6 +126,10 @@ fn an_smp_session_over_the_os_free_tls_engine() {
     }
 
     tls.close().unwrap();
-    let out = tls.outgoing().to_vec();
-    sock.write_all(&out).unwrap();
+    flush(&mut tls, &mut sock);
+    drop((tls, smp));
+    let peak = device_sync::heap::peak() - base;
+    let left = device_sync::heap::current().saturating_sub(base);
+    eprintln!("router session heap peak: {peak} B ({left} B left after it)");
+    assert!(peak <= SESSION_HEAP_BOUND, "peaked at {peak} B");
 }

@@ -124,12 +124,13 @@ pub struct ClientSession {
 }
 
 impl ClientSession {
-    /// From the agreement, once its reply is on its way.
-    pub fn new(tls_session_id: &[u8], agreed: &mut Agreed) -> Self {
+    /// From the agreement, once its reply is on its way (the reply's
+    /// block is freed here).
+    pub fn new(tls_session_id: &[u8], agreed: Agreed) -> Self {
         Self {
             version: agreed.version,
             session_id: tls_session_id.to_vec(),
-            cipher: agreed.cipher.take(),
+            cipher: agreed.cipher,
         }
     }
 

@@ -182,14 +182,32 @@ impl Client {
         self.conn.alpn_protocol()
     }
 
-    /// Queues application data; it is encrypted as soon as the handshake
-    /// allows (at once after it).
+    /// Encrypts application data into [`Client::outgoing`]; before the
+    /// handshake is done it waits (copied) and goes as soon as it is.
     pub fn write(&mut self, data: &[u8]) -> Result<(), EngineError> {
         if self.closed {
             return Err(EngineError::Closed);
         }
-        self.pending.extend_from_slice(data);
-        self.process()
+        if self.session_id.is_none() || !self.pending.is_empty() {
+            self.pending.extend_from_slice(data);
+            return self.process();
+        }
+        // Established: straight from the caller's buffer, no copy.
+        let UnbufferedStatus { state, .. } = self.conn.process_tls_records(&mut self.incoming[..0]);
+        match state {
+            Ok(ConnectionState::WriteTraffic(mut w)) => {
+                encrypt_into(&mut self.outgoing, |buf| w.encrypt(data, buf))
+            }
+            Ok(_) => {
+                // Something else is due first (a key update, say).
+                self.pending.extend_from_slice(data);
+                self.process()
+            }
+            Err(e) => {
+                self.closed = true;
+                Err(EngineError::Tls(e))
+            }
+        }
     }
 
     /// Decrypted application data; take it with [`Client::consume`].
@@ -243,6 +261,9 @@ impl Client {
                     while let Some(rec) = r.next_record() {
                         let rec = rec?;
                         discard += rec.discard;
+                        // Exact growth: a doubling Vec would hold 32 KiB
+                        // for one 16 KiB block.
+                        self.plain.reserve_exact(rec.payload.len());
                         self.plain.extend_from_slice(rec.payload);
                     }
                     again = true;
@@ -251,6 +272,8 @@ impl Client {
                     let start = self.outgoing.len();
                     let mut need = 1024;
                     loop {
+                        self.outgoing
+                            .reserve_exact((start + need).saturating_sub(self.outgoing.len()));
                         self.outgoing.resize(start + need, 0);
                         match e.encode(&mut self.outgoing[start..]) {
                             Ok(n) => {
@@ -334,6 +357,7 @@ fn encrypt_into(
     let start = out.len();
     let mut need = 1024;
     loop {
+        out.reserve_exact((start + need).saturating_sub(out.len()));
         out.resize(start + need, 0);
         match f(&mut out[start..]) {
             Ok(n) => {
