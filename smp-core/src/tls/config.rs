@@ -48,7 +48,16 @@ fn provider(suites: &[Suite]) -> Arc<CryptoProvider> {
 /// (e.g. `["smp/1", "h2", "http/1.1"]`). A client offering ALPN with nothing
 /// in common is refused, as hs-tls does.
 pub fn server_config(identity: &ServerIdentity, alpn: &[&[u8]]) -> Result<ServerConfig, TlsError> {
-    let mut cfg = ServerConfig::builder_with_provider(provider(SERVER_SUITES))
+    server_config_with_suites(identity, alpn, SERVER_SUITES)
+}
+
+/// As [`server_config`] with a chosen suite list (interop testing).
+pub fn server_config_with_suites(
+    identity: &ServerIdentity,
+    alpn: &[&[u8]],
+    suites: &[Suite],
+) -> Result<ServerConfig, TlsError> {
+    let mut cfg = ServerConfig::builder_with_provider(provider(suites))
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_no_client_auth()
         .with_cert_resolver(Arc::new(SingleCertAndKey::from(Arc::unwrap_or_clone(

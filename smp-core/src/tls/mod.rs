@@ -19,7 +19,9 @@ mod stream;
 pub mod unique;
 
 #[cfg(feature = "std")]
-pub use config::{Suite, client_config, client_config_with_suites, server_config};
+pub use config::{
+    Suite, client_config, client_config_with_suites, server_config, server_config_with_suites,
+};
 #[cfg(feature = "std")]
 pub use identity::{
     GeneratedIdentity, IdentityError, KeyAlgorithm, ServerIdentity, load_fingerprint,
