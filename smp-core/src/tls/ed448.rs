@@ -1,7 +1,8 @@
 //! Ed448 for rustls. The reference defaults to Ed448 certificates and the
 //! `ed448` TLS signature scheme, which neither ring nor aws-lc-rs implement;
 //! this plugs the crate's own keys ([`crate::crypto::keys`], pure Ed448 with
-//! an empty context, as RFC 8446 requires; never Ed448ph) into rustls.
+//! an empty context, as RFC 8446 requires; never Ed448ph) into rustls. The
+//! same keys verify Ed25519 for the RustCrypto provider, which has no ring.
 
 use alloc::boxed::Box;
 use alloc::string::ToString;
@@ -24,40 +25,57 @@ pub const ED448_KEY_LEN: usize = KeyAlgorithm::Ed448.public_len();
 /// Length of an Ed448 signature.
 pub const ED448_SIG_LEN: usize = 114;
 
-/// Ed448 signature verification for webpki paths and CertificateVerify.
+/// EdDSA verification (pure Ed25519 or Ed448) for webpki paths and
+/// CertificateVerify, on this crate's keys.
 #[derive(Debug)]
-pub struct Ed448Verify;
+pub struct EdwardsVerify(KeyAlgorithm);
 
-/// The one instance rustls/webpki tables refer to.
-pub static ED448: &dyn SignatureVerificationAlgorithm = &Ed448Verify;
+/// The one Ed448 instance rustls/webpki tables refer to.
+pub static ED448: &dyn SignatureVerificationAlgorithm = &EdwardsVerify(KeyAlgorithm::Ed448);
+/// Ed25519 without ring, for the RustCrypto provider.
+pub static ED25519: &dyn SignatureVerificationAlgorithm = &EdwardsVerify(KeyAlgorithm::Ed25519);
 
-impl SignatureVerificationAlgorithm for Ed448Verify {
+impl SignatureVerificationAlgorithm for EdwardsVerify {
     fn verify_signature(
         &self,
         public_key: &[u8],
         message: &[u8],
         signature: &[u8],
     ) -> Result<(), InvalidSignature> {
-        verify_ed448(public_key, message, signature)
+        verify_edwards(self.0, public_key, message, signature)
             .then_some(())
             .ok_or(InvalidSignature)
     }
 
     fn public_key_alg_id(&self) -> AlgorithmIdentifier {
-        alg_id::ED448
+        self.alg_id()
     }
 
     fn signature_alg_id(&self) -> AlgorithmIdentifier {
-        alg_id::ED448
+        self.alg_id()
+    }
+}
+
+impl EdwardsVerify {
+    fn alg_id(&self) -> AlgorithmIdentifier {
+        if self.0 == KeyAlgorithm::Ed448 {
+            alg_id::ED448
+        } else {
+            alg_id::ED25519
+        }
     }
 }
 
 /// Pure Ed448 verification of raw key/signature bytes; false on any malformed input.
 pub fn verify_ed448(public_key: &[u8], message: &[u8], signature: &[u8]) -> bool {
-    let Ok(pk) = PublicKey::from_raw(KeyAlgorithm::Ed448, public_key) else {
+    verify_edwards(KeyAlgorithm::Ed448, public_key, message, signature)
+}
+
+fn verify_edwards(alg: KeyAlgorithm, public_key: &[u8], message: &[u8], signature: &[u8]) -> bool {
+    let Ok(pk) = PublicKey::from_raw(alg, public_key) else {
         return false;
     };
-    // An Ed25519-length signature parses, but never verifies with an Ed448 key.
+    // A signature of the other curve's length parses, but never verifies.
     let Ok(sig) = Signature::from_bytes(signature) else {
         return false;
     };

@@ -27,9 +27,7 @@ use rustls::crypto::{
     ActiveKeyExchange, CipherSuiteCommon, CryptoProvider, GetRandomFailed, KeyProvider,
     SecureRandom, SharedSecret, SupportedKxGroup, WebPkiSupportedAlgorithms, hash, hmac as rhmac,
 };
-use rustls::pki_types::{
-    AlgorithmIdentifier, InvalidSignature, PrivateKeyDer, SignatureVerificationAlgorithm, alg_id,
-};
+use rustls::pki_types::PrivateKeyDer;
 use rustls::sign::SigningKey;
 use rustls::{
     CipherSuite, ConnectionTrafficSecrets, ContentType, Error, NamedGroup, ProtocolVersion,
@@ -38,8 +36,7 @@ use rustls::{
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
-use super::ed448::ED448;
-use crate::crypto::keys::{KeyAlgorithm, PublicKey, Signature};
+use super::ed448::{ED448, ED25519};
 
 const TAG_LEN: usize = 16;
 
@@ -164,37 +161,6 @@ impl ActiveKeyExchange for X25519Exchange {
 
     fn group(&self) -> NamedGroup {
         NamedGroup::X25519
-    }
-}
-
-// ---- signatures ----
-
-#[derive(Debug)]
-struct Ed25519Verify;
-
-static ED25519: &dyn SignatureVerificationAlgorithm = &Ed25519Verify;
-
-impl SignatureVerificationAlgorithm for Ed25519Verify {
-    fn verify_signature(
-        &self,
-        public_key: &[u8],
-        message: &[u8],
-        signature: &[u8],
-    ) -> Result<(), InvalidSignature> {
-        let pk =
-            PublicKey::from_raw(KeyAlgorithm::Ed25519, public_key).map_err(|_| InvalidSignature)?;
-        let sig = Signature::from_bytes(signature).map_err(|_| InvalidSignature)?;
-        pk.verify(message, &sig)
-            .then_some(())
-            .ok_or(InvalidSignature)
-    }
-
-    fn public_key_alg_id(&self) -> AlgorithmIdentifier {
-        alg_id::ED25519
-    }
-
-    fn signature_alg_id(&self) -> AlgorithmIdentifier {
-        alg_id::ED25519
     }
 }
 
