@@ -1,13 +1,16 @@
 //! Chunk files in the `[FILES] path` directory, named `b64u(senderId)`.
 //!
-//! Uploads go to `<name>.part` and are renamed only when complete and
-//! verified, so the final name always holds a whole, correct chunk and a
-//! kill at any moment leaves at most a `.part` file for the start-up sweep.
+//! Each upload goes to a file of its own, `<name>.<n>.part`, renamed only
+//! when complete and verified, so the final name always holds a whole,
+//! correct chunk, a kill at any moment leaves at most `.part` files for the
+//! start-up sweep, and two uploads of one chunk at once (a client retrying
+//! on a second connection) never write into each other.
 //! Memory per transfer is one fixed buffer, whatever the chunk size.
 
 use std::collections::HashSet;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use sha2::{Digest, Sha256};
 use smp_core::encoding::string::b64_encode;
@@ -71,10 +74,45 @@ pub fn chunk_path(dir: &Path, sender_id: &FileId) -> PathBuf {
     dir.join(chunk_file_name(sender_id))
 }
 
-fn part_path(path: &Path) -> PathBuf {
-    let mut s = path.as_os_str().to_owned();
-    s.push(PART_SUFFIX);
-    PathBuf::from(s)
+/// One upload's temporary file and the chunk's final path.
+#[derive(Debug)]
+pub struct PartFile {
+    part: PathBuf,
+    path: PathBuf,
+}
+
+impl PartFile {
+    /// A temporary file name no other upload in this process uses.
+    pub fn new(dir: &Path, sender_id: &FileId) -> Self {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let path = chunk_path(dir, sender_id);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let part = dir.join(format!("{}.{n}{PART_SUFFIX}", chunk_file_name(sender_id)));
+        Self { part, path }
+    }
+
+    /// Where the body is written until it is committed.
+    pub fn part(&self) -> &Path {
+        &self.part
+    }
+
+    /// The chunk's final path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Gives the verified body the chunk's name (rename, then the
+    /// directory fsynced). Atomic: the name holds one whole upload.
+    pub async fn commit(&self) -> Result<PathBuf, ChunkError> {
+        tokio::fs::rename(&self.part, &self.path).await?;
+        sync_dir(&self.path).await?;
+        Ok(self.path.clone())
+    }
+
+    /// Removes the temporary file (a failed, timed out or redundant upload).
+    pub async fn discard(&self) {
+        remove_if_exists(&self.part).await;
+    }
 }
 
 /// Reads a body as the reference does (`getHTTP2Body`'s buffered
@@ -134,12 +172,8 @@ where
     }
 }
 
-/// Receives an upload into `<dir>/<b64u(senderId)>` and returns that path.
-///
-/// Writes `<name>.part`, checks size and SHA-256, fsyncs the file, renames
-/// it and fsyncs the directory; on any failure the partial file is gone.
-/// The upload timeout is the caller's (drop this future on timeout and call
-/// [`remove_partial`]).
+/// Receives an upload into `<dir>/<b64u(senderId)>` and returns that path:
+/// [`receive_part`] into a fresh [`PartFile`], then [`PartFile::commit`].
 pub async fn receive_chunk<R>(
     body: &mut R,
     dir: &Path,
@@ -150,19 +184,38 @@ pub async fn receive_chunk<R>(
 where
     R: AsyncRead + Unpin + ?Sized,
 {
-    let path = chunk_path(dir, sender_id);
-    let part = part_path(&path);
-    let r = receive_into(body, &part, &path, size, digest).await;
+    let part = PartFile::new(dir, sender_id);
+    receive_part(body, &part, size, digest).await?;
+    let r = part.commit().await;
     if r.is_err() {
-        remove_if_exists(&part).await;
+        part.discard().await;
     }
-    r.map(|()| path)
+    r
+}
+
+/// Writes an upload's body into its part file, checks size and SHA-256 and
+/// fsyncs the file; on any failure the part file is gone. The upload
+/// timeout is the caller's (drop this future on timeout and call
+/// [`PartFile::discard`]).
+pub async fn receive_part<R>(
+    body: &mut R,
+    part: &PartFile,
+    size: u32,
+    digest: &[u8],
+) -> Result<(), ChunkError>
+where
+    R: AsyncRead + Unpin + ?Sized,
+{
+    let r = receive_into(body, &part.part, size, digest).await;
+    if r.is_err() {
+        part.discard().await;
+    }
+    r
 }
 
 async fn receive_into<R>(
     body: &mut R,
     part: &Path,
-    path: &Path,
     size: u32,
     digest: &[u8],
 ) -> Result<(), ChunkError>
@@ -210,16 +263,7 @@ where
     file.flush().await?;
     let file = file.into_inner();
     file.sync_all().await?;
-    drop(file);
-    tokio::fs::rename(part, path).await?;
-    sync_dir(path).await?;
     Ok(())
-}
-
-/// Removes the `.part` file of an abandoned upload (e.g. after a timeout
-/// dropped [`receive_chunk`]).
-pub async fn remove_partial(dir: &Path, sender_id: &FileId) {
-    remove_if_exists(&part_path(&chunk_path(dir, sender_id))).await;
 }
 
 async fn remove_if_exists(path: &Path) {
@@ -294,7 +338,7 @@ async fn sweep(dir: &Path, keep: Option<HashSet<String>>) -> Result<usize, Chunk
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
         let orphan = match name.strip_suffix(PART_SUFFIX) {
-            Some(base) => is_chunk_name(base),
+            Some(base) => is_part_base(base),
             None => keep
                 .as_ref()
                 .is_some_and(|keep| is_chunk_name(name) && !keep.contains(name)),
@@ -331,6 +375,16 @@ fn referenced_names(dir: &Path, referenced: &[PathBuf]) -> HashSet<String> {
 }
 
 /// A padded base64url name of a 16-byte ID: 22 alphabet chars then `==`.
+/// `<chunk name>.<n>` (or a bare chunk name, as earlier versions wrote).
+fn is_part_base(base: &str) -> bool {
+    match base.split_once('.') {
+        Some((name, n)) => {
+            is_chunk_name(name) && !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())
+        }
+        None => is_chunk_name(base),
+    }
+}
+
 fn is_chunk_name(name: &str) -> bool {
     let b = name.as_bytes();
     b.len() == 24

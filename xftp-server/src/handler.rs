@@ -319,22 +319,40 @@ impl Handler {
                 .map_err(upload_error);
         }
         lock(&self.store).reserve(size)?;
-        let dir = self.policy.files_dir.clone();
+        // Each upload writes a file of its own: a second upload of this
+        // chunk at once (a client retrying on another connection) cannot
+        // touch this one's bytes.
+        let part = chunk_files::PartFile::new(&self.policy.files_dir, sid);
         let received = tokio::time::timeout(
             self.policy.upload_timeout,
-            chunk_files::receive_chunk(body, &dir, sid, size, &rec.info.digest),
+            chunk_files::receive_part(body, &part, size, &rec.info.digest),
         )
         .await;
-        let path = match received {
-            Ok(Ok(path)) => path,
+        match received {
+            Ok(Ok(())) => {}
             Ok(Err(e)) => {
                 lock(&self.store).release(size);
                 return Err(upload_error(e));
             }
             Err(_) => {
-                chunk_files::remove_partial(&dir, sid).await;
+                part.discard().await;
                 lock(&self.store).release(size);
                 return Err(XftpErrorType::Timeout);
+            }
+        }
+        if self.stored(sid) {
+            // Another upload of the same bytes (the digest matched) was
+            // committed first: this one is a retry that raced it.
+            part.discard().await;
+            lock(&self.store).release(size);
+            return Ok(FileResponse::Ok);
+        }
+        let path = match part.commit().await {
+            Ok(path) => path,
+            Err(e) => {
+                part.discard().await;
+                lock(&self.store).release(size);
+                return Err(upload_error(e));
             }
         };
         let committed = self
@@ -348,13 +366,26 @@ impl Handler {
             })
             .await;
         if let Err(e) = committed {
+            lock(&self.store).release(size);
+            if e == XftpErrorType::Auth && self.stored(sid) {
+                // Two verified uploads of the same bytes took the name at
+                // once (a rename is atomic, the digest made them equal) and
+                // the other one was logged first: the chunk stays.
+                return Ok(FileResponse::Ok);
+            }
             // Deleted or blocked while the body was arriving.
             let _ = chunk_files::delete_chunk(&path).await;
-            lock(&self.store).release(size);
             return Err(e);
         }
         self.stats.record_upload(size);
         Ok(FileResponse::Ok)
+    }
+
+    /// Whether the file's chunk is committed.
+    fn stored(&self, sid: &FileId) -> bool {
+        lock(&self.store)
+            .get_file(FileParty::Sender, sid)
+            .is_ok_and(|f| f.file.path.is_some())
     }
 
     /// FDEL (and the control port's delete): log, remove the chunk, drop

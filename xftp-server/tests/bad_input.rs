@@ -370,6 +370,101 @@ async fn upload_cut_by_a_stream_reset() {
     interrupted_upload(false, 10).await;
 }
 
+/// Two uploads of one chunk at once (issue 14, fault 2): upload A is half
+/// sent, upload B of the same chunk on a second connection (a client
+/// retrying) sends its request and a little body and is cancelled, then A
+/// completes. A's OK must stand for A's bytes: each upload writes its own
+/// file, so B can neither truncate nor remove A's. Then the same with both
+/// completing: one chunk is kept, and both are answered OK.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_upload_of_the_same_chunk_leaves_the_first_intact() {
+    const M4: usize = 4 << 20;
+    let env = Env::new();
+    let server = env.start_default().await;
+    let client = server.client().await;
+    let files = env.files_dir();
+    let parts = || {
+        dir_names(&files)
+            .iter()
+            .filter(|n| n.ends_with(".part"))
+            .count()
+    };
+    for round in 0..3u8 {
+        let c = create(&client, chunk(M4, 40 + round), 1).await;
+        let (a, b) = (server.raw_handshaken().await, server.raw_handshaken().await);
+        let (ta, answer_a) = a.post_streaming();
+        ta.send(a.block(&c.sid, &FileCommand::Fput, Some(&c.snd)).into())
+            .await
+            .unwrap();
+        for piece in c.content[..M4 / 2].chunks(K64) {
+            ta.send(Bytes::copy_from_slice(piece)).await.unwrap();
+        }
+        eventually("A is being written", || parts() == 1).await;
+
+        let (tb, answer_b) = b.post_streaming();
+        tb.send(b.block(&c.sid, &FileCommand::Fput, Some(&c.snd)).into())
+            .await
+            .unwrap();
+        tb.send(Bytes::copy_from_slice(&c.content[..K64]))
+            .await
+            .unwrap();
+        eventually("B is being written beside A", || parts() == 2).await;
+        answer_b.abort();
+        drop(tb);
+        eventually("B's file is removed", || parts() == 1).await;
+
+        for piece in c.content[M4 / 2..].chunks(K64) {
+            ta.send(Bytes::copy_from_slice(piece)).await.unwrap();
+        }
+        drop(ta);
+        let answer = answer_a.await.unwrap().expect("A is answered");
+        assert_eq!(a.response(&answer.body), FileResponse::Ok, "round {round}");
+        let got = download(&client, &c, 0).await.unwrap();
+        assert!(
+            got == c.content,
+            "round {round}: the stored chunk is not A's bytes"
+        );
+        assert_eq!(parts(), 0);
+    }
+
+    // Both complete: whichever is second finds the chunk stored.
+    let c = create(&client, chunk(M4, 50), 1).await;
+    let (a, b) = (server.raw_handshaken().await, server.raw_handshaken().await);
+    let mut senders = Vec::new();
+    for raw in [&a, &b] {
+        let (tx, answer) = raw.post_streaming();
+        tx.send(raw.block(&c.sid, &FileCommand::Fput, Some(&c.snd)).into())
+            .await
+            .unwrap();
+        for piece in c.content[..M4 - K64].chunks(K64) {
+            tx.send(Bytes::copy_from_slice(piece)).await.unwrap();
+        }
+        senders.push((tx, answer));
+    }
+    eventually("both are being written", || parts() == 2).await;
+    let mut answers = Vec::new();
+    for (tx, answer) in senders {
+        tx.send(Bytes::copy_from_slice(&c.content[M4 - K64..]))
+            .await
+            .unwrap();
+        drop(tx);
+        answers.push(answer);
+    }
+    for (raw, answer) in [&a, &b].into_iter().zip(answers) {
+        let answer = answer.await.unwrap().expect("answered");
+        assert_eq!(raw.response(&answer.body), FileResponse::Ok);
+    }
+    assert_eq!(download(&client, &c, 0).await.unwrap(), c.content);
+    assert_eq!(parts(), 0, "the second upload's file is gone");
+    assert_eq!(
+        dir_names(&files).len(),
+        4,
+        "one file per chunk: {:?}",
+        dir_names(&files)
+    );
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_upload_is_size() {
     let env = Env::new();

@@ -7,8 +7,8 @@ use sha2::{Digest, Sha256};
 use smp_core::xftp::error::XftpErrorType;
 use tokio::io::AsyncReadExt;
 use xftp_server::chunk_files::{
-    ChunkError, chunk_file_name, chunk_path, delete_chunk, drain_exact, open_chunk, receive_chunk,
-    remove_partial, sweep_orphans,
+    ChunkError, PartFile, chunk_file_name, chunk_path, delete_chunk, drain_exact, open_chunk,
+    receive_chunk, receive_part, sweep_orphans,
 };
 
 const SID: [u8; 16] = [1; 16];
@@ -186,11 +186,11 @@ async fn disk_full_is_file_io() {
         return;
     }
     let d = tempfile::tempdir().unwrap();
-    let part = d.path().join(format!("{}.part", chunk_file_name(&SID)));
-    std::os::unix::fs::symlink("/dev/full", &part).unwrap();
+    let part = PartFile::new(d.path(), &SID);
+    std::os::unix::fs::symlink("/dev/full", part.part()).unwrap();
     let data = body(20_000);
     let mut r = &data[..];
-    let e = receive_chunk(&mut r, d.path(), &SID, 20_000, &digest(&data))
+    let e = receive_part(&mut r, &part, 20_000, &digest(&data))
         .await
         .unwrap_err();
     assert_eq!(XftpErrorType::from(&e), XftpErrorType::FileIo, "{e}");
@@ -221,22 +221,34 @@ async fn sweep_removes_orphans_only() {
     let orphan = chunk_path(d.path(), &[2; 16]);
     fs::write(&kept, b"a").unwrap();
     fs::write(&orphan, b"b").unwrap();
-    fs::write(
-        d.path().join(format!("{}.part", chunk_file_name(&[3; 16]))),
-        b"c",
-    )
-    .unwrap();
-    fs::write(d.path().join("README"), b"d").unwrap();
+    // Uploads in progress, as earlier versions and as this one name them.
+    for part in [
+        format!("{}.part", chunk_file_name(&[3; 16])),
+        format!("{}.17.part", chunk_file_name(&[4; 16])),
+    ] {
+        fs::write(d.path().join(part), b"c").unwrap();
+    }
+    // Look-alikes that no upload writes are left alone.
+    for other in [
+        "README".to_owned(),
+        format!("{}.x.part", chunk_file_name(&[5; 16])),
+    ] {
+        fs::write(d.path().join(other), b"d").unwrap();
+    }
     // The record's path may spell the directory differently.
     let referenced = vec![d.path().join(".").join(chunk_file_name(&[1; 16]))];
-    assert_eq!(sweep_orphans(d.path(), &referenced).await.unwrap(), 2);
+    assert_eq!(sweep_orphans(d.path(), &referenced).await.unwrap(), 3);
     assert_eq!(
         names(d.path()),
-        vec!["AQEBAQEBAQEBAQEBAQEBAQ==".to_owned(), "README".into()]
+        vec![
+            "AQEBAQEBAQEBAQEBAQEBAQ==".to_owned(),
+            "BQUFBQUFBQUFBQUFBQUFBQ==.x.part".into(),
+            "README".into()
+        ]
     );
     assert_eq!(
         sweep_orphans(&d.path().join("missing"), &[]).await.unwrap(),
         0
     );
-    remove_partial(d.path(), &[3; 16]).await; // nothing left: no error
+    PartFile::new(d.path(), &[3; 16]).discard().await; // nothing there: no error
 }
