@@ -9,21 +9,57 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// An append-only log file.
+/// An append-only log file that never lets a failed write swallow the next
+/// record: a write that fails part-way (a full disk) is cut off again, and
+/// if even that fails, the next record starts on a line of its own, so the
+/// fragment is one bad line that replay skips and counts.
 #[derive(Debug)]
 pub struct AppendLog {
     file: File,
     path: PathBuf,
+    /// The file's length before any fragment of a failed write.
+    whole: u64,
+    /// A failed write left a fragment that could not be cut off yet.
+    cut_pending: bool,
+    /// The file ends without a newline (killed mid-write before it was
+    /// opened): the next record starts with one.
+    newline_first: bool,
 }
 
 impl AppendLog {
     /// Writes one line (without its `\n`) in a single `write_all`, so
     /// concurrent lines never mix; durable only after [`AppendLog::sync`].
     pub fn write_line(&mut self, line: &[u8]) -> io::Result<()> {
-        let mut buf = Vec::with_capacity(line.len() + 1);
+        if self.cut_pending && self.file.set_len(self.whole).is_ok() {
+            self.cut_pending = false;
+        }
+        let mut buf = Vec::with_capacity(line.len() + 2);
+        if self.cut_pending || self.newline_first {
+            buf.push(b'\n');
+        }
         buf.extend_from_slice(line);
         buf.push(b'\n');
-        self.file.write_all(&buf)
+        match self.file.write_all(&buf) {
+            Ok(()) => {
+                self.whole = if self.cut_pending {
+                    // The fragment's length is unknown: ask the file.
+                    self.file.metadata()?.len()
+                } else {
+                    self.whole + buf.len() as u64
+                };
+                self.cut_pending = false;
+                self.newline_first = false;
+                Ok(())
+            }
+            Err(e) => {
+                // Part of the line may be in the file: cut it off now, or
+                // before the next write.
+                if self.file.set_len(self.whole).is_err() {
+                    self.cut_pending = true;
+                }
+                Err(e)
+            }
+        }
     }
 
     pub fn sync(&mut self) -> io::Result<()> {
@@ -35,12 +71,29 @@ impl AppendLog {
     }
 }
 
-/// Opens `path` for appending (created if missing).
+/// Opens `path` for appending (created if missing). A file that does not
+/// end with a newline (killed mid-write) gets its next record on a line of
+/// its own.
 pub fn open_append(path: &Path) -> io::Result<AppendLog> {
-    let file = OpenOptions::new().create(true).append(true).open(path)?;
+    let mut file = OpenOptions::new()
+        .create(true)
+        .read(true)
+        .append(true)
+        .open(path)?;
+    let whole = file.metadata()?.len();
+    let newline_first = whole > 0 && {
+        use std::io::Seek;
+        let mut last = [0u8; 1];
+        file.seek(io::SeekFrom::End(-1))?;
+        file.read_exact(&mut last)?;
+        last[0] != b'\n'
+    };
     Ok(AppendLog {
         file,
         path: path.to_path_buf(),
+        whole,
+        cut_pending: false,
+        newline_first,
     })
 }
 
@@ -160,7 +213,7 @@ fn parent_dir(path: &Path) -> PathBuf {
 
 /// Writes the compacted log to `path` (truncating) and returns it open for
 /// appending, durable.
-fn write_compacted<S: LogStore + ?Sized>(path: &Path, store: &S) -> io::Result<File> {
+fn write_compacted<S: LogStore + ?Sized>(path: &Path, store: &S) -> io::Result<AppendLog> {
     let mut buf = Vec::new();
     for line in store.compacted_lines() {
         buf.extend_from_slice(&line);
@@ -175,7 +228,7 @@ fn write_compacted<S: LogStore + ?Sized>(path: &Path, store: &S) -> io::Result<F
     file.sync_all()?;
     drop(file);
     sync_dir(&parent_dir(path))?;
-    OpenOptions::new().append(true).open(path)
+    open_append(path)
 }
 
 /// Opens a store log at start-up (`readWriteStoreLog`) at time `now`.
@@ -205,12 +258,8 @@ pub fn open_log_at<S: LogStore + ?Sized>(
     }
     if !path.exists() {
         tracing::info!("creating store log...");
-        let file = write_compacted(path, store)?;
+        let log = write_compacted(path, store)?;
         report.created = true;
-        let log = AppendLog {
-            file,
-            path: path.to_path_buf(),
-        };
         return Ok((log, report));
     }
     let mut data = Vec::new();
@@ -220,17 +269,13 @@ pub fn open_log_at<S: LogStore + ?Sized>(
     fs::rename(path, &start)?;
     sync_dir(&dir)?;
     tracing::info!("compacting store log (do not terminate)...");
-    let file = write_compacted(path, store)?;
+    let log = write_compacted(path, store)?;
     let (secs, nanos) = unix_parts(now);
     let backup = with_suffix(path, &format!(".{}", iso8601_show(secs, nanos)));
     fs::rename(&start, &backup)?;
     sync_dir(&dir)?;
     report.backup = Some(backup);
     report.removed_backups = remove_store_log_backups(path, now)?;
-    let log = AppendLog {
-        file,
-        path: path.to_path_buf(),
-    };
     Ok((log, report))
 }
 

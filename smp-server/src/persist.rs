@@ -286,9 +286,16 @@ impl MessageJournal {
         let mut restored = 0;
         if path.exists() {
             let f = BufReader::new(File::open(path)?);
+            let mut skipped = 0;
             for line in f.split(b'\n') {
                 let line = line?;
-                restored += replay_msg_line(store, &line);
+                match replay_msg_line(store, &line) {
+                    Ok(n) => restored += n,
+                    Err(()) => skipped += 1,
+                }
+            }
+            if skipped > 0 {
+                tracing::warn!("message log: {skipped} unreadable lines skipped");
             }
         }
         write_messages(path, store)?;
@@ -297,23 +304,26 @@ impl MessageJournal {
     }
 }
 
-fn replay_msg_line(store: &mut QueueStore, line: &[u8]) -> usize {
+/// Applies one journal line; how many messages it restored, or `Err` for
+/// a line that could not be read (a torn write: skipped and counted).
+fn replay_msg_line(store: &mut QueueStore, line: &[u8]) -> Result<usize, ()> {
     use smp_core::encoding::string::b64_decode;
     let text = std::str::from_utf8(line).unwrap_or("");
     let mut words = text.split(' ');
     match words.next() {
         Some("ACK") => {
             let (Some(r), Some(i)) = (words.next(), words.next()) else {
-                return 0;
+                return Err(());
             };
-            if let (Ok(rid), Ok(id)) = (b64_decode(r), b64_decode(i)) {
-                store.delete_head_if(&rid, &id);
-            }
-            0
+            let (Ok(rid), Ok(id)) = (b64_decode(r), b64_decode(i)) else {
+                return Err(());
+            };
+            store.delete_head_if(&rid, &id);
+            Ok(0)
         }
         Some("EXPIRE") => {
             let Some(Ok(rid)) = words.next().map(b64_decode) else {
-                return 0;
+                return Err(());
             };
             let keep = words.next().and_then(|h| b64_decode(h).ok());
             if let Some(q) = store.get_mut(&rid) {
@@ -327,20 +337,21 @@ fn replay_msg_line(store: &mut QueueStore, line: &[u8]) -> usize {
                     q.can_write = true;
                 }
             }
-            0
+            Ok(0)
         }
         _ => match MsgLogRecord::parse(line) {
             Ok(r) => {
+                // A queue deleted after the message was stored.
                 let Some(q) = store.get_mut(&r.rid) else {
-                    return 0;
+                    return Ok(0);
                 };
                 if matches!(r.message, StoredMessage::Quota { .. }) {
                     q.can_write = false;
                 }
                 q.msgs.push_back(r.message);
-                1
+                Ok(1)
             }
-            Err(_) => 0,
+            Err(_) => Err(()),
         },
     }
 }
