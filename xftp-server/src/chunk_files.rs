@@ -96,11 +96,6 @@ impl PartFile {
         &self.part
     }
 
-    /// The chunk's final path.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// Gives the verified body the chunk's name (rename, then the
     /// directory fsynced). Atomic: the name holds one whole upload.
     pub async fn commit(&self) -> Result<PathBuf, ChunkError> {

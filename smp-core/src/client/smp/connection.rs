@@ -88,7 +88,7 @@ async fn handshake(
         .await
         .map_err(SmpClientError::Io)?
         .ok_or(SmpClientError::Closed)?;
-    let mut agreed = session::agree(
+    let agreed = session::agree(
         &block,
         session_id.as_ref(),
         &leaf,
@@ -105,14 +105,16 @@ async fn handshake(
         crate::transport::BlockWriteError::Io(e) => SmpClientError::Io(e),
         _ => SmpClientError::Transport(TransportError::LargeMsg),
     })?;
-    let (v, hello, server_key) = (
-        agreed.version,
-        agreed.hello.clone(),
-        agreed.server_key.clone(),
-    );
-    let session_secret = agreed.session_secret.take();
-    let block_encryption = agreed.cipher.is_some();
-    if let Some(cipher) = agreed.cipher.take() {
+    let session::Agreed {
+        version: v,
+        hello,
+        server_key,
+        session_secret,
+        cipher,
+        ..
+    } = agreed;
+    let block_encryption = cipher.is_some();
+    if let Some(cipher) = cipher {
         let (sealer, opener) = cipher.split();
         writer.set_cipher(sealer);
         reader.set_cipher(opener);
