@@ -75,7 +75,8 @@ impl AppendLog {
 /// end with a newline (killed mid-write) gets its next record on a line of
 /// its own.
 pub fn open_append(path: &Path) -> io::Result<AppendLog> {
-    let mut file = OpenOptions::new()
+    tighten(path)?;
+    let mut file = private(&mut OpenOptions::new())
         .create(true)
         .read(true)
         .append(true)
@@ -97,6 +98,58 @@ pub fn open_append(path: &Path) -> io::Result<AppendLog> {
     })
 }
 
+/// Logs hold queue keys and message bodies: owner-only from the moment
+/// they exist, not chmod'ed afterwards (which leaves a window).
+fn private(options: &mut OpenOptions) -> &mut OpenOptions {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options
+}
+
+/// Writes a report meant for monitoring tools (statistics, metrics):
+/// readable by others, writable only by its owner whatever the umask.
+pub fn write_public(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut options = OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o644);
+    }
+    options.open(path)?.write_all(bytes)
+}
+
+/// Narrows an existing file that others may read (written by an older
+/// version, or by hand) to its owner. Returns whether it had to.
+pub fn tighten(path: &Path) -> io::Result<bool> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let meta = match fs::metadata(path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        if meta.permissions().mode() & 0o077 != 0 {
+            fs::set_permissions(path, fs::Permissions::from_mode(0o600))?;
+            tracing::warn!(
+                file = %path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default(),
+                "file was readable by others; narrowed to 0600"
+            );
+            return Ok(true);
+        }
+        Ok(false)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        Ok(false)
+    }
+}
+
 /// Makes a rename or creation of `path` durable (fsync of its directory).
 pub fn sync_parent(path: &Path) -> io::Result<()> {
     sync_dir(&parent_dir(path))
@@ -110,7 +163,14 @@ pub fn write_atomically(
     write: impl FnOnce(&mut io::BufWriter<File>) -> io::Result<()>,
 ) -> io::Result<()> {
     let tmp = with_suffix(path, ".tmp");
-    let mut f = io::BufWriter::new(File::create(&tmp)?);
+    let file = private(&mut OpenOptions::new())
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&tmp)?;
+    // A `.tmp` left by an older version may be wider than the new file.
+    tighten(&tmp)?;
+    let mut f = io::BufWriter::new(file);
     write(&mut f)?;
     let f = f.into_inner().map_err(|e| e.into_error())?;
     f.sync_all()?;
@@ -219,7 +279,7 @@ fn write_compacted<S: LogStore + ?Sized>(path: &Path, store: &S) -> io::Result<A
         buf.extend_from_slice(&line);
         buf.push(b'\n');
     }
-    let mut file = OpenOptions::new()
+    let mut file = private(&mut OpenOptions::new())
         .create(true)
         .write(true)
         .truncate(true)
@@ -249,6 +309,7 @@ pub fn open_log_at<S: LogStore + ?Sized>(
     if start.exists() {
         tracing::warn!("server terminated abnormally on last start, restoring state from .start");
         if path.exists() {
+            tighten(path)?;
             fs::rename(path, with_suffix(path, ".bak"))?;
             tracing::info!("preserved incomplete store log as .bak");
         }
@@ -262,6 +323,9 @@ pub fn open_log_at<S: LogStore + ?Sized>(
         report.created = true;
         return Ok((log, report));
     }
+    // The log becomes the timestamped backup below: an older version's
+    // 0644 log must not leave a readable copy behind.
+    tighten(path)?;
     let mut data = Vec::new();
     File::open(path)?.read_to_end(&mut data)?;
     replay(&data, store, &mut report);
@@ -302,6 +366,10 @@ pub fn remove_store_log_backups(path: &Path, now: SystemTime) -> io::Result<usiz
             continue;
         };
         if let Some(t) = fname.strip_prefix(&prefix).and_then(iso8601_parse) {
+            // Backups an older version left readable are narrowed too.
+            if let Err(e) = tighten(&entry.path()) {
+                tracing::warn!("could not narrow a store log backup to 0600: {e}");
+            }
             backups.push((t, entry.path()));
         }
     }

@@ -149,7 +149,9 @@ fn init(paths: &ServerPaths, o: &InitOptions) -> Result<(), String> {
     for d in [&paths.cfg_dir, &paths.log_dir] {
         fs::DirBuilder::new()
             .recursive(true)
-            .mode(0o755)
+            // The config holds keys and passwords, the logs queue secrets and
+            // message bodies: nobody else lists or opens them.
+            .mode(0o700)
             .create(d)
             .map_err(|e| format!("cannot create {}: {e}", d.display()))?;
     }

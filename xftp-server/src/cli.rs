@@ -291,12 +291,12 @@ fn require_empty_dir(dir: &Path) -> Result<(), Exit> {
     }
 }
 
-fn write_new_file(path: &Path, contents: &[u8]) -> Result<(), Exit> {
+fn write_new_file(path: &Path, contents: &[u8], mode: u32) -> Result<(), Exit> {
     let fail = |e: io::Error| Exit::stderr(format!("Error: cannot write {}: {e}.", path.display()));
     let mut f = fs::OpenOptions::new()
         .write(true)
         .create_new(true)
-        .mode(0o644)
+        .mode(mode)
         .open(path)
         .map_err(fail)?;
     f.write_all(contents).map_err(fail)?;
@@ -316,7 +316,8 @@ fn init(paths: &ServerPaths, opts: &InitOptions) -> Result<(), Exit> {
     for dir in [&paths.cfg_dir, &paths.log_dir] {
         fs::DirBuilder::new()
             .recursive(true)
-            .mode(0o755)
+            // Keys, passwords and the store log: the owner's alone.
+            .mode(0o700)
             .create(dir)
             .map_err(|e| {
                 Exit::stderr(format!(
@@ -336,6 +337,7 @@ fn init(paths: &ServerPaths, opts: &InitOptions) -> Result<(), Exit> {
     write_new_file(
         &paths.fingerprint_file(),
         format!("{fingerprint}\n").as_bytes(),
+        0o644,
     )?;
     let host = match (&opts.fqdn, opts.ip.as_str()) {
         (Some(fqdn), _) => fqdn.clone(),
@@ -353,7 +355,8 @@ fn init(paths: &ServerPaths, opts: &InitOptions) -> Result<(), Exit> {
             .unwrap_or_else(|| paths.default_web_static_path()),
         cfg_dir: paths.cfg_dir.clone(),
     });
-    write_new_file(&ini, text.as_bytes())?;
+    // It can hold the upload and control-port passwords.
+    write_new_file(&ini, text.as_bytes(), 0o600)?;
     say(&format!(
         "Server initialized, you can modify configuration in {}.\nRun `{EXECUTABLE_NAME} start` to start server.",
         ini.display()
