@@ -13,6 +13,8 @@
 
 extern crate alloc;
 
+#[cfg(feature = "std")]
+pub mod accept;
 pub mod address;
 pub mod agent;
 pub mod chat;

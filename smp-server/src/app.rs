@@ -7,6 +7,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use smp_core::accept::AcceptBackoff;
+use smp_core::log_file;
 use smp_core::tls::{self, SMP_SERVER_ALPN, ServerIdentity};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -124,7 +126,8 @@ impl RunningServer {
         drop(st);
         self.router.persist.sync();
         if let Some(path) = &self.stats_file
-            && let Err(e) = std::fs::write(path, self.router.stats.to_file_text())
+            && let Err(e) =
+                log_file::write_public(path, self.router.stats.to_file_text().as_bytes())
         {
             tracing::error!("could not save statistics: {}", e.kind());
         }
@@ -222,7 +225,12 @@ pub async fn start(settings: Settings) -> Result<RunningServer, StartError> {
         let (r, s) = (router.clone(), shutdown.clone());
         tasks.push(tokio::spawn(async move {
             loop {
-                if let Err(e) = tokio::fs::write(&path, r.stats.prometheus()).await {
+                let (p, text) = (path.clone(), r.stats.prometheus());
+                let written = tokio::task::spawn_blocking(move || {
+                    log_file::write_public(&p, text.as_bytes())
+                })
+                .await;
+                if let Ok(Err(e)) = written {
                     tracing::warn!("could not write metrics: {}", e.kind());
                 }
                 tokio::select! {
@@ -265,14 +273,26 @@ async fn accept_loop(
     shutdown: CancellationToken,
 ) {
     let tracker = tokio_util::task::TaskTracker::new();
+    let mut backoff = AcceptBackoff::default();
     loop {
         let accepted = tokio::select! {
             _ = shutdown.cancelled() => break,
             a = listener.accept() => a,
         };
         // The peer address is dropped here: it is never stored or logged.
-        let Ok((sock, _)) = accepted else {
-            continue;
+        let sock = match accepted {
+            Ok((sock, _)) => {
+                backoff.succeeded();
+                sock
+            }
+            Err(e) => {
+                // Out of descriptors the listener stays ready: wait, or spin.
+                let wait = backoff.failed(&e);
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(wait) => continue,
+                }
+            }
         };
         let _ = sock.set_nodelay(true);
         let (cfg, ctx, s) = (tls_config.clone(), ctx.clone(), shutdown.clone());
@@ -338,12 +358,14 @@ pub fn run(cfg: crate::cli::StartConfig) -> Result<(), String> {
     let settings = Settings::from_start_config(&cfg);
     let rt = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
     rt.block_on(async move {
+        // Registered before the port opens: a SIGTERM as soon as clients
+        // can connect still stops the router in order.
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .map_err(|e| e.to_string())?;
         let server = start(settings).await.map_err(|e| e.0)?;
         for a in &server.addrs {
             println!("Listening on port {}", a.port());
         }
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .map_err(|e| e.to_string())?;
         tokio::select! {
             _ = term.recv() => {}
             _ = tokio::signal::ctrl_c() => {}

@@ -216,3 +216,202 @@ async fn metrics_endpoint_serves_the_counters() {
     assert!(body.contains("simplex_smp_msgSent 1\n"), "{body}");
     srv.stop().await;
 }
+
+/// `smp-server` through `sh` with a umask that hides nothing.
+fn bin_open_umask(dir: &Path) -> Proc {
+    let mut p = Proc::new("sh");
+    p.arg("-c")
+        .arg("umask 000; exec \"$0\" \"$@\"")
+        .arg(env!("CARGO_BIN_EXE_smp-server"))
+        .env("SMP_SERVER_CFG_PATH", dir.join("cfg"))
+        .env("SMP_SERVER_LOG_PATH", dir.join("log"))
+        .env("RUST_LOG", "warn");
+    p
+}
+
+/// Every file in `dir`: the public ones not writable by others, the rest
+/// (keys, INI, store and message logs and their backups) 0600.
+fn assert_owner_only(dir: &Path, public: &[&str]) -> Vec<String> {
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let m = mode(&path);
+        if public.contains(&name.as_str()) {
+            assert_eq!(m & 0o022, 0, "{name} is {m:o}");
+        } else {
+            assert_eq!(m, 0o600, "{name} is {m:o}");
+        }
+        names.push(name);
+    }
+    names
+}
+
+/// Runs the router until one message is queued, then SIGTERM; returns
+/// what it printed on stderr.
+async fn run_once_with_a_message(d: &Path, port: u16) -> String {
+    let child = bin_open_umask(d)
+        .arg("start")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + PATIENCE;
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let identity = smp_core::tls::ServerIdentity::load(&d.join("cfg")).unwrap();
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let mut c = RawClient::connect(addr, identity.fingerprint(), Hello::v(18))
+        .await
+        .unwrap();
+    let q = c.new_queue().await;
+    assert_eq!(c.snd(&q, b"private").await, Ok(Response::Ok));
+    // SAFETY: FFI kill of our own child process by pid.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "clean exit on SIGTERM");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Issue 14, fault 7: even under umask 000 the store log (queue secrets),
+/// the message log (bodies), the INI and the keys are 0600 and the
+/// directories 0700; a log an older version left at 0644 is narrowed at
+/// the next start, with its backups, and the operator is told.
+#[tokio::test]
+async fn secrets_and_messages_are_owner_only_whatever_the_umask() {
+    let d = tempfile::tempdir().unwrap();
+    let o = bin_open_umask(d.path())
+        .args(["init", "--no-password"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    for sub in ["cfg", "log"] {
+        assert_eq!(mode(&d.path().join(sub)), 0o700, "{sub}");
+    }
+    let public = [
+        "ca.crt",
+        "server.crt",
+        "fingerprint",
+        "smp-server-stats.log",
+    ];
+    assert_owner_only(&d.path().join("cfg"), &public);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let ini = d.path().join("cfg/smp-server.ini");
+    let t = std::fs::read_to_string(&ini)
+        .unwrap()
+        .replace("port = 5223,443", &format!("port = {port}"));
+    std::fs::write(&ini, t).unwrap();
+
+    run_once_with_a_message(d.path(), port).await;
+    let log = d.path().join("log");
+    let names = assert_owner_only(&log, &public);
+    for f in ["smp-server-store.log", "smp-server-messages.log"] {
+        assert!(names.iter().any(|n| n == f), "{f} in {names:?}");
+    }
+
+    for f in ["smp-server-store.log", "smp-server-messages.log"] {
+        std::fs::set_permissions(log.join(f), std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let said = run_once_with_a_message(d.path(), port).await;
+    let names = assert_owner_only(&log, &public);
+    assert!(
+        names.iter().any(|n| n.starts_with("smp-server-store.log.")),
+        "a timestamped backup: {names:?}"
+    );
+    assert!(said.contains("narrowed to 0600"), "{said}");
+}
+
+/// CPU seconds (user + system) a process has used so far.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name (which may hold spaces) in parentheses.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = rest.split(' ').collect();
+    let ticks: u64 = f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap();
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    ticks as f64 / hz
+}
+
+/// Issue 14, fault 5: with `prlimit --nofile=64` and 100 connections held
+/// open, the accept loop backs off (it used to retry at once, a core at
+/// 100 %), warns once, and serves again when descriptors return.
+#[tokio::test]
+async fn out_of_descriptors_the_router_backs_off_and_recovers() {
+    let d = tempfile::tempdir().unwrap();
+    assert!(run(d.path(), &["init", "--no-password"]).status.success());
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let ini = d.path().join("cfg/smp-server.ini");
+    let t = std::fs::read_to_string(&ini)
+        .unwrap()
+        .replace("port = 5223,443", &format!("port = {port}"));
+    std::fs::write(&ini, t).unwrap();
+    let child = Proc::new("prlimit")
+        .args([
+            "--nofile=64:64",
+            "--",
+            env!("CARGO_BIN_EXE_smp-server"),
+            "start",
+        ])
+        .env("SMP_SERVER_CFG_PATH", d.path().join("cfg"))
+        .env("SMP_SERVER_LOG_PATH", d.path().join("log"))
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + PATIENCE;
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let held: Vec<std::net::TcpStream> = (0..100)
+        .map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let (cpu0, t0) = (cpu_seconds(child.id()), Instant::now());
+    std::thread::sleep(Duration::from_secs(3));
+    let cpu = cpu_seconds(child.id()) - cpu0;
+    let wall = t0.elapsed().as_secs_f64();
+    assert!(
+        cpu < wall / 4.0,
+        "the accept loop must not spin: {cpu:.2} s of CPU in {wall:.2} s"
+    );
+    drop(held);
+    let identity = smp_core::tls::ServerIdentity::load(&d.path().join("cfg")).unwrap();
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let deadline = Instant::now() + PATIENCE;
+    let mut c = loop {
+        if let Some(c) = RawClient::connect(addr, identity.fingerprint(), Hello::v(18)).await {
+            break c;
+        }
+        assert!(Instant::now() < deadline, "served again");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let q = c.new_queue().await;
+    assert_eq!(c.snd(&q, b"after").await, Ok(Response::Ok));
+    // SAFETY: FFI kill of our own child process by pid.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let said = String::from_utf8_lossy(&out.stderr);
+    let warnings = said.matches("cannot accept connections").count();
+    assert!(
+        (1..=2).contains(&warnings),
+        "one warning per minute, not one per failure: {warnings}\n{said}"
+    );
+}

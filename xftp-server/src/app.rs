@@ -6,12 +6,13 @@ use crate::chunk_files;
 use crate::cli::{StartConfig, StartError};
 use crate::control::{self, ControlSettings};
 use crate::handler::{Handler, Policy};
-use crate::server::{Transport, WebMode, serve};
+use crate::server::{Inactive, Limits, Transport, WebMode, serve};
 use crate::stats::{
     FileServerStats, FileServerStatsData, RTS_OPTIONS_ENV, prometheus_metrics, secs_until_daily_log,
 };
 use crate::store::FileStore;
 use crate::store_log::open_store_log;
+use smp_core::log_file;
 use smp_core::tls::ServerIdentity;
 use smp_core::xftp::command::BasicAuth;
 use std::net::SocketAddr;
@@ -51,6 +52,8 @@ pub struct Settings {
     pub web: Option<WebMode>,
     /// The operator's line protocol (`[TRANSPORT] control_port`).
     pub control: Option<ControlSettings>,
+    /// Connection bounds (`[INACTIVE_CLIENTS]`).
+    pub limits: Limits,
 }
 
 #[derive(Debug, Clone)]
@@ -79,6 +82,7 @@ impl Settings {
             metrics_listen: None,
             web: None,
             control: None,
+            limits: Limits::default(),
         }
     }
 
@@ -107,6 +111,11 @@ impl Settings {
         s.web = cfg.web_credential.clone().map(|credential| WebMode {
             credential,
             static_path: c.web.static_path.clone(),
+        });
+        s.limits.inactive = c.inactive_clients.as_ref().map(|i| Inactive {
+            ttl: Duration::from_secs(i.ttl.max(0) as u64),
+            // A zero interval would check in a busy loop.
+            check_interval: Duration::from_secs(i.check_interval.max(1) as u64),
         });
         s.control = c.control_port.map(|p| ControlSettings {
             listen: SocketAddr::from(([127, 0, 0, 1], p)),
@@ -139,7 +148,7 @@ impl RunningServer {
         }
         if let Some(path) = &self.stats_backup {
             let text = self.handler.stats.snapshot().encode_backup();
-            if let Err(e) = std::fs::write(path, text) {
+            if let Err(e) = log_file::write_public(path, text.as_bytes()) {
                 tracing::error!("could not save statistics: {e}");
             }
         }
@@ -206,11 +215,13 @@ pub async fn start(settings: Settings) -> Result<RunningServer, StartError> {
     policy.allowed_chunk_sizes = settings.allowed_chunk_sizes.clone();
     policy.upload_timeout = settings.upload_timeout;
     let handler = Arc::new(Handler::new(store, log, stats, policy));
-    let transport = Arc::new(Transport::new(
+    let mut transport = Transport::new(
         &settings.identity,
         settings.identity.leaf_key().clone(),
         settings.web.clone(),
-    )?);
+    )?;
+    transport.limits = settings.limits.clone();
+    let transport = Arc::new(transport);
 
     let listener = TcpListener::bind(settings.listen).await?;
     let addr = listener.local_addr()?;
@@ -243,7 +254,12 @@ pub async fn start(settings: Settings) -> Result<RunningServer, StartError> {
             move || {
                 let (h, path) = (h.clone(), path.clone());
                 async move {
-                    if let Err(e) = tokio::fs::write(&path, metrics_text(&h)).await {
+                    let text = metrics_text(&h);
+                    let written = tokio::task::spawn_blocking(move || {
+                        log_file::write_public(&path, text.as_bytes())
+                    })
+                    .await;
+                    if let Ok(Err(e)) = written {
                         tracing::warn!("could not write metrics: {e}");
                     }
                 }
@@ -314,7 +330,12 @@ async fn daily_stats(shutdown: CancellationToken, handler: Arc<Handler>, path: P
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(wait) => {
                 let line = handler.stats.daily_line(SystemTime::now());
-                let appended = tokio::fs::OpenOptions::new().create(true).append(true).open(&path).await;
+                let appended = tokio::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .mode(0o644)
+                    .open(&path)
+                    .await;
                 match appended {
                     Ok(mut f) => {
                         use tokio::io::AsyncWriteExt;
@@ -343,6 +364,9 @@ fn metrics_text(handler: &Handler) -> String {
 pub fn run(cfg: StartConfig) -> Result<(), StartError> {
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
+        // Handlers first: a SIGTERM during start-up (the banner is already
+        // out) must stop the server in order, not kill it.
+        let signalled = termination_signal();
         let settings = Settings::from_start_config(cfg);
         if let Some(files) = &settings.stats_files {
             println!("server stats log enabled: {}", files.daily.display());
@@ -358,34 +382,40 @@ pub fn run(cfg: StartConfig) -> Result<(), StartError> {
             println!("Prometheus metrics served at http://{addr}/metrics");
         }
         let server = start(settings).await?;
-        wait_for_signal().await;
+        signalled.await;
         println!("stopping server...");
         server.stop().await;
         Ok(())
     })
 }
 
-async fn wait_for_signal() {
+/// Registers for SIGTERM and SIGINT now; the future resolves on either.
+fn termination_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        match (
+        let handlers = (
             signal(SignalKind::terminate()),
             signal(SignalKind::interrupt()),
-        ) {
-            (Ok(mut term), Ok(mut int)) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = int.recv() => {}
+        );
+        async move {
+            match handlers {
+                (Ok(mut term), Ok(mut int)) => {
+                    tokio::select! {
+                        _ = term.recv() => {}
+                        _ = int.recv() => {}
+                    }
                 }
-            }
-            _ => {
-                let _ = tokio::signal::ctrl_c().await;
+                _ => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }

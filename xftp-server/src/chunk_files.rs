@@ -41,6 +41,9 @@ pub enum ChunkError {
     /// Reading the body failed (connection trouble, not the disk).
     #[error("reading the chunk body failed: {0}")]
     Body(io::Error),
+    /// The storage quota ran out while the body arrived.
+    #[error("storage quota used up")]
+    Quota,
     /// The file system failed (missing directory, disk full, ...).
     #[error("chunk file I/O error: {0}")]
     Io(#[from] io::Error),
@@ -54,6 +57,7 @@ impl From<&ChunkError> for XftpErrorType {
             // The reference answers FILE_IO for any exception other than an
             // HTTP/2 error; the caller maps its own HTTP/2 errors to TIMEOUT.
             ChunkError::Body(_) | ChunkError::Io(_) => Self::FileIo,
+            ChunkError::Quota => Self::Quota,
         }
     }
 }
@@ -168,7 +172,8 @@ where
 }
 
 /// Receives an upload into `<dir>/<b64u(senderId)>` and returns that path:
-/// [`receive_part`] into a fresh [`PartFile`], then [`PartFile::commit`].
+/// [`receive_part`] into a fresh [`PartFile`] (no quota), then
+/// [`PartFile::commit`].
 pub async fn receive_chunk<R>(
     body: &mut R,
     dir: &Path,
@@ -180,13 +185,21 @@ where
     R: AsyncRead + Unpin + ?Sized,
 {
     let part = PartFile::new(dir, sender_id);
-    receive_part(body, &part, size, digest).await?;
+    receive_part(body, &part, size, digest, &mut |_| true).await?;
     let r = part.commit().await;
     if r.is_err() {
         part.discard().await;
     }
     r
 }
+
+/// Takes storage for bytes about to be written; `false` when the quota is
+/// used up. Called as the body arrives, so an upload that stalls holds
+/// what it sent (rounded up to [`CHARGE_GRAIN`]), not what it promised.
+pub type Charge<'a> = &'a mut (dyn FnMut(u64) -> bool + Send);
+
+/// Storage is taken from the quota in steps of this size.
+pub const CHARGE_GRAIN: u64 = 64 * 1024;
 
 /// Writes an upload's body into its part file, checks size and SHA-256 and
 /// fsyncs the file; on any failure the part file is gone. The upload
@@ -197,11 +210,12 @@ pub async fn receive_part<R>(
     part: &PartFile,
     size: u32,
     digest: &[u8],
+    charge: Charge<'_>,
 ) -> Result<(), ChunkError>
 where
     R: AsyncRead + Unpin + ?Sized,
 {
-    let r = receive_into(body, &part.part, size, digest).await;
+    let r = receive_into(body, &part.part, size, digest, charge).await;
     if r.is_err() {
         part.discard().await;
     }
@@ -213,6 +227,7 @@ async fn receive_into<R>(
     part: &Path,
     size: u32,
     digest: &[u8],
+    charge: Charge<'_>,
 ) -> Result<(), ChunkError>
 where
     R: AsyncRead + Unpin + ?Sized,
@@ -221,6 +236,7 @@ where
         .create(true)
         .write(true)
         .truncate(true)
+        .mode(0o600)
         .open(part)
         .await?;
     // Each write to a tokio file is a hop to the blocking pool: batch the
@@ -233,6 +249,7 @@ where
     // reads nothing (`hReceiveFile _ _ 0 = pure 0`).
     let mut pieces = Pieces::new(body);
     let mut left = u64::from(size);
+    let mut charged = 0u64;
     if size > 0 {
         loop {
             let piece = pieces.next().await?;
@@ -245,6 +262,14 @@ where
                     break;
                 }
                 return Err(ChunkError::Size);
+            }
+            let written = u64::from(size) - left;
+            if written + n > charged {
+                let more = n.max(CHARGE_GRAIN).min(u64::from(size) - charged);
+                if !charge(more) {
+                    return Err(ChunkError::Quota);
+                }
+                charged += more;
             }
             hasher.update(piece);
             file.write_all(piece).await?;

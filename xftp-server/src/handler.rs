@@ -318,25 +318,39 @@ impl Handler {
                 .map(|()| FileResponse::Ok)
                 .map_err(upload_error);
         }
-        lock(&self.store).reserve(size)?;
+        // QUOTA at once when the whole chunk cannot fit, as the reference;
+        // the storage itself is taken as the bytes arrive, so uploads that
+        // stall cannot hold the quota against everyone else.
+        if !lock(&self.store).fits(size) {
+            return Err(XftpErrorType::Quota);
+        }
         // Each upload writes a file of its own: a second upload of this
         // chunk at once (a client retrying on another connection) cannot
         // touch this one's bytes.
         let part = chunk_files::PartFile::new(&self.policy.files_dir, sid);
+        let mut charged = 0u64;
+        let mut charge = |n: u64| {
+            let taken = u32::try_from(n).is_ok_and(|n| lock(&self.store).reserve(n).is_ok());
+            if taken {
+                charged += n;
+            }
+            taken
+        };
         let received = tokio::time::timeout(
             self.policy.upload_timeout,
-            chunk_files::receive_part(body, &part, size, &rec.info.digest),
+            chunk_files::receive_part(body, &part, size, &rec.info.digest, &mut charge),
         )
         .await;
+        let release = |n: u64| lock(&self.store).release(u32::try_from(n).unwrap_or(u32::MAX));
         match received {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
-                lock(&self.store).release(size);
+                release(charged);
                 return Err(upload_error(e));
             }
             Err(_) => {
                 part.discard().await;
-                lock(&self.store).release(size);
+                release(charged);
                 return Err(XftpErrorType::Timeout);
             }
         }

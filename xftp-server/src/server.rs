@@ -15,6 +15,7 @@ use http_body_util::{BodyExt, BodyStream, Empty, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use smp_core::accept::AcceptBackoff;
 use smp_core::crypto::keys::{KeyAlgorithm, PrivateKey};
 use smp_core::encoding::pad::{BLOCK_SIZE, pad};
 use smp_core::tls::{self, ServerIdentity};
@@ -26,8 +27,9 @@ use std::convert::Infallible;
 use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::io::StreamReader;
 use tokio_util::sync::CancellationToken;
@@ -38,6 +40,79 @@ const TLS_SETUP_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub type Body = UnsyncBoxBody<Bytes, io::Error>;
 
+/// Bounds on what clients may hold open.
+#[derive(Debug, Clone, Default)]
+pub struct Limits {
+    /// `[INACTIVE_CLIENTS]`: a connection with no request in flight and
+    /// none started or answered for `ttl` is closed; checked every
+    /// `check_interval`.
+    pub inactive: Option<Inactive>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Inactive {
+    pub ttl: Duration,
+    pub check_interval: Duration,
+}
+
+/// When a connection last did something, and whether it is doing
+/// something now (a download streaming its body counts).
+struct Activity {
+    opened: Instant,
+    /// Milliseconds after `opened`.
+    last: AtomicU64,
+    busy: AtomicUsize,
+}
+
+impl Activity {
+    fn new() -> Arc<Self> {
+        Arc::new(Self {
+            opened: Instant::now(),
+            last: AtomicU64::new(0),
+            busy: AtomicUsize::new(0),
+        })
+    }
+
+    fn touch(&self) {
+        let ms = u64::try_from(self.opened.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last.fetch_max(ms, Ordering::Relaxed);
+    }
+
+    fn idle_for(&self) -> Option<Duration> {
+        if self.busy.load(Ordering::Acquire) > 0 {
+            return None;
+        }
+        let last = Duration::from_millis(self.last.load(Ordering::Relaxed));
+        Some(self.opened.elapsed().saturating_sub(last))
+    }
+
+    fn begin(self: &Arc<Self>) -> Busy {
+        self.busy.fetch_add(1, Ordering::AcqRel);
+        self.touch();
+        Busy(self.clone())
+    }
+
+    /// Resolves once the connection has been idle for `cfg.ttl`.
+    async fn expired(&self, cfg: Inactive) {
+        loop {
+            tokio::time::sleep(cfg.check_interval).await;
+            if self.idle_for().is_some_and(|idle| idle >= cfg.ttl) {
+                return;
+            }
+        }
+    }
+}
+
+/// One request (and its response body) in flight.
+struct Busy(Arc<Activity>);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.touch();
+        self.0.busy.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// What the network shell needs besides the handler.
 pub struct Transport {
     pub tls: Arc<rustls::ServerConfig>,
@@ -47,6 +122,7 @@ pub struct Transport {
     pub fingerprint: [u8; 32],
     /// Browser mode for clients that send SNI (`[WEB] cert`/`key` set).
     pub web: Option<WebMode>,
+    pub limits: Limits,
 }
 
 /// Browser mode: the web credential and where SNI `GET`s are served from.
@@ -72,6 +148,7 @@ impl Transport {
             chain: identity.chain().iter().map(|c| c.to_vec()).collect(),
             fingerprint: identity.fingerprint(),
             web,
+            limits: Limits::default(),
         })
     }
 }
@@ -125,16 +202,23 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) {
     let tracker = TaskTracker::new();
+    let mut backoff = AcceptBackoff::default();
     loop {
         let (tcp, _peer): (TcpStream, SocketAddr) = tokio::select! {
             _ = shutdown.cancelled() => break,
             r = listener.accept() => match r {
-                Ok(c) => c,
+                Ok(c) => {
+                    backoff.succeeded();
+                    c
+                }
                 Err(e) => {
-                    // Out of descriptors and the like: wait a moment, keep serving.
-                    tracing::warn!("accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
+                    // Out of descriptors and the like: wait longer each
+                    // time, warn once a minute, keep serving.
+                    let wait = backoff.failed(&e);
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(wait) => continue,
+                    }
                 }
             },
         };
@@ -174,10 +258,28 @@ async fn connection(
         sni,
         state: Mutex::new(HandshakeState::None),
     });
-    let service = service_fn(move |req: Request<Incoming>| {
-        let (transport, handler, session) = (transport.clone(), handler.clone(), session.clone());
-        let requests = requests.clone();
-        async move { Ok::<_, Infallible>(request(req, &transport, handler, &session, &requests).await) }
+    let activity = Activity::new();
+    let inactive = transport.limits.inactive;
+    let service = service_fn({
+        let activity = activity.clone();
+        move |req: Request<Incoming>| {
+            let (transport, handler, session) =
+                (transport.clone(), handler.clone(), session.clone());
+            let requests = requests.clone();
+            let busy = activity.begin();
+            async move {
+                let r = request(req, &transport, handler, &session, &requests).await;
+                // The response body keeps the connection busy while it streams.
+                let (parts, body) = r.into_parts();
+                let body = body
+                    .map_frame(move |f| {
+                        busy.0.touch();
+                        f
+                    })
+                    .boxed_unsync();
+                Ok::<_, Infallible>(Response::from_parts(parts, body))
+            }
+        }
     });
     let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
     builder
@@ -189,9 +291,20 @@ async fn connection(
         .max_send_buf_size(128 << 10);
     let served = builder.serve_connection(TokioIo::new(conn), service);
     tokio::pin!(served);
+    let expired = async {
+        match inactive {
+            Some(cfg) => activity.expired(cfg).await,
+            None => std::future::pending().await,
+        }
+    };
     tokio::select! {
         r = served.as_mut() => r?,
         _ = shutdown.cancelled() => {
+            served.as_mut().graceful_shutdown();
+            served.await?;
+        }
+        _ = expired => {
+            // Nothing in flight: GOAWAY, and the connection closes.
             served.as_mut().graceful_shutdown();
             served.await?;
         }

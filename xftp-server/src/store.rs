@@ -329,7 +329,12 @@ impl FileStore {
             .collect()
     }
 
-    /// Reserves storage for an upload before its body is read.
+    /// Whether `size` more bytes fit the quota now (nothing is taken).
+    pub fn fits(&self, size: u32) -> bool {
+        self.used_storage.saturating_add(i64::from(size)) <= self.quota
+    }
+
+    /// Takes storage for bytes of an upload as they arrive.
     pub fn reserve(&mut self, size: u32) -> Result<(), XftpErrorType> {
         let used = self.used_storage.saturating_add(i64::from(size));
         if used <= self.quota {

@@ -190,7 +190,7 @@ async fn disk_full_is_file_io() {
     std::os::unix::fs::symlink("/dev/full", part.part()).unwrap();
     let data = body(20_000);
     let mut r = &data[..];
-    let e = receive_part(&mut r, &part, 20_000, &digest(&data))
+    let e = receive_part(&mut r, &part, 20_000, &digest(&data), &mut |_| true)
         .await
         .unwrap_err();
     assert_eq!(XftpErrorType::from(&e), XftpErrorType::FileIo, "{e}");

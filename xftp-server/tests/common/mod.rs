@@ -141,12 +141,35 @@ pub struct BinEnv {
     pub port: u16,
     pub fingerprint: String,
     pub init_stdout: String,
+    /// Runs `init` and `start` under this umask (via `sh`) when set.
+    umask: Option<&'static str>,
+}
+
+/// `xftp-server` itself, or through `sh` with a umask of its own, behind
+/// `prefix` (a command that execs the rest, such as `prlimit … --`).
+fn server_command(umask: Option<&str>, prefix: &[&str]) -> Command {
+    let mut argv: Vec<String> = prefix.iter().map(|s| s.to_string()).collect();
+    if let Some(mask) = umask {
+        argv.extend([
+            "sh".into(),
+            "-c".into(),
+            format!("umask {mask}; exec \"$0\" \"$@\""),
+        ]);
+    }
+    argv.push(BIN.into());
+    let mut c = Command::new(&argv[0]);
+    c.args(&argv[1..]);
+    c
 }
 
 impl BinEnv {
     /// `init -p <files> -q <quota>` plus `extra`; the port is written into
     /// the INI and the files directory created (the reference creates neither).
     pub fn init(quota: &str, extra: &[&str]) -> Self {
+        Self::init_with_umask(quota, extra, None)
+    }
+
+    pub fn init_with_umask(quota: &str, extra: &[&str], umask: Option<&'static str>) -> Self {
         let tmp = tempfile::tempdir().unwrap();
         let root = tmp.path().to_path_buf();
         let cfg = root.join("etc");
@@ -154,7 +177,7 @@ impl BinEnv {
         let files = root.join("files");
         let mut args = vec!["init", "-p", files.to_str().unwrap(), "-q", quota];
         args.extend_from_slice(extra);
-        let out = Command::new(BIN)
+        let out = server_command(umask, &[])
             .args(&args)
             .env("XFTP_SERVER_CFG_PATH", &cfg)
             .env("XFTP_SERVER_LOG_PATH", &log)
@@ -182,6 +205,7 @@ impl BinEnv {
             port: free_port(),
             fingerprint,
             init_stdout,
+            umask,
         };
         env.edit_ini("port = 443\n", &format!("port = {}\n", env.port));
         env
@@ -213,7 +237,12 @@ impl BinEnv {
 
     /// `xftp-server start` as a child process.
     pub fn start(&self) -> ServerProc {
-        let mut child = Command::new(BIN)
+        self.start_behind(&[])
+    }
+
+    /// `start` behind a command that execs it (`prlimit --nofile=… --`).
+    pub fn start_behind(&self, prefix: &[&str]) -> ServerProc {
+        let mut child = server_command(self.umask, prefix)
             .arg("start")
             .env("XFTP_SERVER_CFG_PATH", &self.cfg)
             .env("XFTP_SERVER_LOG_PATH", &self.log)
