@@ -67,11 +67,35 @@ pub struct ClientRef {
     /// Proxied commands (PRXY/PFWD) this client may have in flight
     /// (`client_concurrency`).
     pub proxy_slots: Arc<tokio::sync::Semaphore>,
+    /// `MSG` deliveries waiting for this client's writer
+    /// ([`MAX_QUEUED_DELIVERIES`]): a subscriber that does not read holds
+    /// this many blocks at most, whatever its subscriptions.
+    pub delivery_slots: Arc<tokio::sync::Semaphore>,
+    /// Queues whose next message found no slot: delivered when the writer
+    /// frees one. Only touched with a slot decision, under this lock.
+    pub deferred: Mutex<std::collections::VecDeque<Id>>,
 }
+
+/// `MSG` events one connection may have queued for its writer.
+pub const MAX_QUEUED_DELIVERIES: usize = 64;
 
 impl ClientRef {
     fn encode(&self, corr_id: &[u8], entity: &[u8], r: &Response) -> Option<Vec<u8>> {
         encode_response_transmission(self.version, &self.session_id, corr_id, entity, r).ok()
+    }
+
+    pub fn new(id: u64, version: Version, session_id: Vec<u8>, outbox: Outbox) -> Self {
+        Self {
+            id,
+            version,
+            session_id,
+            outbox,
+            proxy_slots: Arc::new(tokio::sync::Semaphore::new(
+                crate::proxy::DEFAULT_CLIENT_CONCURRENCY,
+            )),
+            delivery_slots: Arc::new(tokio::sync::Semaphore::new(MAX_QUEUED_DELIVERIES)),
+            deferred: Mutex::new(std::collections::VecDeque::new()),
+        }
     }
 
     /// Queues one event in a block of its own.
@@ -80,6 +104,41 @@ impl ClientRef {
             let _ = self.outbox.send(Outgoing::event(vec![t]));
         }
     }
+
+    /// Queues a `MSG`; its slot is given back once the writer sent it.
+    pub fn send_delivery(&self, entity: &[u8], mut m: PendingMsg) {
+        let slot = m.slot.take();
+        if let Some(t) = self.encode(b"", entity, &m.seal()) {
+            let _ = self.outbox.send(Outgoing {
+                transmissions: vec![t],
+                permit: slot,
+            });
+        }
+    }
+
+    /// A delivery slot, or `rid` remembered for later. Called under the
+    /// state lock, so that the queue's delivery mark is set only with a slot.
+    fn slot_or_defer(&self, rid: &Id) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let mut deferred = self.deferred.lock().unwrap_or_else(|p| p.into_inner());
+        match self.delivery_slots.clone().try_acquire_owned() {
+            Ok(p) => Some(p),
+            Err(_) => {
+                if !deferred.contains(rid) {
+                    deferred.push_back(rid.clone());
+                }
+                None
+            }
+        }
+    }
+
+    /// Whether deliveries wait for a slot.
+    pub fn has_deferred(&self) -> bool {
+        !self
+            .deferred
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_empty()
+    }
 }
 
 /// A message to deliver, encrypted for the recipient once the lock is gone.
@@ -87,6 +146,8 @@ impl ClientRef {
 pub struct PendingMsg {
     rcv_dh_secret: Zeroizing<[u8; 32]>,
     msg: StoredMessage,
+    /// The subscriber's delivery slot it holds, if it is an event.
+    slot: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl PendingMsg {
@@ -94,6 +155,7 @@ impl PendingMsg {
         Self {
             rcv_dh_secret: Zeroizing::new(rec.rcv_dh_secret),
             msg: msg.clone(),
+            slot: None,
         }
     }
 
@@ -267,6 +329,44 @@ impl Router {
         // A panic while holding the lock is a bug; keep serving with the
         // state as it is rather than taking every connection down.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Delivers what waited for `client`'s slots, as slots allow: each
+    /// queue still subscribed by it, with nothing delivered, gets its
+    /// oldest message.
+    pub fn deliver_deferred(&self, client: &ClientRef) {
+        let mut out = Vec::new();
+        {
+            let mut st = self.lock();
+            let st = &mut *st;
+            let mut deferred = client.deferred.lock().unwrap_or_else(|p| p.into_inner());
+            while let Some(rid) = deferred.front().cloned() {
+                let Some(sub) = st.subs.get_mut(&rid) else {
+                    deferred.pop_front();
+                    continue;
+                };
+                let head = st.store.get(&rid).and_then(|q| {
+                    q.msgs
+                        .front()
+                        .map(|m| (store::msg_id(m).to_vec(), PendingMsg::new(&q.rec, m)))
+                });
+                if sub.client.id != client.id || sub.delivered.is_some() || head.is_none() {
+                    deferred.pop_front();
+                    continue;
+                }
+                let Ok(slot) = client.delivery_slots.clone().try_acquire_owned() else {
+                    break;
+                };
+                deferred.pop_front();
+                let (id, mut m) = head.expect("checked above");
+                sub.delivered = Some(id);
+                m.slot = Some(slot);
+                out.push((rid, m));
+            }
+        }
+        for (rid, m) in out {
+            client.send_delivery(&rid, m);
+        }
     }
 
     /// Forgets a closed connection's subscriptions.
@@ -598,14 +698,14 @@ impl Router {
                 if was_empty
                     && let Some(sub) = st.subs.get_mut(rid)
                     && sub.delivered.is_none()
+                    && let Some(slot) = sub.client.slot_or_defer(rid)
                 {
                     let q = st.store.get(rid).ok_or(auth_err())?;
                     sub.delivered = Some(store::msg_id(&msg).to_vec());
-                    o.events.push((
-                        sub.client.clone(),
-                        rid.clone(),
-                        Out::Msg(PendingMsg::new(&q.rec, &msg)),
-                    ));
+                    let mut m = PendingMsg::new(&q.rec, &msg);
+                    m.slot = Some(slot);
+                    o.events
+                        .push((sub.client.clone(), rid.clone(), Out::Msg(m)));
                 }
                 Ok(Out::Resp(Response::Ok))
             }
@@ -642,9 +742,13 @@ impl Router {
                 );
             }
         }
-        if let (Some(m), Some(s)) = (head, st.subs.get_mut(rid)) {
+        if let (Some(m), Some(s)) = (head, st.subs.get_mut(rid))
+            && let Some(slot) = conn.me.slot_or_defer(rid)
+        {
             s.delivered = Some(store::msg_id(&m).to_vec());
-            o.follow = Some((rid.clone(), PendingMsg::new(&rec, &m)));
+            let mut p = PendingMsg::new(&rec, &m);
+            p.slot = Some(slot);
+            o.follow = Some((rid.clone(), p));
         }
         Ok(Out::Resp(Response::Sok(None)))
     }

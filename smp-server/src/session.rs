@@ -120,15 +120,15 @@ where
 
     let (tx, mut rx) = mpsc::unbounded_channel::<Outgoing>();
     let reply_slots = Arc::new(tokio::sync::Semaphore::new(REPLY_QUEUE));
-    let me = Arc::new(ClientRef {
-        id: ctx.router.next_client_id(),
-        version: v,
-        session_id: session_id.clone(),
-        outbox: tx,
-        proxy_slots: Arc::new(tokio::sync::Semaphore::new(
-            crate::proxy::DEFAULT_CLIENT_CONCURRENCY,
-        )),
-    });
+    let me = Arc::new(ClientRef::new(
+        ctx.router.next_client_id(),
+        v,
+        session_id.clone(),
+        tx,
+    ));
+    // Weak: the writer must keep neither the outbox open (it would never
+    // end) nor the router's state, which holds this client's outbox.
+    let (writer_me, writer_ctx) = (Arc::downgrade(&me), Arc::downgrade(&ctx));
     // From v8 everything waiting is packed together; v6/v7 sessions keep
     // each group (a block's responses, or one event) in blocks of its own,
     // because the SimpleGo firmware reads only the first transmission of
@@ -156,6 +156,13 @@ where
                 }
             }
             drop(permits);
+            // Slots came free: messages that waited for one go out now.
+            if let Some(me) = writer_me.upgrade()
+                && me.has_deferred()
+                && let Some(ctx) = writer_ctx.upgrade()
+            {
+                ctx.router.deliver_deferred(&me);
+            }
         }
         let _ = writer.shutdown().await;
     });
@@ -276,22 +283,24 @@ fn handle_block(
     // responses are few (as the reference), otherwise it follows alone.
     let mut separate = Vec::new();
     for (entity, m) in follows {
-        if let Some(t) = encode(&me, b"", &entity, &m.seal()) {
-            if replies.len() <= 4 {
-                replies.push(t);
-            } else {
-                separate.push(t);
-            }
+        if replies.len() <= 4 {
+            // Riding with the responses, it waits under their permit.
+            replies.extend(encode(&me, b"", &entity, &m.seal()));
+        } else {
+            separate.push((entity, m));
         }
     }
     if !replies.is_empty() {
         let _ = me.outbox.send(reply(replies, permit));
     }
-    for t in separate {
-        let _ = me.outbox.send(Outgoing::event(vec![t]));
+    for (entity, m) in separate {
+        me.send_delivery(&entity, m);
     }
     // Events for others (and for this connection) go after the responses.
     for (client, entity, out) in events {
-        client.send_event(&entity, &Out::into_response(out));
+        match out {
+            Out::Msg(m) => client.send_delivery(&entity, m),
+            Out::Resp(r) => client.send_event(&entity, &r),
+        }
     }
 }
