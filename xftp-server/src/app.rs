@@ -112,6 +112,9 @@ impl Settings {
             credential,
             static_path: c.web.static_path.clone(),
         });
+        s.limits.streams_per_connection = c.limits.streams_per_connection;
+        s.limits.concurrent_uploads = c.limits.concurrent_uploads;
+        s.limits.upload_stall = Duration::from_secs(c.limits.upload_stall_secs);
         s.limits.inactive = c.inactive_clients.as_ref().map(|i| Inactive {
             ttl: Duration::from_secs(i.ttl.max(0) as u64),
             // A zero interval would check in a busy loop.
@@ -214,6 +217,10 @@ pub async fn start(settings: Settings) -> Result<RunningServer, StartError> {
     policy.create_password = settings.create_password.clone();
     policy.allowed_chunk_sizes = settings.allowed_chunk_sizes.clone();
     policy.upload_timeout = settings.upload_timeout;
+    policy.upload_stall = settings.limits.upload_stall;
+    policy.upload_slots = Arc::new(tokio::sync::Semaphore::new(
+        settings.limits.concurrent_uploads.max(1),
+    ));
     let handler = Arc::new(Handler::new(store, log, stats, policy));
     let mut transport = Transport::new(
         &settings.identity,

@@ -8,15 +8,19 @@
 //! Memory per transfer is one fixed buffer, whatever the chunk size.
 
 use std::collections::HashSet;
+use std::future::Future;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use smp_core::encoding::string::b64_encode;
 use smp_core::xftp::error::XftpErrorType;
 use subtle::ConstantTimeEq;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf};
 
 use crate::store::FileId;
 
@@ -146,6 +150,49 @@ impl<'a, R: AsyncRead + Unpin + ?Sized> Pieces<'a, R> {
             n += got;
         }
         Ok(&self.buf[..n])
+    }
+}
+
+/// A body that fails with `TimedOut` when no byte arrives for `stall`:
+/// an upload that stops sending gives back its slot, file and quota long
+/// before the whole-upload timeout.
+pub struct StallTimeout<R> {
+    inner: R,
+    stall: Duration,
+    timer: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl<R> StallTimeout<R> {
+    pub fn new(inner: R, stall: Duration) -> Self {
+        Self {
+            inner,
+            stall,
+            timer: Box::pin(tokio::time::sleep(stall)),
+        }
+    }
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for StallTimeout<R> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_read(cx, buf) {
+            Poll::Ready(r) => {
+                let deadline = tokio::time::Instant::now() + this.stall;
+                this.timer.as_mut().reset(deadline);
+                Poll::Ready(r)
+            }
+            Poll::Pending => match this.timer.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "upload stalled",
+                ))),
+                Poll::Pending => Poll::Pending,
+            },
+        }
     }
 }
 

@@ -152,6 +152,38 @@ pub struct ServerConfig {
     pub storage_quota: Option<FileSize>,
     pub inactive_clients: Option<InactiveClients>,
     pub web: WebConfig,
+    /// `[LIMITS]`: ours; the reference has no such section and ignores it.
+    pub limits: LimitsConfig,
+}
+
+/// `[LIMITS]`: bounds on what clients may hold, whatever they send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimitsConfig {
+    pub streams_per_connection: u32,
+    pub concurrent_uploads: usize,
+    pub upload_stall_secs: u64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            streams_per_connection: crate::server::DEFAULT_STREAMS_PER_CONNECTION,
+            concurrent_uploads: crate::handler::DEFAULT_CONCURRENT_UPLOADS,
+            upload_stall_secs: crate::handler::DEFAULT_UPLOAD_STALL.as_secs(),
+        }
+    }
+}
+
+/// A positive whole number under `[LIMITS] key`, or `default`.
+fn limit(ini: &Ini, key: &'static str, default: u64) -> Result<u64, ConfigError> {
+    match ini.get("LIMITS", key) {
+        None => Ok(default),
+        Some(v) => v
+            .parse::<u64>()
+            .ok()
+            .filter(|n| (1..=u64::from(u32::MAX)).contains(n))
+            .ok_or_else(|| invalid(key, v)),
+    }
 }
 
 impl ServerConfig {
@@ -190,6 +222,17 @@ impl ServerConfig {
                     .map_err(|_| invalid("storage_quota", v))
             })
             .transpose()?;
+        let d = LimitsConfig::default();
+        let limits = LimitsConfig {
+            streams_per_connection: limit(
+                ini,
+                "streams_per_connection",
+                d.streams_per_connection.into(),
+            )? as u32,
+            concurrent_uploads: limit(ini, "concurrent_uploads", d.concurrent_uploads as u64)?
+                as usize,
+            upload_stall_secs: limit(ini, "upload_stall_timeout", d.upload_stall_secs)?,
+        };
         Ok(ServerConfig {
             information,
             store_log: on_off(ini, "STORE_LOG", "enable")? == Some(true),
@@ -227,6 +270,7 @@ impl ServerConfig {
                 cert: ini.get("WEB", "cert").map(PathBuf::from),
                 key: ini.get("WEB", "key").map(PathBuf::from),
             },
+            limits,
         })
     }
 

@@ -21,7 +21,7 @@ use smp_core::xftp::transmission::{
 use std::io;
 use std::path::PathBuf;
 use std::pin::Pin;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::io::AsyncReadExt;
 
@@ -44,8 +44,18 @@ pub struct Policy {
     pub allow_new_files: bool,
     pub create_password: Option<BasicAuth>,
     pub upload_timeout: Duration,
+    /// An upload that sends nothing for this long is dropped (TIMEOUT).
+    pub upload_stall: Duration,
+    /// Uploads receiving at once, server-wide; more wait for a slot (each
+    /// holds an open file and a write buffer).
+    pub upload_slots: Arc<tokio::sync::Semaphore>,
     pub files_dir: PathBuf,
 }
+
+/// Default `[LIMITS] concurrent_uploads`.
+pub const DEFAULT_CONCURRENT_UPLOADS: usize = 256;
+/// Default `[LIMITS] upload_stall_timeout`.
+pub const DEFAULT_UPLOAD_STALL: Duration = Duration::from_secs(60);
 
 impl Policy {
     pub fn new(files_dir: PathBuf) -> Self {
@@ -54,6 +64,8 @@ impl Policy {
             allow_new_files: true,
             create_password: None,
             upload_timeout: Duration::from_secs(300),
+            upload_stall: DEFAULT_UPLOAD_STALL,
+            upload_slots: Arc::new(tokio::sync::Semaphore::new(DEFAULT_CONCURRENT_UPLOADS)),
             files_dir,
         }
     }
@@ -324,6 +336,16 @@ impl Handler {
         if !lock(&self.store).fits(size) {
             return Err(XftpErrorType::Quota);
         }
+        let started = tokio::time::Instant::now();
+        let Ok(Ok(_slot)) = tokio::time::timeout(
+            self.policy.upload_timeout,
+            self.policy.upload_slots.acquire(),
+        )
+        .await
+        else {
+            return Err(XftpErrorType::Timeout);
+        };
+        let mut body = chunk_files::StallTimeout::new(body, self.policy.upload_stall);
         // Each upload writes a file of its own: a second upload of this
         // chunk at once (a client retrying on another connection) cannot
         // touch this one's bytes.
@@ -336,9 +358,9 @@ impl Handler {
             }
             taken
         };
-        let received = tokio::time::timeout(
-            self.policy.upload_timeout,
-            chunk_files::receive_part(body, &part, size, &rec.info.digest, &mut charge),
+        let received = tokio::time::timeout_at(
+            started + self.policy.upload_timeout,
+            chunk_files::receive_part(&mut body, &part, size, &rec.info.digest, &mut charge),
         )
         .await;
         let release = |n: u64| lock(&self.store).release(u32::try_from(n).unwrap_or(u32::MAX));

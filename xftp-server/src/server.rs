@@ -41,12 +41,33 @@ const TLS_SETUP_TIMEOUT: Duration = Duration::from_secs(60);
 pub type Body = UnsyncBoxBody<Bytes, io::Error>;
 
 /// Bounds on what clients may hold open.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Limits {
     /// `[INACTIVE_CLIENTS]`: a connection with no request in flight and
     /// none started or answered for `ttl` is closed; checked every
     /// `check_interval`.
     pub inactive: Option<Inactive>,
+    /// `[LIMITS] streams_per_connection`: HTTP/2 requests one connection
+    /// may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS).
+    pub streams_per_connection: u32,
+    /// `[LIMITS] concurrent_uploads` (server-wide).
+    pub concurrent_uploads: usize,
+    /// `[LIMITS] upload_stall_timeout`.
+    pub upload_stall: Duration,
+}
+
+/// Default `[LIMITS] streams_per_connection`; our client uses 4 at once.
+pub const DEFAULT_STREAMS_PER_CONNECTION: u32 = 64;
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            inactive: None,
+            streams_per_connection: DEFAULT_STREAMS_PER_CONNECTION,
+            concurrent_uploads: crate::handler::DEFAULT_CONCURRENT_UPLOADS,
+            upload_stall: crate::handler::DEFAULT_UPLOAD_STALL,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -260,6 +281,7 @@ async fn connection(
     });
     let activity = Activity::new();
     let inactive = transport.limits.inactive;
+    let streams = transport.limits.streams_per_connection;
     let service = service_fn({
         let activity = activity.clone();
         move |req: Request<Incoming>| {
@@ -285,6 +307,7 @@ async fn connection(
     builder
         .initial_stream_window_size(1 << 20)
         .initial_connection_window_size(4 << 20)
+        .max_concurrent_streams(streams)
         .max_frame_size(1 << 16)
         // What one stream may queue before the socket takes it: with many
         // downloads at once this, not the chunk size, sets the memory used.

@@ -359,6 +359,12 @@ fn out_of_descriptors_the_server_backs_off_and_recovers() {
     let env = BinEnv::init("10gb", &[]);
     let mut srv = env.start_behind(&["prlimit", "--nofile=64:64", "--"]);
     srv.wait_line(&format!("Listening on port {}...", env.port), START);
+    // The banner comes before the port is bound.
+    let t0 = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", env.port)).is_err() {
+        assert!(t0.elapsed() < START, "the server listens");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let held: Vec<std::net::TcpStream> = (0..100)
         .map(|_| std::net::TcpStream::connect(("127.0.0.1", env.port)).unwrap())
         .collect();

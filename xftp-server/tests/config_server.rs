@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use smp_core::file::description::FileSize;
 use smp_core::xftp::command::BasicAuth;
 use xftp_server::config::{
-    ConfigError, InactiveClients, InitValues, ServerConfig, StoreFiles, init_ini_text, read_hs_int,
-    show_ttl,
+    ConfigError, InactiveClients, InitValues, LimitsConfig, ServerConfig, StoreFiles,
+    init_ini_text, read_hs_int, show_ttl,
 };
 
 /// The smallest file the reference accepts: the two required keys.
@@ -286,6 +286,43 @@ fn inactive_clients() {
 }
 
 #[test]
+fn limits_have_defaults_and_take_positive_numbers() {
+    let c = parse(MINIMAL).unwrap();
+    assert_eq!(
+        c.limits,
+        LimitsConfig {
+            streams_per_connection: 64,
+            concurrent_uploads: 256,
+            upload_stall_secs: 60,
+        }
+    );
+    let c = parse(&with(
+        "[LIMITS]\nstreams_per_connection = 8\nconcurrent_uploads = 32\nupload_stall_timeout = 15",
+    ))
+    .unwrap();
+    assert_eq!(
+        c.limits,
+        LimitsConfig {
+            streams_per_connection: 8,
+            concurrent_uploads: 32,
+            upload_stall_secs: 15,
+        }
+    );
+    for (key, v) in [
+        ("streams_per_connection", "0"),
+        ("concurrent_uploads", "-1"),
+        ("upload_stall_timeout", "1m"),
+        ("streams_per_connection", "4294967296"),
+    ] {
+        assert_eq!(
+            parse(&with(&format!("[LIMITS]\n{key} = {v}"))).unwrap_err(),
+            invalid(key, v),
+            "{key} = {v}"
+        );
+    }
+}
+
+#[test]
 fn web_keys() {
     let c = parse(&with(
         "[WEB]\nstatic_path = /var/www\nhttp = 8000\nhttps = 8443\ncert = /c.crt\nkey = /c.key\n",
@@ -399,6 +436,7 @@ fn init_ini_parses_back_to_the_init_values() {
             static_path: Some("/var/opt/simplex-xftp/www".into()),
             ..Default::default()
         },
+        limits: LimitsConfig::default(),
     };
     assert_eq!(c, expected);
 

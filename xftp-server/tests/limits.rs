@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use smp_core::xftp::command::FileCommand;
 use smp_core::xftp::error::XftpErrorType;
+use smp_core::xftp::response::FileResponse;
 use support::*;
 use xftp_server::server::Inactive;
 
@@ -115,5 +116,114 @@ async fn stalled_uploads_do_not_take_the_quota_from_others() {
     }
     let over = create(&client, chunk(K256, 120), 1).await;
     assert_err(upload(&client, &over).await, XftpErrorType::Quota);
+    srv.stop().await;
+}
+
+/// Uploads that stop sending are dropped after `upload_stall` with
+/// TIMEOUT, their part files removed and their storage given back; with
+/// `concurrent_uploads = 2` no more than two part files exist at once, and
+/// an honest upload that waited for a slot completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_uploads_are_dropped_and_uploads_at_once_are_bounded() {
+    const K64: usize = 64 << 10;
+    let env = Env::new();
+    let mut s = env.settings();
+    s.quota = Some(4 * K64 as u64);
+    s.limits.concurrent_uploads = 2;
+    s.limits.upload_stall = Duration::from_secs(1);
+    let srv = env.start(s).await;
+    let client = srv.client().await;
+    let files = env.files_dir();
+    let parts = || {
+        dir_names(&files)
+            .iter()
+            .filter(|n| n.ends_with(".part"))
+            .count()
+    };
+    let mut stalled = Vec::new();
+    for i in 0..5u8 {
+        let c = create(&client, chunk(K64, i), 1).await;
+        let raw = srv.raw_handshaken().await;
+        let (tx, answer) = raw.post_streaming();
+        tx.send(raw.block(&c.sid, &FileCommand::Fput, Some(&c.snd)).into())
+            .await
+            .unwrap();
+        tx.send(Bytes::copy_from_slice(&c.content[..100]))
+            .await
+            .unwrap();
+        stalled.push((raw, tx, answer));
+    }
+    eventually("two uploads receive", || parts() == 2).await;
+    let honest = create(&client, chunk(K64, 100), 1).await;
+    let honest_upload = {
+        let client = client.clone();
+        tokio::spawn(async move { upload(&client, &honest).await })
+    };
+    let t0 = Instant::now();
+    let mut most = 0;
+    while !honest_upload.is_finished() {
+        most = most.max(parts());
+        assert!(t0.elapsed() < PATIENCE, "the honest upload got a slot");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(most <= 2, "{most} part files at once");
+    honest_upload
+        .await
+        .unwrap()
+        .expect("the honest upload completes");
+    for (raw, _tx, answer) in stalled {
+        let answer = answer.await.unwrap().expect("answered");
+        assert_eq!(
+            raw.response(&answer.body),
+            FileResponse::Err(XftpErrorType::Timeout)
+        );
+    }
+    assert_eq!(parts(), 0);
+    // The quota (4 chunks) is whole again: one is stored, three more fit.
+    for i in 0..3u8 {
+        let c = create(&client, chunk(K64, 110 + i), 1).await;
+        upload(&client, &c).await.unwrap();
+    }
+    srv.stop().await;
+}
+
+/// One connection cannot have more than `streams_per_connection` requests
+/// open: 150 uploads started at once on it, only 64 reach the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_open_on_one_connection_are_bounded() {
+    const K64: usize = 64 << 10;
+    let env = Env::new();
+    let srv = env.start_default().await;
+    let client = srv.client().await;
+    let files = env.files_dir();
+    let parts = || {
+        dir_names(&files)
+            .iter()
+            .filter(|n| n.ends_with(".part"))
+            .count()
+    };
+    let raw = srv.raw_handshaken().await;
+    let mut open = Vec::new();
+    for i in 0..150u8 {
+        let c = create(&client, chunk(K64, i), 1).await;
+        let (tx, answer) = raw.post_streaming();
+        let block: Bytes = raw.block(&c.sid, &FileCommand::Fput, Some(&c.snd)).into();
+        let first = Bytes::copy_from_slice(&c.content[..100]);
+        // Fed from a task: a request beyond the limit waits in the client.
+        open.push((
+            tokio::spawn(async move {
+                let _ = tx.send(block).await;
+                let _ = tx.send(first).await;
+                tx
+            }),
+            answer,
+        ));
+    }
+    eventually("64 uploads receive", || parts() == 64).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(parts(), 64, "no more than the stream limit");
+    drop(open);
+    drop(raw);
+    eventually("the uploads are gone", || parts() == 0).await;
     srv.stop().await;
 }
