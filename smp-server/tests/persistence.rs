@@ -343,3 +343,116 @@ async fn the_message_journal_is_rewritten_before_it_grows_large() {
     assert_eq!(left, (295..300).collect::<Vec<u32>>());
     srv.stop().await;
 }
+
+/// Every message waiting in `q`, read with GET and acknowledged.
+async fn drain(c: &mut RawClient, q: &TestQueue) -> Vec<Vec<u8>> {
+    let mut bodies = Vec::new();
+    loop {
+        let r = c
+            .cmd(&q.ids.rcv_id, &Command::Get, Some(&q.rcv_key))
+            .await
+            .unwrap();
+        if r == Response::Ok {
+            return bodies;
+        }
+        let (id, m) = open_msg(q, &r);
+        bodies.push(body_of(&m).to_vec());
+        assert_eq!(c.rcv(q, &Command::Ack(id)).await, Ok(Response::Ok));
+    }
+}
+
+/// Sets the router's file-size limit (its "free disk") while it runs.
+fn set_fsize(child: &Child, limit: &str) {
+    let st = Proc::new("prlimit")
+        .args([
+            "--pid",
+            &child.id().to_string(),
+            &format!("--fsize={limit}:"),
+        ])
+        .status()
+        .unwrap();
+    assert!(st.success(), "prlimit");
+}
+
+/// Issue 14's crash-consistency test for the SMP message log: in each
+/// round the "disk" (RLIMIT_FSIZE, with SIGXFSZ ignored so writes fail with
+/// EFBIG as on a full disk) runs out at a random point among 60 sends,
+/// then is freed, more sends succeed, the router is SIGKILLed and
+/// restarted: the queue holds exactly the acknowledged messages, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disk_that_fills_and_frees_at_random_points_loses_no_acknowledged_message() {
+    let bin = Bin::init();
+    let start_ignoring_xfsz = || {
+        let child = Proc::new("sh")
+            .args(["-c", "trap '' XFSZ; exec \"$0\" start"])
+            .arg(env!("CARGO_BIN_EXE_smp-server"))
+            .env("SMP_SERVER_CFG_PATH", bin.dir.path().join("cfg"))
+            .env("SMP_SERVER_LOG_PATH", bin.dir.path().join("log"))
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + PATIENCE;
+        while std::net::TcpStream::connect(("127.0.0.1", bin.port)).is_err() {
+            assert!(Instant::now() < deadline, "router did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        child
+    };
+    let journal = bin.dir.path().join("log/smp-server-messages.log");
+    let kh = bin.identity.fingerprint();
+    let mut child = start_ignoring_xfsz();
+    let mut c = RawClient::connect(bin.addr(), kh, Hello::v(18))
+        .await
+        .unwrap();
+    let q = c.new_queue().await;
+    drop(c);
+    let mut seed = 0x5eed_u64;
+    let mut rnd = |n: u64| {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (seed >> 33) % n
+    };
+    for round in 0..4 {
+        let mut snd = RawClient::connect(bin.addr(), kh, Hello::v(18))
+            .await
+            .unwrap();
+        let used = std::fs::metadata(&journal).map(|m| m.len()).unwrap_or(0);
+        set_fsize(&child, &(used + 200 + rnd(4000)).to_string());
+        let mut acknowledged = Vec::new();
+        let mut refused = 0;
+        for i in 0..60 {
+            let body = vec![b'a' + (i % 26) as u8; 200 + rnd(800) as usize];
+            match snd.snd(&q, &body).await {
+                Ok(Response::Ok) => acknowledged.push(body),
+                _ => refused += 1,
+            }
+        }
+        assert!(refused > 0, "round {round}: the disk filled up");
+        set_fsize(&child, "unlimited");
+        for i in 0..10u8 {
+            let body = format!("after the disk was freed {round} {i}").into_bytes();
+            assert_eq!(snd.snd(&q, &body).await, Ok(Response::Ok), "round {round}");
+            acknowledged.push(body);
+        }
+        drop(snd);
+        kill9(&mut child);
+        child = start_ignoring_xfsz();
+        let mut rcv = RawClient::connect(bin.addr(), kh, Hello::v(18))
+            .await
+            .unwrap();
+        let got = drain(&mut rcv, &q).await;
+        assert_eq!(
+            got.len(),
+            acknowledged.len(),
+            "round {round}: {refused} refused"
+        );
+        assert!(
+            got == acknowledged,
+            "round {round}: order or content differs"
+        );
+    }
+    kill9(&mut child);
+}

@@ -146,7 +146,7 @@ impl Handler {
         if let Some(durable) = durable
             && !matches!(durable.await, Ok(Ok(())))
         {
-            tracing::error!("store log write failed; the change is not acknowledged");
+            tracing::debug!("store log write failed; the change is not acknowledged");
             return Err(XftpErrorType::Internal);
         }
         Ok(value)
@@ -585,30 +585,30 @@ impl LogQueue {
         std::thread::Builder::new()
             .name("store-log".into())
             .spawn(move || {
-                // After a failed write the file may end in a partial line that
-                // the next line would be glued to, so no further change is
-                // accepted: the server keeps serving downloads, refuses changes.
-                let mut broken = false;
+                // A failed write (a full disk) is cut off again by the log,
+                // so the next record never glues onto a fragment: changes
+                // are refused while writes fail and accepted again after.
+                let mut failing = false;
                 while let Ok(first) = rx.recv() {
                     let mut batch = vec![first];
                     batch.extend(rx.try_iter());
-                    let written = if broken {
-                        Err(io::Error::other(
-                            "store log is unusable after an earlier failure",
-                        ))
-                    } else {
-                        batch
-                            .iter()
-                            .try_for_each(|(records, _)| {
-                                records.iter().try_for_each(|r| log.write(r))
-                            })
-                            .and_then(|()| log.sync())
-                    };
-                    if written.is_err() && !broken {
-                        broken = true;
-                        tracing::error!(
-                            "store log write failed: refusing further changes until restart"
-                        );
+                    let written = batch
+                        .iter()
+                        .try_for_each(|(records, _)| records.iter().try_for_each(|r| log.write(r)))
+                        .and_then(|()| log.sync());
+                    match (&written, failing) {
+                        (Err(e), false) => {
+                            failing = true;
+                            tracing::error!(
+                                "store log write failed ({}): changes are refused until it can be written again",
+                                e.kind()
+                            );
+                        }
+                        (Ok(()), true) => {
+                            failing = false;
+                            tracing::info!("store log written again: changes are accepted");
+                        }
+                        _ => {}
                     }
                     for (_, done) in batch {
                         let _ = done.send(match &written {

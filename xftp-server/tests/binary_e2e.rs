@@ -391,3 +391,79 @@ fn out_of_descriptors_the_server_backs_off_and_recovers() {
     let (status, _) = srv.terminate(STOP);
     assert_eq!(status.code(), Some(0), "{}", srv.stderr());
 }
+
+/// Sets a running server's file-size limit (its "free disk").
+fn set_fsize(pid: i32, limit: &str) {
+    let st = std::process::Command::new("prlimit")
+        .args(["--pid", &pid.to_string(), &format!("--fsize={limit}:")])
+        .status()
+        .unwrap();
+    assert!(st.success(), "prlimit");
+}
+
+/// Issue 14's crash-consistency test for the XFTP store log: each round
+/// the "disk" (RLIMIT_FSIZE, SIGXFSZ ignored, so writes fail with EFBIG as
+/// on a full disk) runs out at a random point among 30 FNEWs, is freed,
+/// more files are created and uploaded, and the server is SIGKILLed and
+/// restarted: every acknowledged file is there (its upload is accepted),
+/// every acknowledged chunk downloads intact.
+#[test]
+fn a_disk_that_fills_and_frees_at_random_points_loses_no_acknowledged_file() {
+    const SIZE: u32 = 64 * 1024;
+    let rt = runtime();
+    let env = BinEnv::init("10gb", &[]);
+    let behind = ["sh", "-c", "trap '' XFSZ; exec \"$0\" \"$@\""];
+    let mut seed = 0xf11e_u64;
+    let mut rnd = |n: u64| {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (seed >> 33) % n
+    };
+    let mut uploaded = Vec::new();
+    let mut srv = env.start_behind(&behind);
+    srv.wait_line(&format!("Listening on port {}...", env.port), START);
+    for round in 0..3u64 {
+        let used = fs::metadata(env.store_log()).map(|m| m.len()).unwrap_or(0);
+        set_fsize(srv.pid(), &(used + 300 + rnd(3000)).to_string());
+        let (created, refused, done) = rt.block_on(async {
+            let client = connect_retry(&env.address(), START).await;
+            let (mut created, mut refused) = (Vec::new(), 0);
+            for i in 0..30 {
+                match create(&client, round * 1000 + i, SIZE).await {
+                    Ok(c) => created.push(c),
+                    Err(_) => refused += 1,
+                }
+            }
+            set_fsize(srv.pid(), "unlimited");
+            let mut done = Vec::new();
+            for i in 0..3 {
+                let c = create(&client, round * 1000 + 500 + i, SIZE).await.unwrap();
+                upload(&client, &c).await.expect("uploads work once freed");
+                done.push(c);
+            }
+            (created, refused, done)
+        });
+        assert!(refused > 0, "round {round}: the disk filled up");
+        uploaded.extend(done);
+        srv.kill9();
+        srv = env.start_behind(&behind);
+        srv.wait_line(&format!("Listening on port {}...", env.port), START);
+        rt.block_on(async {
+            let client = connect_retry(&env.address(), START).await;
+            for c in &created {
+                upload(&client, c)
+                    .await
+                    .unwrap_or_else(|e| panic!("round {round}: an acknowledged FNEW is lost: {e}"));
+            }
+            for c in &uploaded {
+                assert_eq!(
+                    download(&client, c).await.unwrap(),
+                    c.bytes(),
+                    "round {round}"
+                );
+            }
+        });
+        uploaded.extend(created);
+    }
+}
