@@ -38,6 +38,29 @@ fn mode(p: &Path) -> u32 {
     std::fs::metadata(p).unwrap().permissions().mode() & 0o777
 }
 
+/// Points an initialized router's INI at a free loopback port.
+fn use_free_port(dir: &Path) -> u16 {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let ini = dir.join("cfg/smp-server.ini");
+    let t = std::fs::read_to_string(&ini)
+        .unwrap()
+        .replace("port = 5223,443", &format!("port = {port}"));
+    std::fs::write(&ini, t).unwrap();
+    port
+}
+
+fn wait_listening(port: u16) {
+    let deadline = Instant::now() + PATIENCE;
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "the router listens");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 fn pem_der(path: &Path) -> Vec<u8> {
     let pem = std::fs::read_to_string(path).unwrap();
     let b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
@@ -140,27 +163,14 @@ fn delete_asks_first() {
 async fn sigterm_saves_messages_and_counters() {
     let d = tempfile::tempdir().unwrap();
     assert!(run(d.path(), &["init", "--no-password"]).status.success());
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let ini = d.path().join("cfg/smp-server.ini");
-    let t = std::fs::read_to_string(&ini)
-        .unwrap()
-        .replace("port = 5223,443", &format!("port = {port}"));
-    std::fs::write(&ini, t).unwrap();
+    let port = use_free_port(d.path());
     let mut child = bin(d.path())
         .arg("start")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + PATIENCE;
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline);
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_listening(port);
     let identity = smp_core::tls::ServerIdentity::load(&d.path().join("cfg")).unwrap();
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     let mut c = RawClient::connect(addr, identity.fingerprint(), Hello::v(18))
@@ -256,11 +266,7 @@ async fn run_once_with_a_message(d: &Path, port: u16) -> String {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + PATIENCE;
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline);
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_listening(port);
     let identity = smp_core::tls::ServerIdentity::load(&d.join("cfg")).unwrap();
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     let mut c = RawClient::connect(addr, identity.fingerprint(), Hello::v(18))
@@ -299,16 +305,7 @@ async fn secrets_and_messages_are_owner_only_whatever_the_umask() {
         "smp-server-stats.log",
     ];
     assert_owner_only(&d.path().join("cfg"), &public);
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let ini = d.path().join("cfg/smp-server.ini");
-    let t = std::fs::read_to_string(&ini)
-        .unwrap()
-        .replace("port = 5223,443", &format!("port = {port}"));
-    std::fs::write(&ini, t).unwrap();
+    let port = use_free_port(d.path());
 
     run_once_with_a_message(d.path(), port).await;
     let log = d.path().join("log");
@@ -348,16 +345,7 @@ fn cpu_seconds(pid: u32) -> f64 {
 async fn out_of_descriptors_the_router_backs_off_and_recovers() {
     let d = tempfile::tempdir().unwrap();
     assert!(run(d.path(), &["init", "--no-password"]).status.success());
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let ini = d.path().join("cfg/smp-server.ini");
-    let t = std::fs::read_to_string(&ini)
-        .unwrap()
-        .replace("port = 5223,443", &format!("port = {port}"));
-    std::fs::write(&ini, t).unwrap();
+    let port = use_free_port(d.path());
     let child = Proc::new("prlimit")
         .args([
             "--nofile=64:64",
@@ -372,11 +360,7 @@ async fn out_of_descriptors_the_router_backs_off_and_recovers() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + PATIENCE;
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline);
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_listening(port);
     let held: Vec<std::net::TcpStream> = (0..100)
         .map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).unwrap())
         .collect();

@@ -122,7 +122,15 @@ impl Bin {
     }
 
     fn start(&self) -> Child {
-        let child = self.cmd().arg("start").spawn().unwrap();
+        let mut cmd = self.cmd();
+        cmd.arg("start");
+        self.start_with(cmd)
+    }
+
+    /// Spawns `cmd` (a `start`, perhaps behind a wrapper) and waits until
+    /// the router listens.
+    fn start_with(&self, mut cmd: Proc) -> Child {
+        let child = cmd.spawn().unwrap();
         let deadline = Instant::now() + PATIENCE;
         while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
             assert!(Instant::now() < deadline, "router did not start");
@@ -383,22 +391,15 @@ fn set_fsize(child: &Child, limit: &str) {
 async fn a_disk_that_fills_and_frees_at_random_points_loses_no_acknowledged_message() {
     let bin = Bin::init();
     let start_ignoring_xfsz = || {
-        let child = Proc::new("sh")
-            .args(["-c", "trap '' XFSZ; exec \"$0\" start"])
+        let mut cmd = Proc::new("sh");
+        cmd.args(["-c", "trap '' XFSZ; exec \"$0\" start"])
             .arg(env!("CARGO_BIN_EXE_smp-server"))
             .env("SMP_SERVER_CFG_PATH", bin.dir.path().join("cfg"))
             .env("SMP_SERVER_LOG_PATH", bin.dir.path().join("log"))
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + PATIENCE;
-        while std::net::TcpStream::connect(("127.0.0.1", bin.port)).is_err() {
-            assert!(Instant::now() < deadline, "router did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        child
+            .stderr(Stdio::null());
+        bin.start_with(cmd)
     };
     let journal = bin.dir.path().join("log/smp-server-messages.log");
     let kh = bin.identity.fingerprint();

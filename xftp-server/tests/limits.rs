@@ -4,14 +4,49 @@
 
 mod support;
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use smp_core::client::xftp::XftpClient;
 use smp_core::xftp::command::FileCommand;
 use smp_core::xftp::error::XftpErrorType;
 use smp_core::xftp::response::FileResponse;
 use support::*;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use xftp_server::server::Inactive;
+
+fn part_files(dir: &Path) -> usize {
+    dir_names(dir)
+        .iter()
+        .filter(|n| n.ends_with(".part"))
+        .count()
+}
+
+/// An FPUT of `content` on a connection of its own that sends the first
+/// `sent` bytes of the body and then nothing.
+async fn stalled_upload(
+    srv: &Server,
+    client: &XftpClient,
+    content: Vec<u8>,
+    sent: usize,
+) -> (
+    RawConn,
+    mpsc::Sender<Bytes>,
+    JoinHandle<Option<RawResponse>>,
+) {
+    let c = create(client, content, 1).await;
+    let raw = srv.raw_handshaken().await;
+    let (tx, answer) = raw.post_streaming();
+    tx.send(raw.block(&c.sid, &FileCommand::Fput, Some(&c.snd)).into())
+        .await
+        .unwrap();
+    tx.send(Bytes::copy_from_slice(&c.content[..sent]))
+        .await
+        .unwrap();
+    (raw, tx, answer)
+}
 
 /// Issue 14, fault 4: `[INACTIVE_CLIENTS] disconnect = on` closes idle
 /// connections after `ttl`; a client that keeps working stays connected,
@@ -79,25 +114,11 @@ async fn stalled_uploads_do_not_take_the_quota_from_others() {
     let srv = env.start(s).await;
     let client = srv.client().await;
     let files = env.files_dir();
-    let parts = || {
-        dir_names(&files)
-            .iter()
-            .filter(|n| n.ends_with(".part"))
-            .count()
-    };
+    let parts = || part_files(&files);
     // 8 × 256 KiB promised: twice the quota. Sent: one byte each.
     let mut stalled = Vec::new();
     for i in 0..8u8 {
-        let c = create(&client, chunk(K256, i), 1).await;
-        let raw = srv.raw_handshaken().await;
-        let (tx, answer) = raw.post_streaming();
-        tx.send(raw.block(&c.sid, &FileCommand::Fput, Some(&c.snd)).into())
-            .await
-            .unwrap();
-        tx.send(Bytes::copy_from_slice(&c.content[..1]))
-            .await
-            .unwrap();
-        stalled.push((raw, tx, answer));
+        stalled.push(stalled_upload(&srv, &client, chunk(K256, i), 1).await);
     }
     eventually("every stalled upload is being received", || parts() == 8).await;
     let honest = create(&client, chunk(K256, 100), 1).await;
@@ -134,24 +155,10 @@ async fn stalled_uploads_are_dropped_and_uploads_at_once_are_bounded() {
     let srv = env.start(s).await;
     let client = srv.client().await;
     let files = env.files_dir();
-    let parts = || {
-        dir_names(&files)
-            .iter()
-            .filter(|n| n.ends_with(".part"))
-            .count()
-    };
+    let parts = || part_files(&files);
     let mut stalled = Vec::new();
     for i in 0..5u8 {
-        let c = create(&client, chunk(K64, i), 1).await;
-        let raw = srv.raw_handshaken().await;
-        let (tx, answer) = raw.post_streaming();
-        tx.send(raw.block(&c.sid, &FileCommand::Fput, Some(&c.snd)).into())
-            .await
-            .unwrap();
-        tx.send(Bytes::copy_from_slice(&c.content[..100]))
-            .await
-            .unwrap();
-        stalled.push((raw, tx, answer));
+        stalled.push(stalled_upload(&srv, &client, chunk(K64, i), 100).await);
     }
     eventually("two uploads receive", || parts() == 2).await;
     let honest = create(&client, chunk(K64, 100), 1).await;
@@ -196,12 +203,7 @@ async fn requests_open_on_one_connection_are_bounded() {
     let srv = env.start_default().await;
     let client = srv.client().await;
     let files = env.files_dir();
-    let parts = || {
-        dir_names(&files)
-            .iter()
-            .filter(|n| n.ends_with(".part"))
-            .count()
-    };
+    let parts = || part_files(&files);
     let raw = srv.raw_handshaken().await;
     let mut open = Vec::new();
     for i in 0..150u8 {
