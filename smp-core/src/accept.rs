@@ -5,6 +5,8 @@
 //! so once a minute, and says when it recovers.
 
 use std::io;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const FIRST_DELAY: Duration = Duration::from_millis(10);
@@ -85,6 +87,69 @@ impl AcceptBackoff {
     }
 }
 
+/// At most `max` connections at once. One over the limit is closed as soon
+/// as it is accepted: its descriptor comes back at once and the client sees
+/// the connection end instead of a hang. Refusals are said once a minute.
+#[derive(Clone)]
+pub struct ConnectionSlots(Arc<Slots>);
+
+struct Slots {
+    max: usize,
+    open: AtomicUsize,
+    /// Refusals not yet reported, and when the last report was.
+    refused: Mutex<(u64, Option<Instant>)>,
+}
+
+/// One connection's place; given back when dropped.
+pub struct ConnectionSlot(Arc<Slots>);
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl ConnectionSlots {
+    pub fn new(max: usize) -> Self {
+        Self(Arc::new(Slots {
+            max,
+            open: AtomicUsize::new(0),
+            refused: Mutex::new((0, None)),
+        }))
+    }
+
+    /// A place for a new connection, or `None` (and a rate-limited
+    /// warning) when `max` are open.
+    pub fn take(&self) -> Option<ConnectionSlot> {
+        let s = &self.0;
+        let taken = s
+            .open
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < s.max).then_some(n + 1)
+            })
+            .is_ok();
+        if taken {
+            return Some(ConnectionSlot(s.clone()));
+        }
+        let mut r = s.refused.lock().unwrap_or_else(|p| p.into_inner());
+        r.0 += 1;
+        if r.1.is_none_or(|t| t.elapsed() >= LOG_INTERVAL) {
+            tracing::warn!(
+                refused = r.0,
+                max = s.max,
+                "connection limit reached: new connections are closed"
+            );
+            *r = (0, Some(Instant::now()));
+        }
+        None
+    }
+
+    /// Connections open now.
+    pub fn open(&self) -> usize {
+        self.0.open.load(Ordering::Acquire)
+    }
+}
+
 /// EMFILE or ENFILE: the process or the system ran out of descriptors.
 pub fn is_out_of_descriptors(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(24) | Some(23))
@@ -107,6 +172,20 @@ mod tests {
         b.succeeded();
         assert_eq!(b.failures(), 0);
         assert_eq!(b.failed(&e), Duration::from_millis(10));
+    }
+
+    #[test]
+    fn slots_are_bounded_and_come_back() {
+        let slots = ConnectionSlots::new(2);
+        let a = slots.take().expect("first");
+        let b = slots.take().expect("second");
+        assert!(slots.take().is_none(), "a third is refused");
+        assert_eq!(slots.open(), 2);
+        drop(a);
+        let c = slots.take().expect("a freed place is taken again");
+        assert!(slots.take().is_none());
+        drop((b, c));
+        assert_eq!(slots.open(), 0);
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use smp_core::accept::AcceptBackoff;
+use smp_core::accept::{AcceptBackoff, ConnectionSlots};
 use smp_core::log_file;
 use smp_core::tls::{self, SMP_SERVER_ALPN, ServerIdentity};
 use tokio::net::TcpListener;
@@ -62,6 +62,8 @@ pub struct Settings {
     pub proxy: crate::proxy::ProxySettings,
     /// `[INACTIVE_CLIENTS]`: idle connections without subscriptions close.
     pub inactive_ttl: Option<Duration>,
+    /// `[LIMITS] max_connections`: more are closed as soon as accepted.
+    pub max_connections: usize,
     /// Journal growth that triggers its rewrite with the live messages.
     pub journal_compact_bytes: u64,
 }
@@ -83,6 +85,7 @@ impl Settings {
             metrics_listen: None,
             proxy: Default::default(),
             inactive_ttl: Some(Duration::from_secs(21600)),
+            max_connections: crate::config::DEFAULT_MAX_CONNECTIONS,
             journal_compact_bytes: persist::JOURNAL_COMPACT_BYTES,
         }
     }
@@ -198,6 +201,8 @@ pub async fn start(settings: Settings) -> Result<RunningServer, StartError> {
     let shutdown = CancellationToken::new();
     let mut tasks = Vec::new();
     let mut addrs = Vec::new();
+    // One limit across every listening port.
+    let slots = ConnectionSlots::new(settings.max_connections);
     for l in &settings.listen {
         let listener = TcpListener::bind(l).await?;
         addrs.push(listener.local_addr()?);
@@ -205,6 +210,7 @@ pub async fn start(settings: Settings) -> Result<RunningServer, StartError> {
             listener,
             tls_config.clone(),
             ctx.clone(),
+            slots.clone(),
             shutdown.clone(),
         )));
     }
@@ -270,6 +276,7 @@ async fn accept_loop(
     listener: TcpListener,
     tls_config: Arc<rustls::ServerConfig>,
     ctx: Arc<ServerCtx>,
+    slots: ConnectionSlots,
     shutdown: CancellationToken,
 ) {
     let tracker = tokio_util::task::TaskTracker::new();
@@ -294,9 +301,14 @@ async fn accept_loop(
                 }
             }
         };
+        let Some(slot) = slots.take() else {
+            drop(sock);
+            continue;
+        };
         let _ = sock.set_nodelay(true);
         let (cfg, ctx, s) = (tls_config.clone(), ctx.clone(), shutdown.clone());
         tracker.spawn(async move {
+            let _slot = slot;
             let Ok(Ok(tls)) = tokio::time::timeout(TLS_TIMEOUT, tls::accept(sock, &cfg)).await
             else {
                 return;
@@ -340,6 +352,7 @@ impl Settings {
         ));
         s.stats_file = Some(cfg.paths.log("smp-server-stats.log"));
         s.inactive_ttl = c.inactive_ttl;
+        s.max_connections = c.max_connections;
         s.metrics_file = c.prometheus_interval.filter(|n| *n > 0).map(|n| {
             (
                 cfg.paths.log("smp-server-metrics.txt"),

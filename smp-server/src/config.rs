@@ -79,7 +79,12 @@ pub struct ServerConfig {
     pub control_port: Option<u16>,
     /// `[INACTIVE_CLIENTS]` ttl when `disconnect = on`.
     pub inactive_ttl: Option<std::time::Duration>,
+    /// `[LIMITS] max_connections` (ours; the reference has no such key).
+    pub max_connections: usize,
 }
+
+/// Default `[LIMITS] max_connections`.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 8192;
 
 fn on_off(ini: &Ini, section: &str, key: &'static str) -> Result<Option<bool>, ConfigError> {
     match ini.get(section, key) {
@@ -166,8 +171,21 @@ impl ServerConfig {
         } else {
             None
         };
+        let max_connections = match ini.get("LIMITS", "max_connections") {
+            None => DEFAULT_MAX_CONNECTIONS,
+            Some(v) => v
+                .trim()
+                .parse::<u32>()
+                .ok()
+                .filter(|&n| n > 0)
+                .ok_or_else(|| ConfigError::Invalid {
+                    key: "max_connections",
+                    value: v.into(),
+                })? as usize,
+        };
         Ok(Self {
             inactive_ttl,
+            max_connections,
             host: ini.get("TRANSPORT", "host").map(str::to_string),
             ports,
             enable_store_log,

@@ -115,6 +115,7 @@ impl Settings {
         s.limits.streams_per_connection = c.limits.streams_per_connection;
         s.limits.concurrent_uploads = c.limits.concurrent_uploads;
         s.limits.upload_stall = Duration::from_secs(c.limits.upload_stall_secs);
+        s.limits.max_connections = c.limits.max_connections;
         s.limits.inactive = c.inactive_clients.as_ref().map(|i| Inactive {
             ttl: Duration::from_secs(i.ttl.max(0) as u64),
             // A zero interval would check in a busy loop.

@@ -162,6 +162,7 @@ pub struct LimitsConfig {
     pub streams_per_connection: u32,
     pub concurrent_uploads: usize,
     pub upload_stall_secs: u64,
+    pub max_connections: usize,
 }
 
 impl Default for LimitsConfig {
@@ -170,6 +171,7 @@ impl Default for LimitsConfig {
             streams_per_connection: crate::server::DEFAULT_STREAMS_PER_CONNECTION,
             concurrent_uploads: crate::handler::DEFAULT_CONCURRENT_UPLOADS,
             upload_stall_secs: crate::handler::DEFAULT_UPLOAD_STALL.as_secs(),
+            max_connections: crate::server::DEFAULT_MAX_CONNECTIONS,
         }
     }
 }
@@ -232,6 +234,7 @@ impl ServerConfig {
             concurrent_uploads: limit(ini, "concurrent_uploads", d.concurrent_uploads as u64)?
                 as usize,
             upload_stall_secs: limit(ini, "upload_stall_timeout", d.upload_stall_secs)?,
+            max_connections: limit(ini, "max_connections", d.max_connections as u64)? as usize,
         };
         Ok(ServerConfig {
             information,

@@ -15,7 +15,7 @@ use http_body_util::{BodyExt, BodyStream, Empty, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use smp_core::accept::AcceptBackoff;
+use smp_core::accept::{AcceptBackoff, ConnectionSlots};
 use smp_core::crypto::keys::{KeyAlgorithm, PrivateKey};
 use smp_core::encoding::pad::{BLOCK_SIZE, pad};
 use smp_core::tls::{self, ServerIdentity};
@@ -54,10 +54,16 @@ pub struct Limits {
     pub concurrent_uploads: usize,
     /// `[LIMITS] upload_stall_timeout`.
     pub upload_stall: Duration,
+    /// `[LIMITS] max_connections`: connections open at once; more are
+    /// closed as soon as they are accepted.
+    pub max_connections: usize,
 }
 
 /// Default `[LIMITS] streams_per_connection`; our client uses 4 at once.
 pub const DEFAULT_STREAMS_PER_CONNECTION: u32 = 64;
+
+/// Default `[LIMITS] max_connections`.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 
 impl Default for Limits {
     fn default() -> Self {
@@ -66,6 +72,7 @@ impl Default for Limits {
             streams_per_connection: DEFAULT_STREAMS_PER_CONNECTION,
             concurrent_uploads: crate::handler::DEFAULT_CONCURRENT_UPLOADS,
             upload_stall: crate::handler::DEFAULT_UPLOAD_STALL,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
         }
     }
 }
@@ -224,6 +231,7 @@ pub async fn serve(
 ) {
     let tracker = TaskTracker::new();
     let mut backoff = AcceptBackoff::default();
+    let slots = ConnectionSlots::new(transport.limits.max_connections);
     loop {
         let (tcp, _peer): (TcpStream, SocketAddr) = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -243,10 +251,15 @@ pub async fn serve(
                 }
             },
         };
+        let Some(slot) = slots.take() else {
+            drop(tcp);
+            continue;
+        };
         let _ = tcp.set_nodelay(true);
         let (transport, handler, shutdown) = (transport.clone(), handler.clone(), shutdown.clone());
         let requests = tracker.clone();
         tracker.spawn(async move {
+            let _slot = slot;
             // Peer addresses are deliberately never logged.
             if let Err(e) = connection(tcp, transport, handler, shutdown, requests).await {
                 tracing::debug!("connection ended: {e}");

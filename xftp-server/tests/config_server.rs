@@ -294,10 +294,11 @@ fn limits_have_defaults_and_take_positive_numbers() {
             streams_per_connection: 64,
             concurrent_uploads: 256,
             upload_stall_secs: 60,
+            max_connections: 1024,
         }
     );
     let c = parse(&with(
-        "[LIMITS]\nstreams_per_connection = 8\nconcurrent_uploads = 32\nupload_stall_timeout = 15",
+        "[LIMITS]\nstreams_per_connection = 8\nconcurrent_uploads = 32\nupload_stall_timeout = 15\nmax_connections = 100",
     ))
     .unwrap();
     assert_eq!(
@@ -306,6 +307,7 @@ fn limits_have_defaults_and_take_positive_numbers() {
             streams_per_connection: 8,
             concurrent_uploads: 32,
             upload_stall_secs: 15,
+            max_connections: 100,
         }
     );
     for (key, v) in [
@@ -313,6 +315,7 @@ fn limits_have_defaults_and_take_positive_numbers() {
         ("concurrent_uploads", "-1"),
         ("upload_stall_timeout", "1m"),
         ("streams_per_connection", "4294967296"),
+        ("max_connections", "0"),
     ] {
         assert_eq!(
             parse(&with(&format!("[LIMITS]\n{key} = {v}"))).unwrap_err(),
