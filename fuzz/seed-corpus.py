@@ -10,7 +10,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
 
 HEX = re.compile(r"^(?:[0-9a-f]{2})+$")
 SOURCES = {
@@ -66,16 +65,32 @@ def seeds_of(files):
     return out
 
 
+def device_seeds():
+    """One well-formed journal slot, data-file header and card marker
+    (their MACs are set by the target itself)."""
+    journal = b"SGJ1" + (7).to_bytes(8, "big") + bytes([1, 0, 0, 0]) + (3).to_bytes(4, "big")
+    header = (b"SGF1" + bytes([1, 1]) + (4096).to_bytes(2, "big") + bytes(range(16)) + bytes(32)
+              + (0).to_bytes(4, "big") + (2 * 262144).to_bytes(8, "big") + bytes([1, 0, 0, 0])
+              + (262144).to_bytes(4, "big") + (2).to_bytes(4, "big"))
+    marker = b"SGC1" + bytes(range(16)) + (0).to_bytes(4, "big")
+    return [s + bytes(512 - len(s)) for s in (journal, header, marker)]
+
+
 def main():
     for target, files in SOURCES.items():
         d = os.path.join("corpus", target)
-        shutil.rmtree(d, ignore_errors=True)
-        os.makedirs(d)
+        # Generated seeds are rewritten; inputs the fuzzer found stay.
+        os.makedirs(d, exist_ok=True)
+        for f in os.listdir(d):
+            if not f.startswith("regression-"):
+                os.remove(os.path.join(d, f))
         seeds = seeds_of(files)
         if target == "ini":
             for name in ("xftp-server.ini", "smp-server.ini"):
                 with open(os.path.join("seeds", name), "rb") as fh:
                     seeds.append(fh.read())
+        if target == "device_records":
+            seeds.extend(device_seeds())
         prefixes = VERSIONED.get(target, [None])
         n = 0
         for s in seeds:
