@@ -14,16 +14,50 @@ const MAX_DELAY: Duration = Duration::from_secs(1);
 /// At most one warning per this interval while failures go on.
 pub const LOG_INTERVAL: Duration = Duration::from_secs(60);
 
+/// Counts events and says when one warning about them is due: the first
+/// at once, then at most one per interval, each with the count since the
+/// last.
+#[derive(Debug)]
+struct Occasional {
+    unreported: u64,
+    last_report: Option<Instant>,
+    interval: Duration,
+}
+
+impl Occasional {
+    fn new(interval: Duration) -> Self {
+        Self {
+            unreported: 0,
+            last_report: None,
+            interval,
+        }
+    }
+
+    /// Records one event; `Some(count)` when a warning is due now.
+    fn record(&mut self) -> Option<u64> {
+        self.unreported += 1;
+        let due = self
+            .last_report
+            .is_none_or(|t| t.elapsed() >= self.interval);
+        if !due {
+            return None;
+        }
+        self.last_report = Some(Instant::now());
+        Some(core::mem::take(&mut self.unreported))
+    }
+
+    fn reset(&mut self) {
+        *self = Self::new(self.interval);
+    }
+}
+
 /// State of one accept loop.
 #[derive(Debug)]
 pub struct AcceptBackoff {
     delay: Duration,
     /// Failures since the last successful accept.
     failures: u64,
-    /// Failures not yet reported.
-    unreported: u64,
-    last_report: Option<Instant>,
-    interval: Duration,
+    warnings: Occasional,
 }
 
 impl Default for AcceptBackoff {
@@ -38,9 +72,7 @@ impl AcceptBackoff {
         Self {
             delay: FIRST_DELAY,
             failures: 0,
-            unreported: 0,
-            last_report: None,
-            interval,
+            warnings: Occasional::new(interval),
         }
     }
 
@@ -48,22 +80,16 @@ impl AcceptBackoff {
     /// next one.
     pub fn failed(&mut self, e: &io::Error) -> Duration {
         self.failures += 1;
-        self.unreported += 1;
-        let due = self
-            .last_report
-            .is_none_or(|t| t.elapsed() >= self.interval);
-        if due {
+        if let Some(failures) = self.warnings.record() {
             let why = if is_out_of_descriptors(e) {
                 "out of file descriptors"
             } else {
                 "accept error"
             };
             tracing::warn!(
-                failures = self.unreported,
+                failures,
                 "cannot accept connections ({why}: {e}); retrying with back-off"
             );
-            self.unreported = 0;
-            self.last_report = Some(Instant::now());
         }
         let wait = self.delay;
         self.delay = (self.delay * 2).min(MAX_DELAY);
@@ -75,8 +101,7 @@ impl AcceptBackoff {
         if self.failures > 0 {
             tracing::info!(failures = self.failures, "accepting connections again");
             self.failures = 0;
-            self.unreported = 0;
-            self.last_report = None;
+            self.warnings.reset();
             self.delay = FIRST_DELAY;
         }
     }
@@ -96,8 +121,7 @@ pub struct ConnectionSlots(Arc<Slots>);
 struct Slots {
     max: usize,
     open: AtomicUsize,
-    /// Refusals not yet reported, and when the last report was.
-    refused: Mutex<(u64, Option<Instant>)>,
+    refusals: Mutex<Occasional>,
 }
 
 /// One connection's place; given back when dropped.
@@ -114,7 +138,7 @@ impl ConnectionSlots {
         Self(Arc::new(Slots {
             max,
             open: AtomicUsize::new(0),
-            refused: Mutex::new((0, None)),
+            refusals: Mutex::new(Occasional::new(LOG_INTERVAL)),
         }))
     }
 
@@ -131,15 +155,17 @@ impl ConnectionSlots {
         if taken {
             return Some(ConnectionSlot(s.clone()));
         }
-        let mut r = s.refused.lock().unwrap_or_else(|p| p.into_inner());
-        r.0 += 1;
-        if r.1.is_none_or(|t| t.elapsed() >= LOG_INTERVAL) {
+        let due = s
+            .refusals
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .record();
+        if let Some(refused) = due {
             tracing::warn!(
-                refused = r.0,
+                refused,
                 max = s.max,
                 "connection limit reached: new connections are closed"
             );
-            *r = (0, Some(Instant::now()));
         }
         None
     }
@@ -186,6 +212,18 @@ mod tests {
         assert!(slots.take().is_none());
         drop((b, c));
         assert_eq!(slots.open(), 0);
+    }
+
+    #[test]
+    fn warnings_are_occasional_and_carry_the_count() {
+        let mut w = Occasional::new(Duration::from_secs(3600));
+        assert_eq!(w.record(), Some(1), "the first is said at once");
+        assert_eq!((0..5).filter_map(|_| w.record()).count(), 0);
+        w.reset();
+        assert_eq!(w.record(), Some(1));
+        let mut w = Occasional::new(Duration::ZERO);
+        assert_eq!(w.record(), Some(1));
+        assert_eq!(w.record(), Some(1), "an interval past: said again");
     }
 
     #[test]

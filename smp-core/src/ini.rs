@@ -44,6 +44,19 @@ impl Ini {
             .map(|(_, v)| v.as_str())
     }
 
+    /// A count or limit of our own (`[LIMITS]`): a whole number from 1 to
+    /// `u32::MAX`. `Ok(None)` when absent; `Err(value)` when it is anything
+    /// else, for the caller to name in its error.
+    pub fn positive(&self, section: &str, key: &str) -> Result<Option<u32>, &str> {
+        match self.get(section, key) {
+            None => Ok(None),
+            Some(v) => match v.trim().parse::<u32>() {
+                Ok(n) if n > 0 => Ok(Some(n)),
+                _ => Err(v),
+            },
+        }
+    }
+
     /// Whether a section of this exact name was read.
     pub fn has_section(&self, section: &str) -> bool {
         self.sections.contains_key(section)

@@ -197,6 +197,11 @@ fn host_kinds_follow_the_reference_choice() {
         "a.com#frag",
         "a b",
         "",
+        // What the reference prints for IPv4-mapped and -compatible hosts
+        // (iproute's dotted form) does not read back unbracketed: the host
+        // ends at the first dot, there as here (found by fuzzing).
+        "::ffff:1.2.3.4",
+        "::0.1.0.0",
     ] {
         let s = format!("xftp://{KH}@{bad}");
         assert!(ServerAddress::parse(&s).is_err(), "{bad:?} must fail");
@@ -309,8 +314,8 @@ fn host_strategy() -> impl Strategy<Value = TransportHost> {
         // The IPv4-in-IPv6 forms print with dots, which an unbracketed
         // host cannot hold (the reference has the same limit).
         any::<[u16; 8]>()
-            .prop_filter("not IPv4-in-IPv6", |g| g[..6].iter().any(|&x| x != 0))
-            .prop_map(TransportHost::Ipv6),
+            .prop_map(TransportHost::Ipv6)
+            .prop_filter("not IPv4-in-IPv6", |h| !h.to_string().contains('.')),
         "[a-z2-7]{1,20}".prop_map(|s| TransportHost::Onion(format!("{s}.onion"))),
         "[a-z][a-z0-9-]{0,10}(\\.[a-z][a-z0-9-]{0,10}){0,3}"
             .prop_filter("not an IPv6 text", |s| {

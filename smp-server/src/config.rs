@@ -171,18 +171,13 @@ impl ServerConfig {
         } else {
             None
         };
-        let max_connections = match ini.get("LIMITS", "max_connections") {
-            None => DEFAULT_MAX_CONNECTIONS,
-            Some(v) => v
-                .trim()
-                .parse::<u32>()
-                .ok()
-                .filter(|&n| n > 0)
-                .ok_or_else(|| ConfigError::Invalid {
-                    key: "max_connections",
-                    value: v.into(),
-                })? as usize,
-        };
+        let max_connections = ini
+            .positive("LIMITS", "max_connections")
+            .map_err(|v| ConfigError::Invalid {
+                key: "max_connections",
+                value: v.into(),
+            })?
+            .map_or(DEFAULT_MAX_CONNECTIONS, |n| n as usize);
         Ok(Self {
             inactive_ttl,
             max_connections,

@@ -178,14 +178,9 @@ impl Default for LimitsConfig {
 
 /// A positive whole number under `[LIMITS] key`, or `default`.
 fn limit(ini: &Ini, key: &'static str, default: u64) -> Result<u64, ConfigError> {
-    match ini.get("LIMITS", key) {
-        None => Ok(default),
-        Some(v) => v
-            .parse::<u64>()
-            .ok()
-            .filter(|n| (1..=u64::from(u32::MAX)).contains(n))
-            .ok_or_else(|| invalid(key, v)),
-    }
+    ini.positive("LIMITS", key)
+        .map(|n| n.map_or(default, u64::from))
+        .map_err(|v| invalid(key, v))
 }
 
 impl ServerConfig {

@@ -135,14 +135,15 @@ pub fn corr() -> Vec<u8> {
 
 impl RawClient {
     /// TLS, then the server hello, then our hello. `None` if the server
-    /// closed the connection after our hello (a refused hello).
+    /// closed the connection before TLS (over its connection limit) or
+    /// after our hello (a refused hello).
     pub async fn connect(addr: SocketAddr, key_hash: [u8; 32], h: Hello) -> Option<Self> {
         let sock = TcpStream::connect(addr).await.unwrap();
         let mut cfg = tls::client_config(key_hash, tls::ALPN_SMP).unwrap();
         if !h.alpn {
             cfg.alpn_protocols.clear();
         }
-        let tls = tls::connect_with_config(sock, &cfg).await.unwrap();
+        let tls = tls::connect_with_config(sock, &cfg).await.ok()?;
         let leaf = tls.peer_certificates().unwrap()[0].to_vec();
         let session_id = tls.session_id().0.to_vec();
         let (r, w) = tokio::io::split(tls);

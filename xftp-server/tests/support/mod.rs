@@ -259,10 +259,15 @@ pub struct RawConn {
     pub session_id: [u8; 32],
     pub alpn: Option<Vec<u8>>,
     conn: JoinHandle<()>,
+    /// The socket, to close it for real when dropped: hyper runs the
+    /// HTTP/2 connection in a task of its own that outlives `conn` while
+    /// requests are still out.
+    socket: std::net::TcpStream,
 }
 
 impl Drop for RawConn {
     fn drop(&mut self) {
+        let _ = self.socket.shutdown(std::net::Shutdown::Both);
         self.conn.abort();
     }
 }
@@ -276,9 +281,21 @@ pub struct RawResponse {
 impl RawConn {
     /// `alpn = None` sends no ALPN extension at all.
     pub async fn connect(server: &Server, alpn: Option<&[u8]>) -> Result<Self, TlsError> {
-        let tcp = TcpStream::connect(server.running.addr).await.unwrap();
+        Self::connect_to(server.running.addr, server.key_hash, alpn).await
+    }
+
+    /// To any server (such as the binary in a child process).
+    pub async fn connect_to(
+        addr: std::net::SocketAddr,
+        key_hash: KeyHash,
+        alpn: Option<&[u8]>,
+    ) -> Result<Self, TlsError> {
+        let tcp = TcpStream::connect(addr).await.unwrap();
         tcp.set_nodelay(true).unwrap();
-        let mut cfg = tls::client_config(server.key_hash, alpn.unwrap_or(b"xftp/1"))?;
+        let tcp = tcp.into_std().unwrap();
+        let socket = tcp.try_clone().unwrap();
+        let tcp = TcpStream::from_std(tcp).unwrap();
+        let mut cfg = tls::client_config(key_hash, alpn.unwrap_or(b"xftp/1"))?;
         if alpn.is_none() {
             cfg.alpn_protocols.clear();
         }
@@ -297,6 +314,7 @@ impl RawConn {
             session_id,
             alpn,
             conn,
+            socket,
         })
     }
 
