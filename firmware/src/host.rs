@@ -10,7 +10,7 @@
 //! inbox item (`hold_acks`), so a text reaches the card before its router
 //! may forget it.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -379,7 +379,7 @@ impl Ui for Console {
         if let UiEvent::Address(a) = e
             && self.qr
         {
-            print_qr(a);
+            smp_core::qr::print_on_terminal(a);
         }
     }
 
@@ -410,19 +410,6 @@ fn console() -> tokio::sync::mpsc::UnboundedReceiver<String> {
         }
     });
     rx
-}
-
-fn print_qr(link: &str) {
-    if !std::io::stdout().is_terminal() {
-        return;
-    }
-    if let Ok(code) = qrcode::QrCode::new(link.as_bytes()) {
-        let s = code
-            .render::<qrcode::render::unicode::Dense1x2>()
-            .quiet_zone(true)
-            .build();
-        println!("{s}");
-    }
 }
 
 /// `simplego-device run`: until `/quit`, SIGTERM or SIGINT.

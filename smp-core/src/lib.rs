@@ -29,6 +29,8 @@ pub mod ini;
 pub mod log_file;
 #[cfg(feature = "std")]
 pub mod metrics_http;
+#[cfg(feature = "std")]
+pub mod qr;
 pub mod smp;
 #[cfg(feature = "tls")]
 pub mod tls;

@@ -191,10 +191,10 @@ fn init(paths: &ServerPaths, o: &InitOptions) -> Result<(), String> {
         paths.cfg("ca.key").display()
     ));
     say(&format!("Fingerprint: {fp}"));
-    say(&format!(
-        "Server address: {}",
-        server_address(&fp, password.as_deref(), &host, DEFAULT_PORT)
-    ));
+    let address = server_address(&fp, password.as_deref(), &host, DEFAULT_PORT);
+    say(&format!("Server address: {address}"));
+    // The apps add a router by scanning its address.
+    smp_core::qr::print_on_terminal(&address);
     Ok(())
 }
 

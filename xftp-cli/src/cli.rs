@@ -388,13 +388,13 @@ async fn run(
         Command::Invite { smp, full } => {
             let link = messaging::invite(profile_dir.as_deref(), smp.as_deref(), full).await?;
             println!("{link}");
-            print_qr(&link);
+            smp_core::qr::print_on_terminal(&link);
             Ok(())
         }
         Command::Address { smp, full } => {
             let link = messaging::address(profile_dir.as_deref(), smp.as_deref(), full).await?;
             println!("{link}");
-            print_qr(&link);
+            smp_core::qr::print_on_terminal(&link);
             Ok(())
         }
         Command::Connect { link, name, smp } => {
@@ -436,22 +436,6 @@ async fn run(
             println!("File created: {}", file.display());
             Ok(())
         }
-    }
-}
-
-/// Draws `link` as a QR code when stdout is a terminal (scanned by the
-/// apps' "connect via link" camera).
-fn print_qr(link: &str) {
-    use std::io::IsTerminal;
-    if !std::io::stdout().is_terminal() {
-        return;
-    }
-    if let Ok(code) = qrcode::QrCode::new(link.as_bytes()) {
-        let s = code
-            .render::<qrcode::render::unicode::Dense1x2>()
-            .quiet_zone(true)
-            .build();
-        println!("{s}");
     }
 }
 

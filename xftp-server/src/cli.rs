@@ -30,9 +30,10 @@ pub const VERSION_LINE: &str = concat!(
     " / SimpleGo"
 );
 
-/// The reference's messages call the executable `file-server`; kept verbatim
-/// so that operator scripts and docs matching them keep working.
-const EXECUTABLE_NAME: &str = "file-server";
+/// The reference's messages name `file-server`, a command that does not
+/// exist under that name (its users have been misled by it): ours name
+/// the binary that is run.
+const EXECUTABLE_NAME: &str = "xftp-server";
 
 /// Why the callback could not run the server.
 pub type StartError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -326,6 +327,30 @@ fn init(paths: &ServerPaths, opts: &InitOptions) -> Result<(), Exit> {
                 ))
             })?;
     }
+    // The files directory: created 0700 like the others (the reference
+    // leaves it to the operator, and `start` then fails); one that exists
+    // is the operator's and is kept as it is.
+    match fs::metadata(&opts.path) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => {
+            return Err(Exit::stdout(format!(
+                "Error: {} is not a directory: choose another path for the files (-p).",
+                opts.path.display()
+            )));
+        }
+        Err(_) => fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&opts.path)
+            .map_err(|e| {
+                Exit::stderr(format!(
+                    "Error: cannot create the files directory {}: {e}.
+Create it with `mkdir -m 0700 -p {}` and run init again.",
+                    opts.path.display(),
+                    opts.path.display()
+                ))
+            })?,
+    }
     let cn = opts.fqdn.as_deref().unwrap_or(&opts.ip);
     let identity =
         ServerIdentity::init(&paths.cfg_dir, opts.sign_algorithm.0, cn).map_err(|e| {
@@ -362,8 +387,14 @@ fn init(paths: &ServerPaths, opts: &InitOptions) -> Result<(), Exit> {
         ini.display()
     ));
     say(&ca_key_warning(paths));
-    for line in service_info(&fingerprint, &server_address(&fingerprint, &host, None)) {
+    let address = server_address(&fingerprint, &host, None);
+    for line in service_info(&fingerprint, &address) {
         say(&line);
+    }
+    // The apps add a server by scanning its address; with the host still
+    // to be filled in there is nothing to scan.
+    if host != HOSTNAMES_PLACEHOLDER {
+        smp_core::qr::print_on_terminal(&address);
     }
     Ok(())
 }

@@ -218,7 +218,7 @@ fn init_creates_identity_fingerprint_and_ini() {
     let ca_key = env.cfg.join("ca.key");
     let expected = format!(
         "Server initialized, you can modify configuration in {ini}.\n\
-         Run `file-server start` to start server.\n\
+         Run `xftp-server start` to start server.\n\
          ----------\n\
          You should store CA private key securely and delete it from the server.\n\
          If server TLS credential is compromised this key can be used to sign a new one, keeping the same server identity and established connections.\n\
@@ -252,8 +252,8 @@ fn init_creates_identity_fingerprint_and_ini() {
     }
     assert!(ServerIdentity::load(&env.cfg).is_ok());
     assert!(
-        !env.files().exists(),
-        "the reference does not create [FILES] path"
+        env.files().is_dir(),
+        "init creates [FILES] path (the reference does not, and its start then fails)"
     );
 
     let c = ServerConfig::parse(&fs::read_to_string(&ini).unwrap()).unwrap();
@@ -263,6 +263,39 @@ fn init_creates_identity_fingerprint_and_ini() {
     assert_eq!(c.host.as_deref(), Some("<hostnames>"));
     assert_eq!(c.port, 443);
     assert_eq!(c.web.static_path, Some(env.log.join("www")));
+}
+
+/// `init` makes the files directory (0700), keeps one the operator made,
+/// and refuses a path that is a file, with a hint naming the option.
+#[test]
+fn init_creates_the_files_directory_or_says_what_to_do() {
+    let env = Env::new();
+    assert!(!env.files().exists());
+    assert_eq!(code(&env.init(&[])), 0);
+    let mode = fs::metadata(env.files()).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700, "the files directory is the server's alone");
+
+    let mine = Env::new();
+    fs::create_dir(mine.files()).unwrap();
+    fs::set_permissions(mine.files(), fs::Permissions::from_mode(0o750)).unwrap();
+    fs::write(mine.files().join("keep"), b"x").unwrap();
+    assert_eq!(code(&mine.init(&[])), 0);
+    assert_eq!(
+        fs::metadata(mine.files()).unwrap().permissions().mode() & 0o777,
+        0o750,
+        "an existing directory is the operator's"
+    );
+    assert!(mine.files().join("keep").exists());
+
+    let file = Env::new();
+    fs::write(file.files(), b"not a directory").unwrap();
+    let o = file.init(&[]);
+    assert_eq!(code(&o), 1);
+    assert!(
+        stdout(&o).contains("is not a directory: choose another path for the files (-p)"),
+        "{}",
+        stdout(&o)
+    );
 }
 
 #[test]
@@ -312,7 +345,7 @@ fn init_twice_refuses_and_keeps_the_identity() {
     assert_eq!(
         stdout(&o),
         format!(
-            "Error: server is already initialized ({} exists).\nRun `file-server start`.\n",
+            "Error: server is already initialized ({} exists).\nRun `xftp-server start`.\n",
             env.ini().display()
         )
     );
@@ -355,7 +388,7 @@ fn start_without_ini() {
     assert_eq!(
         stdout(&o),
         format!(
-            "Error: server is not initialized ({} does not exist).\nRun `file-server init`.\n",
+            "Error: server is not initialized ({} does not exist).\nRun `xftp-server init`.\n",
             env.ini().display()
         )
     );

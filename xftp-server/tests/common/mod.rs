@@ -163,8 +163,8 @@ fn server_command(umask: Option<&str>, prefix: &[&str]) -> Command {
 }
 
 impl BinEnv {
-    /// `init -p <files> -q <quota>` plus `extra`; the port is written into
-    /// the INI and the files directory created (the reference creates neither).
+    /// `init -p <files> -q <quota>` plus `extra` (init makes the files
+    /// directory); the port is written into the INI.
     pub fn init(quota: &str, extra: &[&str]) -> Self {
         Self::init_with_umask(quota, extra, None)
     }
@@ -195,7 +195,6 @@ impl BinEnv {
             .find_map(|l| l.strip_prefix("Fingerprint: "))
             .expect("init prints the fingerprint")
             .to_string();
-        fs::create_dir(&files).unwrap();
         let env = BinEnv {
             _tmp: tmp,
             root,
