@@ -108,6 +108,13 @@ give_to() {
   chown -R "$(uid_of "$user"):$(gid_of "$user")" "$@"
 }
 
+# Whether a server's configuration directory already holds an identity or
+# its INI (either means init has run there: never run it again).
+initialised() {
+  local cfg="$root$1" ini="$2"
+  [ -e "$cfg/ca.key" ] || [ -e "$cfg/server.key" ] || [ -e "$cfg/$ini" ]
+}
+
 identity_args=()
 [ -n "$fqdn" ] && identity_args+=(--fqdn "$fqdn")
 [ -n "$ip" ] && identity_args+=(--ip "$ip")
@@ -119,7 +126,7 @@ if [ "$smp" -eq 1 ]; then
   ensure_user smp "$log"
   ensure_dir "$cfg" smp
   ensure_dir "$log" smp
-  if [ -e "$root$cfg/ca.key" ] || [ -e "$root$cfg/server.key" ] || [ -e "$root$cfg/smp-server.ini" ]; then
+  if initialised "$cfg" smp-server.ini; then
     say "keeping the SMP router's existing identity and configuration in $cfg"
   else
     SMP_SERVER_CFG_PATH="$root$cfg" SMP_SERVER_LOG_PATH="$root$log" \
@@ -138,7 +145,7 @@ if [ "$xftp" -eq 1 ]; then
   ensure_dir "$cfg" xftp
   ensure_dir "$log" xftp
   ensure_dir "$files" xftp
-  if [ -e "$root$cfg/ca.key" ] || [ -e "$root$cfg/server.key" ] || [ -e "$root$cfg/file-server.ini" ]; then
+  if initialised "$cfg" file-server.ini; then
     say "keeping the XFTP server's existing identity and configuration in $cfg"
   else
     XFTP_SERVER_CFG_PATH="$root$cfg" XFTP_SERVER_LOG_PATH="$root$log" \

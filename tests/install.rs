@@ -60,6 +60,17 @@ fn throwaway_root() -> tempfile::TempDir {
     dir
 }
 
+/// A throwaway root the installer has run in once; `None` when this test
+/// cannot run here (see [`root_or_skip`]).
+fn installed() -> Option<tempfile::TempDir> {
+    if !root_or_skip() {
+        return None;
+    }
+    let dir = throwaway_root();
+    install(dir.path());
+    Some(dir)
+}
+
 fn install(root: &Path) -> Output {
     let bins = bin("smp-server").parent().unwrap().to_path_buf();
     bin("xftp-server");
@@ -128,12 +139,8 @@ fn uid(root: &Path, user: &str) -> u32 {
 
 #[test]
 fn installer_sets_up_both_services_and_a_second_run_changes_nothing() {
-    if !root_or_skip() {
-        return;
-    }
-    let dir = throwaway_root();
+    let Some(dir) = installed() else { return };
     let root = dir.path();
-    install(root);
     let t = tree(root);
     let (smp, xftp) = (uid(root, "smp"), uid(root, "xftp"));
     let expect = |path: &str, mode: u32, owner: u32| {
@@ -200,12 +207,8 @@ fn installer_sets_up_both_services_and_a_second_run_changes_nothing() {
 
 #[test]
 fn units_verify_and_are_sandboxed() {
-    if !root_or_skip() {
-        return;
-    }
-    let dir = throwaway_root();
+    let Some(dir) = installed() else { return };
     let root = dir.path();
-    install(root);
     let units = [
         "/etc/systemd/system/smp-server.service",
         "/etc/systemd/system/xftp-server.service",

@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::{BinEnv, connect_retry, download, same_bytes, upload};
+use common::{BinEnv, connect_retry, download, runtime, same_bytes, upload};
 use smp_core::client::xftp::XftpClient;
 use smp_core::crypto::digest::sha256;
 use smp_core::crypto::keys::{KeyAlgorithm, PrivateKey};
@@ -40,14 +40,6 @@ const PER_CONNECTION_KIB: u64 = 4096 + 64 * (16 + 128);
 const PER_UPLOAD_KIB: u64 = 256;
 /// Allocator and runtime slack on top of the bound.
 const SLACK_KIB: u64 = 16 << 10;
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 /// A `/proc/<pid>/status` figure in KiB (`VmRSS`, `VmHWM`).
 fn status_kib(pid: i32, key: &str) -> u64 {

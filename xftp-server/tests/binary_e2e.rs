@@ -8,7 +8,7 @@ mod common;
 use std::fs;
 use std::time::{Duration, Instant};
 
-use common::{BinEnv, connect_retry, create, download, read_lines, upload};
+use common::{BinEnv, connect_retry, create, download, read_lines, runtime, upload};
 use smp_core::client::xftp::XftpClientError;
 use smp_core::crypto::keys::{KeyAlgorithm, PrivateKey};
 use smp_core::encoding::string::b64_encode;
@@ -17,14 +17,6 @@ use smp_core::xftp::error::XftpErrorType;
 const START: Duration = Duration::from_secs(20);
 /// "Within a few seconds" of SIGTERM.
 const STOP: Duration = Duration::from_secs(5);
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 fn stat(lines: &[String], key: &str) -> String {
     lines

@@ -61,6 +61,16 @@ pub fn chunk_bytes(seed: u64, size: u32) -> Vec<u8> {
     v
 }
 
+/// The runtime the tests that drive the binary use: two workers, like the
+/// machine.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 /// A free loopback port at the moment of asking.
 pub fn free_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
