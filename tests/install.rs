@@ -171,6 +171,28 @@ fn installer_sets_up_both_services_and_a_second_run_changes_nothing() {
             "{b} is enabled"
         );
     }
+    for (b, cfg) in [
+        ("smp-server", "/etc/opt/simplex"),
+        ("xftp-server", "/etc/opt/simplex-xftp"),
+    ] {
+        for page in [
+            format!("usr/local/share/man/man1/{b}.1"),
+            format!("usr/local/share/man/man1/{b}-init.1"),
+            format!("usr/local/share/man/man1/{b}-start.1"),
+            format!("usr/local/share/bash-completion/completions/{b}"),
+            format!("usr/local/share/zsh/site-functions/_{b}"),
+            format!("usr/local/share/fish/vendor_completions.d/{b}.fish"),
+        ] {
+            expect(&page, 0o644, 0);
+            assert!(!t[&page].3.is_empty(), "{page} is empty");
+        }
+        // The pages name the installed directories, not the throwaway root.
+        let init = String::from_utf8(t[&format!("usr/local/share/man/man1/{b}-init.1")].3.clone())
+            .unwrap()
+            .replace("\\-", "-");
+        assert!(init.contains(cfg), "{b}-init.1 does not name {cfg}");
+        assert!(!init.contains(&*root.to_string_lossy()), "{b}-init.1");
+    }
     let ini = String::from_utf8(t["etc/opt/simplex-xftp/file-server.ini"].3.clone()).unwrap();
     assert!(ini.contains("\npath = /srv/xftp\n"), "{ini}");
     assert!(

@@ -60,6 +60,8 @@ enum Command {
     },
     /// Check every record of every file and say which are damaged
     Verify { image: PathBuf },
+    #[command(flatten)]
+    Docs(smp_core::cli::Docs),
 }
 
 fn parse_size(s: &str) -> Result<u64, String> {
@@ -360,6 +362,9 @@ async fn main() -> ExitCode {
             partial,
         } => with_keys(image).and_then(|k| extract(image, &k, name, out, *partial)),
         Command::Verify { image } => with_keys(image).and_then(|k| verify(image, &k)),
+        Command::Docs(d) => d
+            .run(<Cli as clap::CommandFactory>::command())
+            .map_err(|e| Fail::new(1, e.to_string())),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,

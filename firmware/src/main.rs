@@ -54,6 +54,8 @@ enum Cmd {
         /// Only this contact's
         name: Option<String>,
     },
+    #[command(flatten)]
+    Docs(smp_core::cli::Docs),
 }
 
 fn parse_size(s: &str) -> Result<u64, String> {
@@ -126,6 +128,15 @@ async fn main() -> ExitCode {
                 println!("{l}");
             }
         }),
+        Cmd::Docs(d) => {
+            return match d.run(<Cli as clap::CommandFactory>::command()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("simplego-device: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,

@@ -18,6 +18,8 @@ pub mod accept;
 pub mod address;
 pub mod agent;
 pub mod chat;
+#[cfg(feature = "cli")]
+pub mod cli;
 #[cfg(feature = "std")]
 pub mod client;
 pub mod crypto;

@@ -7,7 +7,7 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::Path;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use smp_core::encoding::string::b64_encode;
 use smp_core::tls::{KeyAlgorithm, ServerIdentity, load_fingerprint};
 
@@ -34,6 +34,41 @@ pub enum Command {
         #[arg(short = 'y', long = "yes")]
         yes: bool,
     },
+    #[command(flatten)]
+    Docs(smp_core::cli::Docs),
+}
+
+/// The clap command with the directories in force (the environment
+/// variables honoured) in its help texts.
+pub fn command(paths: &ServerPaths) -> clap::Command {
+    let (cfg, log) = (paths.cfg_dir.display(), paths.log_dir.display());
+    Cli::command()
+        .mut_subcommand("init", |c| {
+            c.about(format!(
+                "Create the configuration ({cfg}), the TLS identity and the data directory ({log})."
+            ))
+        })
+        .mut_subcommand("start", |c| {
+            c.about(format!(
+                "Run the router (configuration: {}).",
+                paths.cfg(INI_FILE).display()
+            ))
+        })
+        .mut_subcommand("delete", |c| {
+            c.about(format!(
+                "Delete {cfg} and {log}: the configuration and all data (asks first)."
+            ))
+        })
+}
+
+/// Parses the arguments (the first one is the program name).
+pub fn parse_args<I, T>(paths: &ServerPaths, args: I) -> Result<Cli, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let matches = command(paths).try_get_matches_from(args)?;
+    Cli::from_arg_matches(&matches)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -99,6 +134,7 @@ where
         Command::Init(o) => init(paths, &o),
         Command::Start => prepare_start(paths).and_then(start),
         Command::Delete { yes } => delete(paths, yes, &mut io::stdin().lock()),
+        Command::Docs(d) => d.run(command(paths)).map_err(|e| e.to_string()),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,

@@ -2,8 +2,7 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-use smp_server::cli::{self, Cli};
+use smp_server::cli;
 use smp_server::config::ServerPaths;
 
 fn main() -> ExitCode {
@@ -16,7 +15,7 @@ fn main() -> ExitCode {
         )
         .init();
     let paths = ServerPaths::from_env();
-    let args = match Cli::try_parse() {
+    let args = match cli::parse_args(&paths, std::env::args_os()) {
         Ok(a) => a,
         Err(e) => {
             let _ = e.print();

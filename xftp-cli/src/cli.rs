@@ -169,6 +169,8 @@ every request."
         /// File size (bytes/kb/mb/gb)
         size: FileSize,
     },
+    #[command(flatten)]
+    Docs(smp_core::cli::Docs),
 }
 
 #[derive(clap::Args)]
@@ -218,6 +220,15 @@ where
         let _ = <Cli as clap::CommandFactory>::command().print_help();
         return ExitCode::from(1);
     };
+    if let Command::Docs(docs) = &command {
+        return match docs.run(<Cli as clap::CommandFactory>::command()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("Error: {e}");
+                ExitCode::from(1)
+            }
+        };
+    }
     let verbose = match &command {
         Command::Send { common, .. }
         | Command::Recv { common, .. }
@@ -436,6 +447,8 @@ async fn run(
             println!("File created: {}", file.display());
             Ok(())
         }
+        // Answered in main, without a runtime.
+        Command::Docs(_) => Ok(()),
     }
 }
 

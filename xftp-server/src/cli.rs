@@ -75,6 +75,8 @@ pub enum Command {
     Start(StartOptions),
     /// Delete configuration and log files
     Delete,
+    #[command(flatten)]
+    Docs(smp_core::cli::Docs),
 }
 
 /// Certificate signature algorithm (`-a`), spelled as in the reference.
@@ -222,6 +224,10 @@ where
         Some(Command::Start(_)) => prepare_start(paths)
             .and_then(|cfg| start(cfg).map_err(|e| Exit::stderr(format!("Error: {e}")))),
         Some(Command::Delete) => delete(paths, &mut io::stdin().lock()),
+        // The directories in force appear in the pages, as in --help.
+        Some(Command::Docs(d)) => d
+            .run(command(paths))
+            .map_err(|e| Exit::stderr(format!("Error: {e}"))),
         None => {
             let _ = command(paths).print_help();
             return ExitCode::FAILURE;
