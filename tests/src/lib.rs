@@ -258,6 +258,9 @@ pub struct Device {
     child: Option<Child>,
     stdin: Option<ChildStdin>,
     lines: Arc<Mutex<Vec<String>>>,
+    /// The thread collecting `lines`: joined after the process exits, so
+    /// its last lines are in before they are looked at.
+    reader: Option<std::thread::JoinHandle<()>>,
     /// Lines of earlier runs of this device.
     pub before: Vec<String>,
 }
@@ -278,6 +281,7 @@ impl Device {
             child: None,
             stdin: None,
             lines: Default::default(),
+            reader: None,
             before: Vec::new(),
         };
         d.start();
@@ -301,12 +305,12 @@ impl Device {
         let out = child.stdout.take().unwrap();
         let lines = Arc::new(Mutex::new(Vec::new()));
         let sink = lines.clone();
-        std::thread::spawn(move || {
+        self.reader = Some(std::thread::spawn(move || {
             for l in BufReader::new(out).lines() {
                 let Ok(l) = l else { break };
                 sink.lock().unwrap().push(l);
             }
-        });
+        }));
         self.lines = lines;
         self.child = Some(child);
         self.wait_for("ready");
@@ -356,6 +360,7 @@ impl Device {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
+            self.join_reader();
             self.before.extend(self.output());
         }
     }
@@ -366,6 +371,7 @@ impl Device {
             sigterm(&c);
             let st = c.wait().unwrap();
             assert!(st.success(), "the device's exit on SIGTERM: {st}");
+            self.join_reader();
             let out = self.output();
             let peak: usize = out
                 .iter()
@@ -379,6 +385,20 @@ impl Device {
                 "the device's heap peaked at {peak} bytes (bound {DEVICE_HEAP_BOUND})"
             );
             self.before.extend(out);
+        }
+    }
+
+    /// Waits until the exited process's output is all read (its pipe
+    /// closed with it; a child it left holding the pipe is not waited for).
+    fn join_reader(&mut self) {
+        if let Some(r) = self.reader.take() {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while !r.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            if r.is_finished() {
+                let _ = r.join();
+            }
         }
     }
 
