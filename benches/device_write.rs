@@ -188,6 +188,7 @@ fn xftp_file(len: usize) -> (FileDescription, Vec<Vec<u8>>) {
         chunk_size: plan.chunk_sizes[0],
         chunks: descs,
         redirect: None,
+        parity: None,
     };
     (desc, chunks)
 }

@@ -173,9 +173,9 @@ fn description_cases_both_directions() {
 
 /// The sender and recipient descriptions rebuilt from the upload facts
 /// (servers, IDs, key seeds) give exactly the vector YAML.
-#[test]
-fn split_descriptions_rebuilds_the_vectors() {
-    let v = vectors();
+/// The upload facts of the vector file: its file fields and one copy of
+/// each chunk, on the server the vector put it on.
+fn vector_upload(v: &Value) -> (UploadedFile, Vec<UploadedChunk>) {
     let f = &v["file"];
     let servers: Vec<ServerAddress> = f["servers"]
         .as_array()
@@ -218,6 +218,13 @@ fn split_descriptions_rebuilds_the_vectors() {
         chunk_size: sizes[0],
         redirect: None,
     };
+    (file, chunks)
+}
+
+#[test]
+fn split_descriptions_rebuilds_the_vectors() {
+    let v = vectors();
+    let (file, chunks) = vector_upload(&v);
     let (rcvs, snd) = split_descriptions(&file, &chunks).unwrap();
     assert_eq!(rcvs.len(), 2);
     assert_eq!(
@@ -245,6 +252,69 @@ fn split_descriptions_rebuilds_the_vectors() {
             expected: 2,
             found: 1
         })
+    );
+}
+
+/// Copies of a chunk on several servers become its replicas, in the order
+/// given, in every party's description; the YAML reads back the same and
+/// the result is still a valid description of the same file.
+#[test]
+fn copies_of_a_chunk_become_its_replicas() {
+    let v = vectors();
+    let (file, chunks) = vector_upload(&v);
+    let other =
+        ServerAddress::parse("xftp://LcJUMfVhwD8yxjAiSaDzzGF3-kLG4Uh0Fl_ZIjrRwjI=@localhost:7001")
+            .unwrap();
+    let mut copies = Vec::new();
+    for c in &chunks {
+        copies.push(c.clone());
+        let mut second = c.clone();
+        second.server = other.clone();
+        second.sender_id.reverse();
+        for r in &mut second.recipients {
+            r.0.reverse();
+        }
+        copies.push(second);
+    }
+    let (rcvs, snd) = split_descriptions(&file, &copies).unwrap();
+    for (d, pick) in rcvs
+        .iter()
+        .enumerate()
+        .map(|(i, d)| (d, Some(i)))
+        .chain([(&snd, None)])
+    {
+        assert_eq!(d.chunks.len(), chunks.len());
+        for (fc, c) in d.chunks.iter().zip(&chunks) {
+            let id = |copy: &UploadedChunk| match pick {
+                Some(i) => copy.recipients[i].0.clone(),
+                None => copy.sender_id.clone(),
+            };
+            let servers: Vec<_> = fc.replicas.iter().map(|r| r.server.clone()).collect();
+            assert_eq!(servers, [c.server.clone(), other.clone()]);
+            let mut rev = id(c);
+            rev.reverse();
+            assert_eq!(fc.replicas[0].replica_id, id(c));
+            assert_eq!(fc.replicas[1].replica_id, rev);
+            assert_eq!(fc.digest, c.digest);
+        }
+        // YAML groups lines by server (in server order, as the reference
+        // writes it), so a chunk's replicas read back in that order: the
+        // same replicas, and from then on the same description.
+        let back = FileDescription::from_yaml(&d.to_yaml()).unwrap();
+        assert_eq!(FileDescription::from_yaml(&back.to_yaml()).unwrap(), back);
+        for (b, c) in back.chunks.iter().zip(&d.chunks) {
+            let mut want = c.replicas.clone();
+            want.sort_by(|x, y| x.server.cmp(&y.server));
+            assert_eq!(b.replicas, want);
+        }
+        back.validate().unwrap();
+    }
+    // Copies that disagree on the chunk's digest are refused.
+    let mut bad = copies.clone();
+    bad[3].digest[0] ^= 1;
+    assert_eq!(
+        split_descriptions(&file, &bad),
+        Err(DescriptionError::DifferentSizeOrDigest(2))
     );
 }
 
@@ -738,6 +808,7 @@ fn description_strategy() -> impl Strategy<Value = FileDescription> {
                     chunk_size,
                     chunks,
                     redirect: redirect.map(|(size, digest)| RedirectFileInfo { size, digest }),
+                    parity: None,
                 }
             },
         )
@@ -803,4 +874,96 @@ proptest! {
         let cut = cut.min(frag.len().saturating_sub(8));
         prop_assert!(decode_fragment(&frag[..cut]).is_err());
     }
+}
+
+/// A description with parity (our extension): the parity chunks read back
+/// exactly, and what the reference's readers see of it is the plain
+/// description. Data.Yaml ignores unknown keys and xftp-web reads only
+/// unindented `key: value` lines and the `replicas:` block, so the check is:
+/// the block is one unindented `parity:` line before `party:` followed by
+/// indented lines only, and without it the text is the plain description's.
+#[test]
+fn parity_block_is_invisible_to_the_reference_readers() {
+    let v = vectors();
+    let (file, chunks) = vector_upload(&v);
+    let n_data = chunks.len();
+    let longest = chunks.iter().map(|c| c.chunk_size).max().unwrap();
+    // 2 data chunks per group, 1 parity chunk each.
+    let groups = n_data.div_ceil(2);
+    let parity_chunks: Vec<UploadedChunk> = (0..groups)
+        .map(|g| {
+            let mut c = chunks[g * 2].clone();
+            c.chunk_no = g as u32 + 1;
+            c.chunk_size = chunks[g * 2..(g * 2 + 2).min(n_data)]
+                .iter()
+                .map(|c| c.chunk_size)
+                .max()
+                .unwrap();
+            c.digest = vec![g as u8 + 1; 32];
+            c.sender_id.push(0xEE);
+            c
+        })
+        .collect();
+    assert!(parity_chunks.iter().any(|c| c.chunk_size == longest));
+    let parity = smp_core::file::description::UploadedParity {
+        data: 2,
+        parity: 1,
+        chunks: &parity_chunks,
+    };
+    let (plain_rcvs, plain_snd) = split_descriptions(&file, &chunks).unwrap();
+    let (rcvs, snd) =
+        smp_core::file::description::split_descriptions_with_parity(&file, &chunks, Some(parity))
+            .unwrap();
+    for (with, plain) in rcvs
+        .iter()
+        .chain([&snd])
+        .zip(plain_rcvs.iter().chain([&plain_snd]))
+    {
+        let yaml = with.to_yaml();
+        let back = FileDescription::from_yaml(&yaml).unwrap();
+        assert_eq!(&back, with);
+        let p = back.clone().validate().unwrap().parity.clone().unwrap();
+        assert_eq!((p.data, p.parity, p.chunks.len()), (2, 1, groups));
+
+        let lines: Vec<&str> = yaml.lines().collect();
+        let at = lines.iter().position(|l| *l == "parity:").unwrap();
+        let end = at
+            + 1
+            + lines[at + 1..]
+                .iter()
+                .take_while(|l| l.starts_with("  "))
+                .count();
+        assert!(lines[end].starts_with("party: "), "{}", lines[end]);
+        assert_eq!(lines.iter().filter(|l| l.starts_with("parity")).count(), 1);
+        let mut without = lines[..at].to_vec();
+        without.extend_from_slice(&lines[end..]);
+        assert_eq!(without.join("\n") + "\n", plain.to_yaml());
+        // Nothing in the block can be taken for a top-level key by a
+        // line reader that strips nothing: every line is indented.
+        assert!(lines[at + 1..end].iter().all(|l| l.starts_with("  ")));
+    }
+
+    // A parity chunk shorter than its group's longest data chunk, or one
+    // missing, does not validate.
+    let mut short = rcvs[0].clone();
+    let p = short.parity.as_mut().unwrap();
+    let g = p
+        .chunks
+        .iter()
+        .position(|c| c.chunk_size == longest)
+        .unwrap();
+    p.chunks[g].chunk_size = longest / 2;
+    assert_eq!(
+        short.validate(),
+        Err(DescriptionError::ParityChunkSize(g as u32 + 1))
+    );
+    let mut missing = rcvs[0].clone();
+    missing.parity.as_mut().unwrap().chunks.pop();
+    assert_eq!(
+        missing.validate(),
+        Err(DescriptionError::ParityChunks {
+            expected: groups,
+            found: groups - 1
+        })
+    );
 }

@@ -67,6 +67,7 @@ async fn redirect_description(server: &str, yaml: &[u8], redirect: RedirectFileI
             }],
         }],
         redirect: Some(redirect),
+        parity: None,
     }
     .to_yaml()
 }

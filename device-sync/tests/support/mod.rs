@@ -125,6 +125,7 @@ pub fn publish(content: Vec<u8>, replicas: usize) -> Published {
             chunk_size: plan.chunk_sizes[0],
             chunks: descs,
             redirect: None,
+            parity: None,
         },
         chunks,
     }

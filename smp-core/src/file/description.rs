@@ -62,6 +62,14 @@ pub enum DescriptionError {
     NoDigestForChunk(u32),
     #[error("different size or digest in replicas of chunk {0}")]
     DifferentSizeOrDigest(u32),
+    #[error("parity {data}:{parity} is not possible: both at least 1, at most 256 together")]
+    ParityScheme { data: u16, parity: u16 },
+    #[error("the parity block lists {found} parity chunks, expected {expected} numbered 1..")]
+    ParityChunks { expected: usize, found: usize },
+    #[error("parity chunk {0} is not as long as the longest data chunk of its group")]
+    ParityChunkSize(u32),
+    #[error("chunk {0} has no replica: no server holds it")]
+    NoReplicas(u32),
     #[error("chunk numbers are not sequential (expected 1..{0})")]
     ChunkNumbersNotSequential(usize),
     #[error("chunks total size {chunks} is different than file size {file}")]
@@ -261,6 +269,101 @@ pub struct FileDescription {
     pub chunk_size: u32,
     pub chunks: Vec<FileChunk>,
     pub redirect: Option<RedirectFileInfo>,
+    /// Reed–Solomon parity chunks (ours; the reference's parsers skip it).
+    pub parity: Option<Parity>,
+}
+
+/// Reed–Solomon parity over the data chunks, so that a group of `data`
+/// chunks survives the loss of any `parity` of its chunks. Groups are runs
+/// of consecutive data chunks: chunks 1..=K are group 1, and so on; the
+/// last group may be shorter. Parity chunks are numbered on their own from
+/// 1, group g's being (g-1)·M+1 ..= g·M. Each parity chunk is as long as
+/// its group's longest data chunk; shorter data chunks count as padded
+/// with zeros, and shard j of a group is its j-th data chunk, then its
+/// parity chunks in order (`reed-solomon-erasure`'s GF(2^8) code).
+///
+/// In YAML it is the top-level `parity:` mapping (`data`, `parity`, and
+/// `replicas` written as the file's own), placed before `party:`: the
+/// reference CLI (aeson, unknown keys ignored) and xftp-web (a line
+/// reader that reads only unindented keys and the `replicas:` block) both
+/// skip it and download the data chunks as usual.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Parity {
+    /// Data chunks per group (K).
+    pub data: u16,
+    /// Parity chunks per group (M).
+    pub parity: u16,
+    pub chunks: Vec<FileChunk>,
+}
+
+impl Parity {
+    /// GF(2^8) codes have at most 256 shards per group.
+    pub const MAX_SHARDS: usize = 256;
+
+    /// Checks K and M before anything is encoded.
+    pub fn check_scheme(data: u16, parity: u16) -> Result<(), DescriptionError> {
+        if data == 0 || parity == 0 || usize::from(data) + usize::from(parity) > Self::MAX_SHARDS {
+            return Err(DescriptionError::ParityScheme { data, parity });
+        }
+        Ok(())
+    }
+
+    /// Groups over `n` data chunks.
+    pub fn groups(data: u16, n: usize) -> usize {
+        n.div_ceil(usize::from(data.max(1)))
+    }
+
+    /// Indexes (0-based) of group `g`'s data chunks among `n`.
+    pub fn group_data(&self, g: usize, n: usize) -> core::ops::Range<usize> {
+        let k = usize::from(self.data);
+        (g * k).min(n)..((g + 1) * k).min(n)
+    }
+
+    /// Indexes (0-based) of group `g`'s parity chunks.
+    pub fn group_parity(&self, g: usize) -> core::ops::Range<usize> {
+        let m = usize::from(self.parity);
+        g * m..(g + 1) * m
+    }
+
+    /// The group of data chunk index `i`.
+    pub fn group_of(&self, i: usize) -> usize {
+        i / usize::from(self.data)
+    }
+
+    /// Every group has its M parity chunks, numbered in order, each as long
+    /// as the group's longest data chunk and stored somewhere.
+    pub fn validate(&self, data_chunks: &[FileChunk]) -> Result<(), DescriptionError> {
+        Self::check_scheme(self.data, self.parity)?;
+        let groups = Self::groups(self.data, data_chunks.len());
+        let expected = groups * usize::from(self.parity);
+        let sequential = self
+            .chunks
+            .iter()
+            .enumerate()
+            .all(|(i, c)| usize::try_from(c.chunk_no).ok() == Some(i + 1));
+        if self.chunks.len() != expected || !sequential {
+            return Err(DescriptionError::ParityChunks {
+                expected,
+                found: self.chunks.len(),
+            });
+        }
+        for g in 0..groups {
+            let longest = data_chunks[self.group_data(g, data_chunks.len())]
+                .iter()
+                .map(|c| c.chunk_size)
+                .max()
+                .unwrap_or(0);
+            for c in &self.chunks[self.group_parity(g)] {
+                if c.chunk_size != longest {
+                    return Err(DescriptionError::ParityChunkSize(c.chunk_no));
+                }
+                if c.replicas.is_empty() {
+                    return Err(DescriptionError::NoReplicas(c.chunk_no));
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// A description that passed [`FileDescription::validate`].
@@ -376,8 +479,13 @@ impl FileDescription {
     }
 
     /// The reference's `validateFileDescription`: chunks numbered exactly
-    /// 1..n in order, and their sizes adding up to the file size.
+    /// 1..n in order, and their sizes adding up to the file size; and every
+    /// chunk somewhere (parsed YAML always is; a description built in code
+    /// might not be).
     pub fn validate(self) -> Result<ValidFileDescription, DescriptionError> {
+        if let Some(c) = self.chunks.iter().find(|c| c.replicas.is_empty()) {
+            return Err(DescriptionError::NoReplicas(c.chunk_no));
+        }
         let n = self.chunks.len();
         let sequential = self
             .chunks
@@ -397,42 +505,22 @@ impl FileDescription {
                 chunks: total,
             });
         }
+        if let Some(p) = &self.parity {
+            p.validate(&self.chunks)?;
+        }
         Ok(ValidFileDescription(self))
     }
 
     /// Replica lines in chunk order: digest only on a chunk's first replica,
     /// size only there and only when it differs from the default.
     pub fn unfold_replicas(&self) -> Vec<ServerReplica> {
-        let mut out = Vec::new();
-        for c in &self.chunks {
-            for (i, r) in c.replicas.iter().enumerate() {
-                let first = i == 0;
-                out.push(ServerReplica {
-                    chunk_no: c.chunk_no,
-                    server: r.server.clone(),
-                    replica_id: r.replica_id.clone(),
-                    replica_key: r.replica_key.clone(),
-                    digest: first.then(|| c.digest.clone()),
-                    chunk_size: (first && c.chunk_size != self.chunk_size).then_some(c.chunk_size),
-                });
-            }
-        }
-        out
+        unfold(&self.chunks, self.chunk_size)
     }
 
     /// Replica lines grouped per server, groups in server order, lines
     /// keeping their order (the reference's stable `groupAllWith`).
     pub fn replicas_by_server(&self) -> Vec<(ServerAddress, Vec<ServerReplica>)> {
-        let mut all = self.unfold_replicas();
-        all.sort_by(|a, b| a.server.cmp(&b.server));
-        let mut groups: Vec<(ServerAddress, Vec<ServerReplica>)> = Vec::new();
-        for r in all {
-            match groups.last_mut() {
-                Some((s, g)) if *s == r.server => g.push(r),
-                _ => groups.push((r.server.clone(), alloc::vec![r])),
-            }
-        }
-        groups
+        by_server(self.unfold_replicas())
     }
 
     /// The YAML text exactly as the reference writes it.
@@ -447,6 +535,13 @@ impl FileDescription {
         yaml_kv(&mut y, "", "digest", &b64_encode(&self.digest));
         yaml_kv(&mut y, "", "key", &b64_encode(&self.key));
         yaml_kv(&mut y, "", "nonce", &b64_encode(&self.nonce));
+        if let Some(p) = &self.parity {
+            // Indented throughout: see [`Parity`] for why this place.
+            y.push_str("parity:\n");
+            let _ = writeln!(y, "  data: {}", p.data);
+            let _ = writeln!(y, "  parity: {}", p.parity);
+            write_groups(&mut y, "  ", &by_server(unfold(&p.chunks, self.chunk_size)));
+        }
         yaml_kv(&mut y, "", "party", self.party.as_str());
         if let Some(r) = &self.redirect {
             y.push_str("redirect:\n");
@@ -454,19 +549,7 @@ impl FileDescription {
             // A JSON number in the reference, so never quoted.
             let _ = writeln!(y, "  size: {}", r.size);
         }
-        let groups = self.replicas_by_server();
-        if groups.is_empty() {
-            y.push_str("replicas: []\n");
-        } else {
-            y.push_str("replicas:\n");
-            for (server, lines) in &groups {
-                y.push_str("- chunks:\n");
-                for l in lines {
-                    yaml_item(&mut y, "  ", &l.encode_line());
-                }
-                yaml_kv(&mut y, "  ", "server", &server.to_string());
-            }
-        }
+        write_groups(&mut y, "", &self.replicas_by_server());
         yaml_kv(&mut y, "", "size", &FileSize(self.size).to_string());
         y
     }
@@ -526,8 +609,9 @@ impl FileDescription {
     }
 }
 
-/// What the sender knows about one uploaded chunk: where it is and the
-/// sender's and every recipient's ID and key for it.
+/// What the sender knows about one uploaded copy of a chunk: where it is
+/// and the sender's and every recipient's ID and key for it. A chunk kept
+/// on several servers is several of these with the same number.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UploadedChunk {
     pub chunk_no: u32,
@@ -552,19 +636,44 @@ pub struct UploadedFile {
 }
 
 /// One description per recipient plus the sender's, as the reference CLI
-/// makes them after an upload. Every chunk must list the same number of recipients.
+/// makes them after an upload. Every copy must list the same number of
+/// recipients; copies of one chunk (in `chunks` order, which is the order
+/// of their replicas) must agree on its size and digest.
 pub fn split_descriptions(
     file: &UploadedFile,
     chunks: &[UploadedChunk],
 ) -> Result<(Vec<FileDescription>, FileDescription), DescriptionError> {
+    split_descriptions_with_parity(file, chunks, None)
+}
+
+/// Parity chunks of an upload: K, M and their copies, numbered as in [`Parity`].
+#[derive(Debug, Clone, Copy)]
+pub struct UploadedParity<'a> {
+    pub data: u16,
+    pub parity: u16,
+    pub chunks: &'a [UploadedChunk],
+}
+
+/// [`split_descriptions`], with every description carrying the parity.
+pub fn split_descriptions_with_parity(
+    file: &UploadedFile,
+    chunks: &[UploadedChunk],
+    parity: Option<UploadedParity<'_>>,
+) -> Result<(Vec<FileDescription>, FileDescription), DescriptionError> {
     let n = chunks.first().map_or(0, |c| c.recipients.len());
-    if let Some(c) = chunks.iter().find(|c| c.recipients.len() != n) {
+    let all = chunks.iter().chain(parity.iter().flat_map(|p| p.chunks));
+    if let Some(c) = all.clone().find(|c| c.recipients.len() != n) {
         return Err(DescriptionError::RecipientCount {
             chunk_no: c.chunk_no,
             expected: n,
             found: c.recipients.len(),
         });
     }
+    let data = copies_by_number(chunks)?;
+    let parity_copies = match &parity {
+        Some(p) => Some(copies_by_number(p.chunks)?),
+        None => None,
+    };
     let describe =
         |party, pick: &dyn Fn(&UploadedChunk) -> (Vec<u8>, ReplicaKey)| FileDescription {
             party,
@@ -573,23 +682,16 @@ pub fn split_descriptions(
             key: file.key,
             nonce: file.nonce,
             chunk_size: file.chunk_size,
-            chunks: chunks
-                .iter()
-                .map(|c| {
-                    let (replica_id, replica_key) = pick(c);
-                    FileChunk {
-                        chunk_no: c.chunk_no,
-                        chunk_size: c.chunk_size,
-                        digest: c.digest.clone(),
-                        replicas: alloc::vec![FileChunkReplica {
-                            server: c.server.clone(),
-                            replica_id,
-                            replica_key,
-                        }],
-                    }
-                })
-                .collect(),
+            chunks: file_chunks(&data, pick),
             redirect: file.redirect.clone(),
+            parity: parity
+                .as_ref()
+                .zip(parity_copies.as_ref())
+                .map(|(p, copies)| Parity {
+                    data: p.data,
+                    parity: p.parity,
+                    chunks: file_chunks(copies, pick),
+                }),
         };
     let recipients = (0..n)
         .map(|r| describe(FileParty::Recipient, &|c| c.recipients[r].clone()))
@@ -598,6 +700,98 @@ pub fn split_descriptions(
         (c.sender_id.clone(), c.sender_key.clone())
     });
     Ok((recipients, sender))
+}
+
+/// Copies by chunk number, numbers ascending, copies in the given order;
+/// the copies of one chunk must agree on its size and digest.
+fn copies_by_number(
+    chunks: &[UploadedChunk],
+) -> Result<BTreeMap<u32, Vec<&UploadedChunk>>, DescriptionError> {
+    let mut by_no: BTreeMap<u32, Vec<&UploadedChunk>> = BTreeMap::new();
+    for c in chunks {
+        let copies = by_no.entry(c.chunk_no).or_default();
+        if let Some(first) = copies.first()
+            && (first.chunk_size != c.chunk_size || first.digest != c.digest)
+        {
+            return Err(DescriptionError::DifferentSizeOrDigest(c.chunk_no));
+        }
+        copies.push(c);
+    }
+    Ok(by_no)
+}
+
+/// One party's view of grouped copies: its ID and key on each.
+fn file_chunks(
+    by_no: &BTreeMap<u32, Vec<&UploadedChunk>>,
+    pick: &dyn Fn(&UploadedChunk) -> (Vec<u8>, ReplicaKey),
+) -> Vec<FileChunk> {
+    by_no
+        .values()
+        .map(|copies| FileChunk {
+            chunk_no: copies[0].chunk_no,
+            chunk_size: copies[0].chunk_size,
+            digest: copies[0].digest.clone(),
+            replicas: copies
+                .iter()
+                .map(|c| {
+                    let (replica_id, replica_key) = pick(c);
+                    FileChunkReplica {
+                        server: c.server.clone(),
+                        replica_id,
+                        replica_key,
+                    }
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+/// Chunks into replica lines (see [`FileDescription::unfold_replicas`]).
+fn unfold(chunks: &[FileChunk], default_size: u32) -> Vec<ServerReplica> {
+    let mut out = Vec::new();
+    for c in chunks {
+        for (i, r) in c.replicas.iter().enumerate() {
+            let first = i == 0;
+            out.push(ServerReplica {
+                chunk_no: c.chunk_no,
+                server: r.server.clone(),
+                replica_id: r.replica_id.clone(),
+                replica_key: r.replica_key.clone(),
+                digest: first.then(|| c.digest.clone()),
+                chunk_size: (first && c.chunk_size != default_size).then_some(c.chunk_size),
+            });
+        }
+    }
+    out
+}
+
+fn by_server(mut all: Vec<ServerReplica>) -> Vec<(ServerAddress, Vec<ServerReplica>)> {
+    all.sort_by(|a, b| a.server.cmp(&b.server));
+    let mut groups: Vec<(ServerAddress, Vec<ServerReplica>)> = Vec::new();
+    for r in all {
+        match groups.last_mut() {
+            Some((s, g)) if *s == r.server => g.push(r),
+            _ => groups.push((r.server.clone(), alloc::vec![r])),
+        }
+    }
+    groups
+}
+
+/// `replicas:` and its per-server groups, at `indent`.
+fn write_groups(y: &mut String, indent: &str, groups: &[(ServerAddress, Vec<ServerReplica>)]) {
+    if groups.is_empty() {
+        let _ = writeln!(y, "{indent}replicas: []");
+        return;
+    }
+    let _ = writeln!(y, "{indent}replicas:");
+    let inner = alloc::format!("{indent}  ");
+    for (server, lines) in groups {
+        let _ = writeln!(y, "{indent}- chunks:");
+        for l in lines {
+            yaml_item(y, &inner, &l.encode_line());
+        }
+        yaml_kv(y, &inner, "server", &server.to_string());
+    }
 }
 
 // ---------------------------------------------------------------- YAML text
@@ -1012,32 +1206,30 @@ mod reader {
                     });
                 }
             };
-            let Yaml::Sequence(groups) = req(&doc, "replicas")? else {
-                return Err(DescriptionError::WrongType {
-                    field: "replicas",
-                    expected: "a list",
-                });
-            };
-            let mut replicas = Vec::new();
-            for g in groups {
-                if !g.is_mapping() {
-                    return Err(DescriptionError::WrongType {
-                        field: "replicas",
-                        expected: "a list of mappings",
-                    });
-                }
-                let server = parse_server(string(req(g, "server")?, "server")?)?;
-                let Yaml::Sequence(lines) = req(g, "chunks")? else {
-                    return Err(DescriptionError::WrongType {
-                        field: "chunks",
-                        expected: "a list",
-                    });
-                };
-                for l in lines {
-                    replicas.push(ServerReplica::parse_line(&server, string(l, "chunks")?)?);
-                }
-            }
+            let replicas = replica_lines(req(&doc, "replicas")?)?;
             let chunks = FileDescription::fold_replicas(chunk_size, replicas)?;
+            let parity = match get(&doc, "parity") {
+                None => None,
+                Some(p) if p.is_mapping() => {
+                    let small = |field: &'static str| -> Result<u16, DescriptionError> {
+                        let v = integer_field(req(p, field)?, field)?;
+                        u16::try_from(v).map_err(|_| DescriptionError::SizeOutOfRange { field })
+                    };
+                    let (data, parity) = (small("data")?, small("parity")?);
+                    let lines = replica_lines(req(p, "replicas")?)?;
+                    Some(Parity {
+                        data,
+                        parity,
+                        chunks: FileDescription::fold_replicas(chunk_size, lines)?,
+                    })
+                }
+                Some(_) => {
+                    return Err(DescriptionError::WrongType {
+                        field: "parity",
+                        expected: "a mapping",
+                    });
+                }
+            };
             Ok(FileDescription {
                 party,
                 size,
@@ -1047,8 +1239,39 @@ mod reader {
                 chunk_size,
                 chunks,
                 redirect,
+                parity,
             })
         }
+    }
+
+    /// A `replicas:` list: per-server groups of replica lines.
+    fn replica_lines(node: &Yaml<'_>) -> Result<Vec<ServerReplica>, DescriptionError> {
+        let Yaml::Sequence(groups) = node else {
+            return Err(DescriptionError::WrongType {
+                field: "replicas",
+                expected: "a list",
+            });
+        };
+        let mut replicas = Vec::new();
+        for g in groups {
+            if !g.is_mapping() {
+                return Err(DescriptionError::WrongType {
+                    field: "replicas",
+                    expected: "a list of mappings",
+                });
+            }
+            let server = parse_server(string(req(g, "server")?, "server")?)?;
+            let Yaml::Sequence(lines) = req(g, "chunks")? else {
+                return Err(DescriptionError::WrongType {
+                    field: "chunks",
+                    expected: "a list",
+                });
+            };
+            for l in lines {
+                replicas.push(ServerReplica::parse_line(&server, string(l, "chunks")?)?);
+            }
+        }
+        Ok(replicas)
     }
 
     impl ValidFileDescription {
