@@ -73,6 +73,8 @@ async fn send_both(dir: &Path, servers: &str, data: &[u8]) -> (PathBuf, PathBuf)
             out_dir: out,
             recipients: 1,
             servers: xftp_cli::servers::parse_server_list(servers).unwrap(),
+            replicas: 1,
+            parity: None,
             tmp_dir: dir.to_path_buf(),
             transfer: TransferOptions::default(),
         },

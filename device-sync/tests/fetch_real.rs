@@ -81,6 +81,8 @@ async fn send(dir: &Path, servers: &[&Server], data: &[u8]) -> ValidFileDescript
                 .join(";"),
         )
         .unwrap(),
+        replicas: 1,
+        parity: None,
         tmp_dir: dir.to_path_buf(),
         transfer: TransferOptions::default(),
     };

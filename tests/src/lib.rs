@@ -147,10 +147,12 @@ impl Drop for SmpRouter {
     }
 }
 
-/// `xftp-server` as an operator runs it, on a free port.
+/// `xftp-server` as an operator runs it, on a free port; it can be
+/// stopped and started again on the same files and port.
 pub struct XftpServer {
-    _dir: tempfile::TempDir,
-    child: Child,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+    port: u16,
     pub address: String,
 }
 
@@ -158,15 +160,7 @@ impl XftpServer {
     pub fn start() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let files = dir.path().join("files");
-        let cmd = || {
-            let mut c = Command::new(bin("xftp-server"));
-            c.env("XFTP_SERVER_CFG_PATH", dir.path().join("etc"))
-                .env("XFTP_SERVER_LOG_PATH", dir.path().join("var"))
-                .env("RUST_LOG", "warn")
-                .stdin(Stdio::null());
-            c
-        };
-        let out = cmd()
+        let out = Self::command(dir.path())
             .args(["init", "-p", files.to_str().unwrap(), "-q", "1gb"])
             .output()
             .unwrap();
@@ -184,25 +178,65 @@ impl XftpServer {
             "port = 443\n",
             &format!("port = {port}\n"),
         );
-        let child = cmd()
+        let mut s = XftpServer {
+            dir,
+            child: None,
+            port,
+            address: format!("xftp://{fp}@127.0.0.1:{port}"),
+        };
+        s.resume();
+        s
+    }
+
+    fn command(dir: &Path) -> Command {
+        let mut c = Command::new(bin("xftp-server"));
+        c.env("XFTP_SERVER_CFG_PATH", dir.join("etc"))
+            .env("XFTP_SERVER_LOG_PATH", dir.join("var"))
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null());
+        c
+    }
+
+    /// Starts the server (again) and waits until it listens.
+    pub fn resume(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        let child = Self::command(self.dir.path())
             .arg("start")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        wait_port(port);
-        XftpServer {
-            _dir: dir,
-            child,
-            address: format!("xftp://{fp}@127.0.0.1:{port}"),
+        self.child = Some(child);
+        wait_port(self.port);
+    }
+
+    /// Kills the server (SIGKILL: a machine that vanished) and waits for it.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
         }
+    }
+
+    /// How many chunk files the server holds on disk.
+    pub fn stored_chunks(&self) -> usize {
+        fn count(dir: &Path) -> usize {
+            std::fs::read_dir(dir).map_or(0, |rd| {
+                rd.flatten()
+                    .map(|e| {
+                        let p = e.path();
+                        if p.is_dir() { count(&p) } else { 1 }
+                    })
+                    .sum()
+            })
+        }
+        count(&self.dir.path().join("files"))
     }
 }
 
 impl Drop for XftpServer {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.stop();
     }
 }
 

@@ -37,6 +37,15 @@ struct Cli {
     command: Option<Command>,
 }
 
+/// `K:M`, both at least 1, at most 256 together.
+fn parse_parity(s: &str) -> Result<(u16, u16), String> {
+    let bad = || format!("{s:?}: expected K:M, e.g. 4:2 (M parity chunks per K data chunks)");
+    let (k, m) = s.split_once(':').ok_or_else(bad)?;
+    let (k, m) = (k.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
+    smp_core::file::description::Parity::check_scheme(k, m).map_err(|e| e.to_string())?;
+    Ok((k, m))
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Send file
@@ -51,6 +60,13 @@ enum Command {
         /// Semicolon-separated list of XFTP server(s) to use (each server can have more than one hostname)
         #[arg(short = 's', long = "servers", value_name = "SERVER")]
         servers: Option<String>,
+        /// Keep each chunk on this many different servers (recv uses any one)
+        #[arg(long = "replicas", value_name = "R", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+        replicas: u16,
+        /// Add M Reed–Solomon parity chunks to every K data chunks, each on another
+        /// server, so that any K of a group's K+M chunks rebuild it
+        #[arg(long = "parity", value_name = "K:M", value_parser = parse_parity)]
+        parity: Option<(u16, u16)>,
         /// Send the file to this contact over SMP instead of writing descriptions
         #[arg(long = "to", value_name = "NAME")]
         to: Option<String>,
@@ -305,6 +321,8 @@ async fn run(
             dir,
             recipients,
             servers: list,
+            replicas,
+            parity,
             to,
             descr_part_size,
             common,
@@ -315,6 +333,8 @@ async fn run(
                     out_dir: PathBuf::from("."),
                     recipients: 1,
                     servers: servers::resolve_servers(list.as_deref())?,
+                    replicas: usize::from(replicas),
+                    parity,
                     tmp_dir: common.tmp_dir(),
                     transfer: common.transfer(),
                 };
@@ -331,6 +351,8 @@ async fn run(
                 out_dir: dir.unwrap_or_else(|| PathBuf::from(".")),
                 recipients,
                 servers: servers::resolve_servers(list.as_deref())?,
+                replicas: usize::from(replicas),
+                parity,
                 tmp_dir: common.tmp_dir(),
                 transfer: common.transfer(),
             };
@@ -362,6 +384,9 @@ async fn run(
                 transfer: common.transfer(),
             };
             let out = receive_file(&opts, &progress).await?;
+            for (server, e) in &out.failed_servers {
+                eprintln!("Server failed: {server}: {e}; its chunks came from other replicas");
+            }
             for e in &out.ack_failures {
                 eprintln!("Warning: the file was received, but {e}");
             }

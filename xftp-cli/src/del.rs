@@ -1,4 +1,5 @@
-//! `xftp del`: delete every chunk of a file with the sender description.
+//! `xftp del`: delete every copy of every chunk of a file with the sender
+//! description.
 
 use std::sync::Arc;
 
@@ -10,8 +11,8 @@ use crate::error::{CliError, Op};
 use crate::pool::{Pool, TransferOptions};
 use crate::recv::{DescriptionSource, load_description};
 
-/// Deletes every chunk it can (concurrently, with retries) and reports
-/// the ones it could not; returns the number of chunks deleted.
+/// Deletes every chunk copy it can (concurrently, with retries) and reports
+/// the ones it could not; returns the number of copies deleted.
 pub async fn delete_file(
     source: &DescriptionSource,
     transfer: TransferOptions,
@@ -19,9 +20,20 @@ pub async fn delete_file(
     let desc = load_description(source, FileParty::Sender)?;
     let pool = Arc::new(Pool::new(transfer));
     let mut tasks = JoinSet::new();
-    for chunk in &desc.chunks {
-        let replica = chunk.replicas[0].clone();
-        let chunk_no = chunk.chunk_no;
+    // Parity chunks have numbers of their own: `(is parity, number)`.
+    let data = desc.chunks.iter().map(|c| ((false, c.chunk_no), c));
+    let parity = desc
+        .parity
+        .iter()
+        .flat_map(|p| &p.chunks)
+        .map(|c| ((true, c.chunk_no), c));
+    let copies = data
+        .chain(parity)
+        .flat_map(|(no, c)| c.replicas.iter().map(move |r| (no, r)));
+    let mut total = 0;
+    for (chunk_no, replica) in copies {
+        total += 1;
+        let replica = replica.clone();
         let pool = pool.clone();
         tasks.spawn(async move {
             let conn = pool.get(&replica.server);
@@ -41,7 +53,6 @@ pub async fn delete_file(
             (chunk_no, r)
         });
     }
-    let total = desc.chunks.len();
     let mut failed = Vec::new();
     while let Some(r) = tasks.join_next().await {
         match r {
@@ -56,7 +67,10 @@ pub async fn delete_file(
     failed.sort_by_key(|(n, _)| *n);
     let details = failed
         .iter()
-        .map(|(n, e)| format!("  chunk {n}: {e}"))
+        .map(|((parity, n), e)| {
+            let kind = if *parity { "parity chunk" } else { "chunk" };
+            format!("  {kind} {n}: {e}")
+        })
         .collect::<Vec<_>>()
         .join("\n");
     let count = failed.len();

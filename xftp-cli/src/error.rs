@@ -123,7 +123,34 @@ pub enum CliError {
     BadLink(String),
     #[error("the SMP router cannot be reached: {0}")]
     RouterUnreachable(String),
-    #[error("{failed} of {total} chunks could not be deleted:\n{details}")]
+    #[error("{copies} copies of each chunk need {copies} servers; {servers} given")]
+    TooFewServers { copies: usize, servers: usize },
+    #[error("parity: {0}")]
+    Parity(smp_core::file::parity::ParityError),
+    #[error("chunk {chunk_no}: fewer than {copies} of the servers are reachable")]
+    TooFewReachable { chunk_no: u32, copies: usize },
+    /// Every replica of a chunk failed; `details` names each server and why.
+    #[error("chunk {chunk_no} could not be downloaded from any of its {tried} servers:\n{details}")]
+    ChunkUnavailable {
+        chunk_no: u32,
+        tried: usize,
+        details: String,
+        /// The exit code of the last replica's error.
+        code: i32,
+    },
+    /// A data chunk is lost and its parity group cannot be rebuilt.
+    #[error(
+        "chunk {chunk_no} is lost and cannot be rebuilt: its group has {have} of the {need} chunks needed; missing:\n{missing}"
+    )]
+    Unrecoverable {
+        chunk_no: u32,
+        have: usize,
+        need: usize,
+        /// One line per missing chunk of the group, with its servers.
+        missing: String,
+        code: i32,
+    },
+    #[error("{failed} of {total} chunk copies could not be deleted:\n{details}")]
     DeletePartial {
         failed: usize,
         total: usize,
@@ -158,7 +185,10 @@ impl CliError {
             Self::Description(DescriptionError::WrongParty { .. }) => exit::WRONG_PARTY,
             Self::Description(_) | Self::WebLink(_) => exit::BAD_DESCRIPTION,
             Self::WrongParty { .. } => exit::WRONG_PARTY,
-            Self::NoServers | Self::BadServer(..) => exit::FAILURE,
+            Self::NoServers | Self::BadServer(..) | Self::TooFewServers { .. } => exit::FAILURE,
+            Self::ChunkUnavailable { code, .. } | Self::Unrecoverable { code, .. } => *code,
+            Self::TooFewReachable { .. } => exit::UNREACHABLE,
+            Self::Parity(_) => exit::FAILURE,
             Self::Server { source, .. } => client_code(source),
             Self::FileDigest | Self::FileSize { .. } => exit::CORRUPT,
             Self::Decrypt(StreamError::Io(e)) => io_code(e),

@@ -8,18 +8,21 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use std::collections::BTreeMap;
+
+use smp_core::address::ServerAddress;
 use smp_core::crypto::keys::PrivateKey;
 use smp_core::crypto::secretbox::{CbNonce, SbKey};
 use smp_core::file::chunks::CHUNK_4M;
 use smp_core::file::description::{
-    DescriptionError, FileChunk, FileDescription, FileParty, ValidFileDescription,
+    DescriptionError, FileChunk, FileChunkReplica, FileDescription, FileParty, ValidFileDescription,
 };
 use smp_core::file::header::FileHeader;
 use smp_core::file::stream::{StreamError, decrypt_file};
 use smp_core::file::weblink::{WebLinkError, decode_web_link};
 use tokio::task::JoinSet;
 
-use crate::error::{CliError, Op};
+use crate::error::{CliError, Op, exit};
 use crate::pool::{Pool, TransferOptions};
 use crate::progress::Progress;
 use crate::{CHUNK_BUFFERS, sanitize_file_name, unique_combine};
@@ -88,6 +91,29 @@ pub struct RecvOutcome {
     pub size: u64,
     /// Chunks whose acknowledgement (FACK) failed; the file is complete.
     pub ack_failures: Vec<CliError>,
+    /// Servers that failed a download, each with its first error; their
+    /// chunks came from other replicas.
+    pub failed_servers: Vec<(ServerAddress, String)>,
+}
+
+/// Servers that failed this receive: consulted before each download so a
+/// dead server costs its retries once, and reported at the end.
+#[derive(Default)]
+struct Failures(std::sync::Mutex<BTreeMap<ServerAddress, String>>);
+
+impl Failures {
+    fn record(&self, server: &ServerAddress, e: &CliError) {
+        let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        m.entry(server.clone()).or_insert_with(|| e.to_string());
+    }
+    fn has(&self, server: &ServerAddress) -> bool {
+        let m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        m.contains_key(server)
+    }
+    fn into_list(self) -> Vec<(ServerAddress, String)> {
+        let m = self.0.into_inner().unwrap_or_else(|p| p.into_inner());
+        m.into_iter().collect()
+    }
 }
 
 /// Where the output goes: a directory (name from the header) or a path.
@@ -136,6 +162,7 @@ pub async fn receive_file(
     let desc = load_description(&opts.source, FileParty::Recipient)?;
     let target = Target::resolve(opts.out.as_deref())?;
     let pool = Arc::new(Pool::new(opts.transfer));
+    let failures = Arc::new(Failures::default());
     progress.item("Downloading file...");
     let mut ack_failures = Vec::new();
     let desc = if let Some(redirect) = desc.redirect.clone() {
@@ -143,7 +170,7 @@ pub async fn receive_file(
         if desc.size > u64::from(CHUNK_4M) {
             return Err(CliError::RedirectMismatch);
         }
-        let (_, digest, yaml) = fetch(&pool, &desc, progress, Vec::new()).await?;
+        let (_, digest, yaml) = fetch(&pool, &failures, &desc, progress, Vec::new()).await?;
         if digest[..] != desc.digest[..] {
             return Err(CliError::FileDigest);
         }
@@ -156,7 +183,7 @@ pub async fn receive_file(
         if inner.redirect.is_some() {
             return Err(CliError::RedirectChain);
         }
-        ack_failures.extend(ack_all(&pool, &desc).await);
+        ack_failures.extend(ack_all(&pool, &failures, &desc).await);
         inner
     } else {
         desc
@@ -171,7 +198,7 @@ pub async fn receive_file(
         .as_file()
         .try_clone()
         .map_err(|e| CliError::io("temporary file", e))?;
-    let (header, digest, _) = fetch(&pool, &desc, progress, dst).await?;
+    let (header, digest, _) = fetch(&pool, &failures, &desc, progress, dst).await?;
     if digest[..] != desc.digest[..] {
         return Err(CliError::FileDigest);
     }
@@ -185,11 +212,13 @@ pub async fn receive_file(
         .sync_all()
         .map_err(|e| CliError::io("writing the output file", e))?;
     let path = persist(tmp_out, &target, &header.file_name)?;
-    ack_failures.extend(ack_all(&pool, &desc).await);
+    ack_failures.extend(ack_all(&pool, &failures, &desc).await);
+    let failures = Arc::try_unwrap(failures).unwrap_or_default();
     Ok(RecvOutcome {
         path,
         size: plain_size,
         ack_failures,
+        failed_servers: failures.into_list(),
     })
 }
 
@@ -272,7 +301,7 @@ impl std::io::Read for InOrder {
     }
 }
 
-/// Downloads every chunk (first replica, as the reference) into memory,
+/// Downloads every chunk (from its first replica that answers) into memory,
 /// several at a time, and decrypts the file into `dst` in chunk order as
 /// the chunks arrive: no temporary file, and at most [`CHUNK_BUFFERS`]
 /// chunks in memory. Returns the header, the SHA-512 of the encrypted file
@@ -280,10 +309,17 @@ impl std::io::Read for InOrder {
 /// unauthenticated bytes if this fails.
 async fn fetch<W: Write + Send + 'static>(
     pool: &Arc<Pool>,
+    failures: &Arc<Failures>,
     desc: &FileDescription,
     progress: &Progress,
     dst: W,
 ) -> Result<(FileHeader, [u8; 64], W), CliError> {
+    let ctx = Arc::new(Fetch {
+        pool: pool.clone(),
+        failures: failures.clone(),
+        desc: Arc::new(desc.clone()),
+        rebuild: Rebuild::new(desc),
+    });
     let sum: u64 = desc.chunks.iter().map(|c| u64::from(c.chunk_size)).sum();
     if sum != desc.size {
         return Err(CliError::FileSize {
@@ -329,10 +365,10 @@ async fn fetch<W: Write + Send + 'static>(
             tokio::select! {
                 ended = &mut decryption => return Ok(Some(ended)),
                 Some(buf) = buffers.recv(), if started < n => {
-                    let (i, chunk, pool) = (started, desc.chunks[started].clone(), pool.clone());
+                    let (i, ctx) = (started, ctx.clone());
                     started += 1;
                     tasks.spawn(async move {
-                        let data = download_one(&pool, &chunk, buf).await?;
+                        let data = obtain(&ctx, i, buf).await?;
                         Ok::<_, CliError>((i, data))
                     });
                 }
@@ -385,18 +421,262 @@ async fn fetch<W: Write + Send + 'static>(
     })
 }
 
-/// One chunk into `buf`, its digest checked by the client.
-async fn download_one(pool: &Pool, chunk: &FileChunk, buf: Vec<u8>) -> Result<Vec<u8>, CliError> {
-    let replica = &chunk.replicas[0];
+/// One chunk into `buf` from the first of its replicas that delivers it
+/// (digest checked by the client). Servers found unreachable earlier in
+/// this receive are not tried again. Any server error moves on to the next
+/// replica: an unreachable server, a copy it lost (AUTH) or one that fails
+/// its digest. On failure the buffer comes back.
+async fn download_any(
+    pool: &Pool,
+    failures: &Failures,
+    chunk: &FileChunk,
+    mut buf: Vec<u8>,
+) -> Result<Vec<u8>, (CliError, Vec<u8>)> {
+    let mut order: Vec<&FileChunkReplica> = chunk.replicas.iter().collect();
+    order.sort_by_key(|r| failures.has(&r.server));
+    let mut details = Vec::new();
+    let mut code = exit::UNREACHABLE;
+    for replica in order {
+        if pool.get(&replica.server).is_unreachable() {
+            details.push(format!(
+                "  {}: unreachable (earlier in this transfer)",
+                replica.server
+            ));
+            continue;
+        }
+        match download_one(pool, chunk, replica, buf).await {
+            Ok(data) => return Ok(data),
+            Err((e, back)) => {
+                buf = back;
+                if !matches!(e, CliError::Server { .. }) || e.exit_code() == exit::NO_SPACE {
+                    return Err((e, buf));
+                }
+                tracing::warn!("{e}; trying another replica of chunk {}", chunk.chunk_no);
+                failures.record(&replica.server, &e);
+                code = e.exit_code();
+                details.push(format!("  {}: {e}", replica.server));
+            }
+        }
+    }
+    let e = CliError::ChunkUnavailable {
+        chunk_no: chunk.chunk_no,
+        tried: chunk.replicas.len(),
+        details: details.join("\n"),
+        code,
+    };
+    Err((e, buf))
+}
+
+/// A data chunk: from the group's rebuild if there was one, else from its
+/// replicas, else rebuilt from its parity group.
+async fn obtain(ctx: &Fetch, i: usize, buf: Vec<u8>) -> Result<Vec<u8>, CliError> {
+    let chunk = &ctx.desc.chunks[i];
+    if let Some(r) = &ctx.rebuild
+        && let Some(data) = r.cached(i).await
+    {
+        return Ok(data);
+    }
+    match download_any(&ctx.pool, &ctx.failures, chunk, buf).await {
+        Ok(data) => {
+            if let Some(r) = &ctx.rebuild {
+                r.forget(i).await;
+            }
+            Ok(data)
+        }
+        Err((e @ CliError::ChunkUnavailable { .. }, _)) => match &ctx.rebuild {
+            Some(r) => r.rebuilt(ctx, i).await,
+            None => Err(e),
+        },
+        Err((e, _)) => Err(e),
+    }
+}
+
+/// What [`fetch`]'s downloads share.
+struct Fetch {
+    pool: Arc<Pool>,
+    failures: Arc<Failures>,
+    desc: Arc<FileDescription>,
+    rebuild: Option<Rebuild>,
+}
+
+/// Rebuilds of parity groups: the first lost data chunk of a group
+/// downloads the group's other chunks, rebuilds every data chunk of it and
+/// keeps them until each is taken (or downloaded anyway), so the group is
+/// fetched once. A rebuilding group holds up to K+M chunks in memory.
+struct Rebuild {
+    parity: smp_core::file::description::Parity,
+    groups: Vec<tokio::sync::Mutex<GroupState>>,
+}
+
+#[derive(Default)]
+struct GroupState {
+    tried: bool,
+    chunks: BTreeMap<usize, Vec<u8>>,
+    /// Data chunks that arrived from their replicas: not kept when rebuilt.
+    arrived: std::collections::BTreeSet<usize>,
+    /// Why the group could not be rebuilt: the missing chunks, the number
+    /// of chunks it had, and an exit code.
+    failed: Option<(String, usize, i32)>,
+}
+
+impl Rebuild {
+    fn new(desc: &FileDescription) -> Option<Self> {
+        let parity = desc.parity.clone()?;
+        let n = smp_core::file::description::Parity::groups(parity.data, desc.chunks.len());
+        let groups = (0..n).map(|_| Default::default()).collect();
+        Some(Self { parity, groups })
+    }
+
+    /// Chunk `i` if its group was rebuilt (waiting for a rebuild under way).
+    async fn cached(&self, i: usize) -> Option<Vec<u8>> {
+        let mut g = self.groups[self.parity.group_of(i)].lock().await;
+        g.chunks.remove(&i)
+    }
+
+    /// Chunk `i` arrived from its replicas: a rebuilt copy is not needed.
+    async fn forget(&self, i: usize) {
+        let mut g = self.groups[self.parity.group_of(i)].lock().await;
+        g.chunks.remove(&i);
+        g.arrived.insert(i);
+    }
+
+    async fn rebuilt(&self, ctx: &Fetch, i: usize) -> Result<Vec<u8>, CliError> {
+        let gi = self.parity.group_of(i);
+        let mut g = self.groups[gi].lock().await;
+        if !g.tried {
+            g.tried = true;
+            match self.rebuild_group(ctx, gi, i).await {
+                Ok(mut chunks) => {
+                    chunks.retain(|j, _| !g.arrived.contains(j));
+                    g.chunks = chunks;
+                }
+                Err(why) => g.failed = Some(why),
+            }
+        }
+        if let Some(data) = g.chunks.remove(&i) {
+            return Ok(data);
+        }
+        let (missing, have, code) = g.failed.clone().unwrap_or_default();
+        Err(CliError::Unrecoverable {
+            chunk_no: ctx.desc.chunks[i].chunk_no,
+            have,
+            need: self.parity.group_data(gi, ctx.desc.chunks.len()).len(),
+            missing,
+            code,
+        })
+    }
+
+    /// Downloads every chunk of group `gi` but `lost`, concurrently, and
+    /// rebuilds its data chunks from whichever K arrived; each rebuilt chunk
+    /// must match its digest in the description.
+    async fn rebuild_group(
+        &self,
+        ctx: &Fetch,
+        gi: usize,
+        lost: usize,
+    ) -> Result<BTreeMap<usize, Vec<u8>>, (String, usize, i32)> {
+        let desc = &ctx.desc;
+        let data = self.parity.group_data(gi, desc.chunks.len());
+        let k = data.len();
+        let members: Vec<(&FileChunk, bool)> = desc.chunks[data.clone()]
+            .iter()
+            .map(|c| (c, true))
+            .chain(
+                self.parity.chunks[self.parity.group_parity(gi)]
+                    .iter()
+                    .map(|c| (c, false)),
+            )
+            .collect();
+        let shard = members.iter().map(|(c, _)| c.chunk_size).max().unwrap_or(0) as usize;
+        let downloads = members.iter().enumerate().map(|(j, (c, _))| async move {
+            if data.start + j == lost {
+                return Err((String::from("lost"), exit::UNREACHABLE));
+            }
+            download_any(&ctx.pool, &ctx.failures, c, Vec::new())
+                .await
+                .map_err(|(e, _)| (e.to_string(), e.exit_code()))
+        });
+        let results = futures_util::future::join_all(downloads).await;
+        let mut shards: Vec<Option<Vec<u8>>> = Vec::with_capacity(members.len());
+        let (mut missing, mut code) = (Vec::new(), exit::UNREACHABLE);
+        for ((c, is_data), r) in members.iter().zip(results) {
+            match r {
+                Ok(mut v) => {
+                    v.resize(shard, 0);
+                    shards.push(Some(v));
+                }
+                Err((_, c_code)) => {
+                    code = c_code;
+                    let servers: Vec<String> =
+                        c.replicas.iter().map(|r| r.server.to_string()).collect();
+                    let kind = if *is_data { "data" } else { "parity" };
+                    missing.push(format!(
+                        "  {kind} chunk {} on {}",
+                        c.chunk_no,
+                        servers.join(", ")
+                    ));
+                    shards.push(None);
+                }
+            }
+        }
+        let have = shards.iter().filter(|s| s.is_some()).count();
+        if have < k {
+            return Err((missing.join("\n"), have, code));
+        }
+        let m = usize::from(self.parity.parity);
+        let shards = tokio::task::spawn_blocking(move || {
+            smp_core::file::parity::rebuild_group(k, m, &mut shards).map(|()| shards)
+        })
+        .await
+        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+        .map_err(|e| (e.to_string(), have, exit::FAILURE))?;
+        let mut out = BTreeMap::new();
+        for (j, s) in shards.into_iter().take(k).enumerate() {
+            let c = &desc.chunks[data.start + j];
+            let mut v = s.unwrap_or_default();
+            v.truncate(c.chunk_size as usize);
+            if smp_core::crypto::digest::sha256(&v)[..] != c.digest[..] {
+                return Err((
+                    format!(
+                        "  data chunk {}: rebuilt bytes do not match its digest",
+                        c.chunk_no
+                    ),
+                    have,
+                    exit::CORRUPT,
+                ));
+            }
+            out.insert(data.start + j, v);
+        }
+        tracing::info!("rebuilt chunk group {} from its parity", gi + 1);
+        Ok(out)
+    }
+}
+
+/// One chunk from one replica; on failure the buffer comes back for the next.
+async fn download_one(
+    pool: &Pool,
+    chunk: &FileChunk,
+    replica: &FileChunkReplica,
+    buf: Vec<u8>,
+) -> Result<Vec<u8>, (CliError, Vec<u8>)> {
+    let buf = tokio::sync::Mutex::new(buf);
+    let give_back = |e, buf: tokio::sync::Mutex<Vec<u8>>| (e, buf.into_inner());
     let conn = pool.get(&replica.server);
     let _slot = conn.slots.acquire().await.expect("semaphore never closed");
-    let key = PrivateKey::from_der(replica.replica_key.as_der())
-        .map_err(|_| CliError::Description(DescriptionError::ReplicaKey))?;
-    let key = &key;
-    let buf = &tokio::sync::Mutex::new(buf);
-    conn.client
+    let key = match PrivateKey::from_der(replica.replica_key.as_der()) {
+        Ok(k) => k,
+        Err(_) => {
+            return Err(give_back(
+                CliError::Description(DescriptionError::ReplicaKey),
+                buf,
+            ));
+        }
+    };
+    let (key, buf_ref) = (&key, &buf);
+    let r = conn
+        .client
         .retry(pool.options().retries, |c| async move {
-            let mut buf = buf.lock().await;
+            let mut buf = buf_ref.lock().await;
             // Each attempt starts over: a failed one's bytes are dropped.
             buf.clear();
             buf.reserve_exact(chunk.chunk_size as usize);
@@ -409,37 +689,47 @@ async fn download_one(pool: &Pool, chunk: &FileChunk, buf: Vec<u8>) -> Result<Ve
             )
             .await
         })
-        .await
-        .map_err(|e| CliError::server(Op::Download, &replica.server, e))?;
-    let data = std::mem::take(&mut *buf.lock().await);
+        .await;
+    if let Err(e) = r {
+        let e = CliError::server(Op::Download, &replica.server, e);
+        if e.exit_code() == exit::UNREACHABLE {
+            conn.mark_unreachable();
+        }
+        return Err(give_back(e, buf));
+    }
     tracing::debug!(
         "chunk {} downloaded from {}",
         chunk.chunk_no,
         replica.server
     );
-    Ok(data)
+    Ok(buf.into_inner())
 }
 
-/// FACK for every chunk (first replica); returns the failures.
-async fn ack_all(pool: &Arc<Pool>, desc: &FileDescription) -> Vec<CliError> {
+/// FACK for every replica of every chunk (parity ones too), except on servers that already
+/// failed this receive (their copies expire on the server); returns the
+/// failures.
+async fn ack_all(pool: &Arc<Pool>, failures: &Failures, desc: &FileDescription) -> Vec<CliError> {
     let mut tasks = JoinSet::new();
-    for chunk in &desc.chunks {
-        let replica = chunk.replicas[0].clone();
-        let pool = pool.clone();
-        tasks.spawn(async move {
-            let conn = pool.get(&replica.server);
-            let _slot = conn.slots.acquire().await.expect("semaphore never closed");
-            let key = PrivateKey::from_der(replica.replica_key.as_der())
-                .map_err(|_| CliError::Description(DescriptionError::ReplicaKey))?;
-            let key = &key;
-            let id = &replica.replica_id;
-            conn.client
-                .retry(pool.options().retries, |c| async move {
-                    c.ack_file(id, key).await
-                })
-                .await
-                .map_err(|e| CliError::server(Op::Ack, &replica.server, e))
-        });
+    let parity = desc.parity.iter().flat_map(|p| &p.chunks);
+    for chunk in desc.chunks.iter().chain(parity) {
+        for replica in chunk.replicas.iter().filter(|r| !failures.has(&r.server)) {
+            let replica = replica.clone();
+            let pool = pool.clone();
+            tasks.spawn(async move {
+                let conn = pool.get(&replica.server);
+                let _slot = conn.slots.acquire().await.expect("semaphore never closed");
+                let key = PrivateKey::from_der(replica.replica_key.as_der())
+                    .map_err(|_| CliError::Description(DescriptionError::ReplicaKey))?;
+                let key = &key;
+                let id = &replica.replica_id;
+                conn.client
+                    .retry(pool.options().retries, |c| async move {
+                        c.ack_file(id, key).await
+                    })
+                    .await
+                    .map_err(|e| CliError::server(Op::Ack, &replica.server, e))
+            });
+        }
     }
     let mut failures = Vec::new();
     while let Some(r) = tasks.join_next().await {

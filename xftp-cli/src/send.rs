@@ -14,8 +14,11 @@ use smp_core::file::chunks::CHUNK_4M;
 use smp_core::file::chunks::MAX_FILE_SIZE;
 use smp_core::file::chunks::{ChunkSpec, prepare_chunk_specs};
 use smp_core::file::crypto::FilePlan;
-use smp_core::file::description::{ReplicaKey, UploadedChunk, UploadedFile, split_descriptions};
+use smp_core::file::description::{
+    Parity, ReplicaKey, UploadedChunk, UploadedFile, UploadedParity, split_descriptions_with_parity,
+};
 use smp_core::file::header::FileHeader;
+use smp_core::file::parity::GroupEncoder;
 use smp_core::file::stream::{EncryptedFile, StreamError, encrypt_file_by_chunk};
 use smp_core::file::weblink::web_link;
 use smp_core::xftp::command::{BasicAuth, FileInfo};
@@ -24,7 +27,7 @@ use tokio::task::JoinSet;
 use crate::error::{CliError, Op, exit};
 use crate::pool::{Pool, ServerConn, TransferOptions};
 use crate::progress::Progress;
-use crate::servers::plan_chunks;
+use crate::servers::{plan_chunks, plan_parity_chunks};
 use crate::{CHUNK_BUFFERS, CountingReader, unique_combine};
 
 pub struct SendOptions {
@@ -34,6 +37,11 @@ pub struct SendOptions {
     /// Number of recipient descriptions (`-n`).
     pub recipients: usize,
     pub servers: Vec<ServerWithAuth>,
+    /// `--replicas`: copies of each chunk, each on a different server
+    /// (1, the reference's behaviour, unless asked).
+    pub replicas: usize,
+    /// `--parity K:M`: M Reed–Solomon parity chunks per K data chunks.
+    pub parity: Option<(u16, u16)>,
     /// `--tmp`: `send` itself writes no temporary file (chunks go from
     /// memory to the servers); the messaging commands put their temporary
     /// descriptions here.
@@ -48,8 +56,8 @@ pub struct SendOutcome {
     pub sender_description: PathBuf,
     pub recipient_descriptions: Vec<PathBuf>,
     pub web_link: String,
-    /// The server of each chunk, in chunk order.
-    pub chunk_servers: Vec<ServerAddress>,
+    /// The servers of each chunk (one per replica), in chunk order.
+    pub chunk_servers: Vec<Vec<ServerAddress>>,
 }
 
 /// Sends `opts.file`; see the module docs.
@@ -58,6 +66,16 @@ pub async fn send_file(opts: &SendOptions, progress: &Progress) -> Result<SendOu
         return Err(CliError::NoServers);
     }
     let recipients = opts.recipients.max(1);
+    let replicas = opts.replicas.max(1);
+    if replicas > opts.servers.len() {
+        return Err(CliError::TooFewServers {
+            copies: replicas,
+            servers: opts.servers.len(),
+        });
+    }
+    if let Some((k, m)) = opts.parity {
+        Parity::check_scheme(k, m).map_err(CliError::Description)?;
+    }
     let meta = std::fs::metadata(&opts.file)
         .map_err(|e| CliError::io(format!("reading {}", opts.file.display()), e))?;
     if meta.len() > MAX_FILE_SIZE {
@@ -115,8 +133,10 @@ pub async fn send_file(opts: &SendOptions, progress: &Progress) -> Result<SendOu
         read: &read,
         content_len: meta.len(),
         recipients,
+        replicas,
+        parity: opts.parity,
     };
-    let (encrypted, uploaded) = pipeline
+    let (encrypted, uploaded, parity_uploaded) = pipeline
         .run(&pool, &opts.servers, encryption, ready_rx, free, progress)
         .await
         .map_err(|e| match e {
@@ -143,8 +163,17 @@ pub async fn send_file(opts: &SendOptions, progress: &Progress) -> Result<SendOu
         chunk_size: encrypted.chunk_sizes[0],
         redirect: None,
     };
-    let chunk_servers = uploaded.iter().map(|c| c.server.clone()).collect();
-    let (rcv, snd) = split_descriptions(&file, &uploaded).map_err(CliError::Description)?;
+    let mut chunk_servers: Vec<Vec<ServerAddress>> = vec![Vec::new(); encrypted.chunk_sizes.len()];
+    for c in &uploaded {
+        chunk_servers[c.chunk_no as usize - 1].push(c.server.clone());
+    }
+    let parity = opts.parity.map(|(data, parity)| UploadedParity {
+        data,
+        parity,
+        chunks: &parity_uploaded,
+    });
+    let (rcv, snd) =
+        split_descriptions_with_parity(&file, &uploaded, parity).map_err(CliError::Description)?;
     let link = web_link(&rcv[0]).map_err(CliError::WebLink)?;
     let dir = unique_combine(&opts.out_dir, &format!("{name}.xftp"));
     std::fs::create_dir_all(&dir)
@@ -249,14 +278,75 @@ enum Failure {
 
 /// Encryption on a blocking thread feeding uploads: each chunk reported
 /// ready is uploaded at once, spread by [`plan_chunks`], several at a time
-/// per server. A chunk whose server is unreachable after the retries moves
-/// to the next reachable server; the send fails when none is left.
+/// per server, its replicas concurrently to the servers after its first. A
+/// copy whose server is unreachable after the retries moves to the next
+/// reachable server the chunk is not on yet; the send fails when none is left.
 struct Pipeline<'a> {
     specs: &'a [ChunkSpec],
     /// Plaintext bytes the encryption has read (its progress).
     read: &'a AtomicU64,
     content_len: u64,
     recipients: usize,
+    replicas: usize,
+    parity: Option<(u16, u16)>,
+}
+
+/// A finished group's number and its encrypted parity chunks.
+type GroupParity = (usize, Vec<Vec<u8>>);
+
+/// What one upload task finished.
+enum Done {
+    /// A data chunk's copies, and its group's parity chunks when it was the
+    /// group's last data chunk to be added.
+    Data(Vec<UploadedChunk>, Option<GroupParity>),
+    Parity(Vec<UploadedChunk>),
+}
+
+/// The parity of each group, made when the group's first data chunk
+/// arrives (so only groups being encrypted hold their M chunks).
+struct Groups {
+    data: usize,
+    parity: usize,
+    /// Each group's longest data chunk: its parity chunks' size.
+    shard: Vec<u32>,
+    encoders: Vec<std::sync::Mutex<Option<GroupEncoder>>>,
+}
+
+impl Groups {
+    fn new(specs: &[ChunkSpec], data: usize, parity: usize) -> Self {
+        let shard: Vec<u32> = specs
+            .chunks(data)
+            .map(|g| g.iter().map(|c| c.size).max().unwrap_or(0))
+            .collect();
+        let encoders = shard.iter().map(|_| std::sync::Mutex::new(None)).collect();
+        Self {
+            data,
+            parity,
+            shard,
+            encoders,
+        }
+    }
+
+    /// Adds data chunk `i`; the group's parity chunks once it is complete.
+    fn add(&self, i: usize, n: usize, chunk: &[u8]) -> Result<Option<GroupParity>, CliError> {
+        let g = i / self.data;
+        let in_group = self.data.min(n - g * self.data);
+        let mut slot = self.encoders[g].lock().unwrap_or_else(|p| p.into_inner());
+        let enc = match &mut *slot {
+            Some(e) => e,
+            None => slot.insert(
+                GroupEncoder::new(in_group, self.parity, self.shard[g] as usize)
+                    .map_err(CliError::Parity)?,
+            ),
+        };
+        enc.add(i - g * self.data, chunk)
+            .map_err(CliError::Parity)?;
+        if !enc.is_complete() {
+            return Ok(None);
+        }
+        let done = slot.take().expect("set above");
+        Ok(Some((g, done.finish().map_err(CliError::Parity)?)))
+    }
 }
 
 type Encryption = tokio::task::JoinHandle<Result<EncryptedFile, StreamError>>;
@@ -270,8 +360,21 @@ impl Pipeline<'_> {
         mut ready: tokio::sync::mpsc::UnboundedReceiver<Ready>,
         free: std::sync::mpsc::SyncSender<Vec<u8>>,
         progress: &Progress,
-    ) -> Result<(EncryptedFile, Vec<UploadedChunk>), Failure> {
-        let plan = plan_chunks(self.specs.len(), servers.len());
+    ) -> Result<(EncryptedFile, Vec<UploadedChunk>, Vec<UploadedChunk>), Failure> {
+        let n = self.specs.len();
+        let (plan, parity_plan) = match self.parity {
+            Some((k, m)) => plan_parity_chunks(n, k.into(), m.into(), servers.len()),
+            None => (plan_chunks(n, servers.len()), Vec::new()),
+        };
+        let groups = self
+            .parity
+            .map(|(k, m)| Arc::new(Groups::new(self.specs, k.into(), m.into())));
+        let parity_total: u64 = groups.as_ref().map_or(0, |g| {
+            g.shard
+                .iter()
+                .map(|s| u64::from(*s) * g.parity as u64)
+                .sum()
+        });
         let conns: Arc<Vec<(Arc<ServerConn>, Option<BasicAuth>)>> = Arc::new(
             servers
                 .iter()
@@ -284,13 +387,18 @@ impl Pipeline<'_> {
                 })
                 .collect(),
         );
-        let enc_size = self.specs.iter().map(|c| u64::from(c.size)).sum();
+        let enc_size: u64 = self.specs.iter().map(|c| u64::from(c.size)).sum();
         let enc_bar = progress.bar("encrypting", self.content_len, None);
-        let up_bar = progress.bar("uploading", enc_size, Some("Uploaded"));
+        let up_bar = progress.bar(
+            "uploading",
+            (enc_size + parity_total) * self.replicas as u64,
+            Some("Uploaded"),
+        );
         let mut tick = tokio::time::interval(std::time::Duration::from_millis(100));
         let mut tasks = JoinSet::new();
         let mut encrypted = None;
         let mut done = Vec::with_capacity(self.specs.len());
+        let mut parity_done = Vec::new();
         let result = loop {
             tokio::select! {
                 Some(Ready { i, digest, data }) = ready.recv() => {
@@ -302,14 +410,24 @@ impl Pipeline<'_> {
                         recipients: self.recipients,
                     };
                     let (conns, first, retries) = (conns.clone(), plan[i], pool.options().retries);
-                    let free = free.clone();
+                    let (free, copies, groups) = (free.clone(), self.replicas, groups.clone());
                     tasks.spawn(async move {
-                        let r = upload_with_failover(&conns, first, &job, retries).await;
+                        // The chunk goes into its group's parity on a
+                        // blocking thread while it is being uploaded.
+                        let parity = groups.map(|g| {
+                            let data = job.data.clone();
+                            tokio::task::spawn_blocking(move || g.add(i, n, &data))
+                        });
+                        let r = upload_replicas(&conns, first, &job, retries, copies).await;
+                        let finished = match parity {
+                            Some(t) => t.await.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic())),
+                            None => Ok(None),
+                        };
                         // The buffer goes back for the next chunk (a new one
                         // if something still shares it, which nothing should).
                         let buf = job.data.try_into_mut().map(Vec::from).unwrap_or_default();
                         let _ = free.try_send(buf);
-                        r
+                        Ok(Done::Data(r?, finished?))
                     });
                 }
                 joined = &mut encryption, if encrypted.is_none() => match joined {
@@ -318,9 +436,33 @@ impl Pipeline<'_> {
                     Err(e) => std::panic::resume_unwind(e.into_panic()),
                 },
                 Some(joined) = tasks.join_next() => match joined {
-                    Ok(Ok(c)) => {
-                        up_bar.chunk_done(u64::from(c.chunk_size));
-                        done.push(c);
+                    Ok(Ok(Done::Data(copies, finished))) => {
+                        up_bar.chunk_done(copies.iter().map(|c| u64::from(c.chunk_size)).sum());
+                        done.extend(copies);
+                        if let Some((g, parity)) = finished {
+                            let m = parity.len();
+                            for (j, chunk) in parity.into_iter().enumerate() {
+                                let p = g * m + j;
+                                let size = chunk.len() as u32;
+                                let job = Job {
+                                    digest: smp_core::crypto::digest::sha256(&chunk),
+                                    data: Bytes::from(chunk),
+                                    spec: ChunkSpec { offset: 0, size },
+                                    chunk_no: p as u32 + 1,
+                                    recipients: self.recipients,
+                                };
+                                let (conns, first) = (conns.clone(), parity_plan[p]);
+                                let (retries, copies) = (pool.options().retries, self.replicas);
+                                tasks.spawn(async move {
+                                    let r = upload_replicas(&conns, first, &job, retries, copies).await;
+                                    Ok(Done::Parity(r?))
+                                });
+                            }
+                        }
+                    }
+                    Ok(Ok(Done::Parity(copies))) => {
+                        up_bar.chunk_done(copies.iter().map(|c| u64::from(c.chunk_size)).sum());
+                        parity_done.extend(copies);
                     }
                     Ok(Err(e)) => break Err(Failure::Cli(e)),
                     Err(e) => std::panic::resume_unwind(e.into_panic()),
@@ -349,35 +491,58 @@ impl Pipeline<'_> {
         enc_bar.finish();
         up_bar.finish();
         let encrypted = encrypted.expect("the loop ends only once encryption is done");
-        debug_assert_eq!(done.len(), self.specs.len());
+        debug_assert_eq!(done.len(), self.specs.len() * self.replicas);
+        // Stable: a chunk's copies keep their replica order.
         done.sort_by_key(|c| c.chunk_no);
-        Ok((encrypted, done))
+        parity_done.sort_by_key(|c| c.chunk_no);
+        Ok((encrypted, done, parity_done))
     }
 }
 
-async fn upload_with_failover(
+/// `copies` uploads of one chunk, concurrently, to distinct servers: the
+/// chunk's planned one and those after it in the list. Each copy takes the
+/// next server nobody has tried for this chunk, so an unreachable server
+/// is replaced and never holds two copies.
+async fn upload_replicas(
     conns: &[(Arc<ServerConn>, Option<BasicAuth>)],
     first: usize,
     job: &Job,
     retries: u32,
-) -> Result<UploadedChunk, CliError> {
-    let mut last = None;
-    for k in 0..conns.len() {
-        let (conn, auth) = &conns[(first + k) % conns.len()];
-        if conn.is_unreachable() {
-            continue;
-        }
-        match upload_one(conn, auth.clone(), job, retries).await {
-            Ok(c) => return Ok(c),
-            Err(e) if e.exit_code() == exit::UNREACHABLE => {
-                tracing::warn!("{e}; chunk {} moves to another server", job.chunk_no);
-                conn.mark_unreachable();
-                last = Some(e);
+    copies: usize,
+) -> Result<Vec<UploadedChunk>, CliError> {
+    let tried = std::sync::Mutex::new(0usize);
+    let next_server = || {
+        let mut k = tried.lock().unwrap_or_else(|p| p.into_inner());
+        while *k < conns.len() {
+            let i = (first + *k) % conns.len();
+            *k += 1;
+            if !conns[i].0.is_unreachable() {
+                return Some(i);
             }
-            Err(e) => return Err(e),
         }
-    }
-    Err(last.unwrap_or(CliError::NoServers))
+        None
+    };
+    let next_server = &next_server;
+    let one = move |_| async move {
+        let mut last = None;
+        while let Some(i) = next_server() {
+            let (conn, auth) = &conns[i];
+            match upload_one(conn, auth.clone(), job, retries).await {
+                Ok(c) => return Ok(c),
+                Err(e) if e.exit_code() == exit::UNREACHABLE => {
+                    tracing::warn!("{e}; chunk {} moves to another server", job.chunk_no);
+                    conn.mark_unreachable();
+                    last = Some(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.unwrap_or(CliError::TooFewReachable {
+            chunk_no: job.chunk_no,
+            copies,
+        }))
+    };
+    futures_util::future::try_join_all((0..copies).map(one)).await
 }
 
 async fn upload_one(

@@ -89,17 +89,75 @@ fn random_below(n: usize) -> usize {
 /// server holds every chunk of a multi-chunk file (the reference picks a
 /// server uniformly at random per chunk, which can put them all on one).
 pub fn plan_chunks(chunks: usize, servers: usize) -> Vec<usize> {
+    let order = shuffled(servers);
+    (0..chunks).map(|i| order[i % servers]).collect()
+}
+
+fn shuffled(servers: usize) -> Vec<usize> {
     assert!(servers > 0, "no servers to plan for");
     let mut order: Vec<usize> = (0..servers).collect();
     for i in (1..servers).rev() {
         order.swap(i, random_below(i + 1));
     }
-    (0..chunks).map(|i| order[i % servers]).collect()
+    order
+}
+
+/// The servers of data and parity chunks under `--parity K:M`: the chunks
+/// of a group (its data chunks, then its M parity chunks) go round the
+/// servers in a random order, so they are all on different servers when
+/// there are at least K+M, and losing any M servers loses at most M chunks
+/// of each group. Returns the server of each data chunk and of each parity
+/// chunk (numbered as in the description).
+pub fn plan_parity_chunks(
+    chunks: usize,
+    data: usize,
+    parity: usize,
+    servers: usize,
+) -> (Vec<usize>, Vec<usize>) {
+    let order = shuffled(servers);
+    let (mut data_plan, mut parity_plan) = (Vec::new(), Vec::new());
+    let mut at = 0;
+    for first in (0..chunks).step_by(data.max(1)) {
+        let in_group = data.min(chunks - first);
+        for _ in 0..in_group {
+            data_plan.push(order[at % servers]);
+            at += 1;
+        }
+        for _ in 0..parity {
+            parity_plan.push(order[at % servers]);
+            at += 1;
+        }
+    }
+    (data_plan, parity_plan)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_groups_chunks_are_on_different_servers_when_there_are_enough() {
+        for (chunks, k, m, servers) in [(10, 4, 2, 6), (9, 4, 2, 6), (7, 3, 1, 4), (25, 10, 4, 14)]
+        {
+            let (d, p) = plan_parity_chunks(chunks, k, m, servers);
+            assert_eq!(d.len(), chunks);
+            assert_eq!(p.len(), chunks.div_ceil(k) * m);
+            for g in 0..chunks.div_ceil(k) {
+                let mut on: Vec<usize> = d[g * k..((g + 1) * k).min(chunks)].to_vec();
+                on.extend_from_slice(&p[g * m..(g + 1) * m]);
+                let n = on.len();
+                on.sort_unstable();
+                on.dedup();
+                assert_eq!(on.len(), n, "group {g} of {chunks}/{k}:{m} over {servers}");
+            }
+        }
+        // Fewer servers than a group has chunks: still every server used.
+        let (d, p) = plan_parity_chunks(8, 4, 2, 3);
+        let mut all: Vec<usize> = d.into_iter().chain(p).collect();
+        all.sort_unstable();
+        all.dedup();
+        assert_eq!(all, [0, 1, 2]);
+    }
 
     #[test]
     fn spreads_over_every_server() {

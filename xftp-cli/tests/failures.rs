@@ -237,6 +237,8 @@ async fn twenty_chunks_spread_over_three_servers() {
             .iter()
             .map(|s| ServerWithAuth::parse(&s.address).unwrap())
             .collect(),
+        replicas: 1,
+        parity: None,
         tmp_dir: work.path().to_path_buf(),
         transfer: TransferOptions::default(),
     };
@@ -247,7 +249,11 @@ async fn twenty_chunks_spread_over_three_servers() {
         20
     );
     for s in &opts.servers {
-        let n = out.chunk_servers.iter().filter(|a| **a == s.server).count();
+        let n = out
+            .chunk_servers
+            .iter()
+            .filter(|a| a[..] == [s.server.clone()])
+            .count();
         assert!((6..=7).contains(&n), "{n} of 20 chunks on {}", s.server);
     }
     let stored: usize = (0..3).map(|i| servers.chunk_files(i).len()).sum();
