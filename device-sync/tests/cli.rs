@@ -75,6 +75,7 @@ async fn send_both(dir: &Path, servers: &str, data: &[u8]) -> (PathBuf, PathBuf)
             servers: xftp_cli::servers::parse_server_list(servers).unwrap(),
             replicas: 1,
             parity: None,
+            resume: true,
             tmp_dir: dir.to_path_buf(),
             transfer: TransferOptions::default(),
         },

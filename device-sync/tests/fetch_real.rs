@@ -83,6 +83,7 @@ async fn send(dir: &Path, servers: &[&Server], data: &[u8]) -> ValidFileDescript
         .unwrap(),
         replicas: 1,
         parity: None,
+        resume: true,
         tmp_dir: dir.to_path_buf(),
         transfer: TransferOptions::default(),
     };

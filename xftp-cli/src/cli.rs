@@ -67,6 +67,10 @@ enum Command {
         /// server, so that any K of a group's K+M chunks rebuild it
         #[arg(long = "parity", value_name = "K:M", value_parser = parse_parity)]
         parity: Option<(u16, u16)>,
+        /// Start afresh even if an interrupted send of this file left its state
+        /// (DIR/NAME.xftp-send-state) behind
+        #[arg(long = "no-resume")]
+        no_resume: bool,
         /// Send the file to this contact over SMP instead of writing descriptions
         #[arg(long = "to", value_name = "NAME")]
         to: Option<String>,
@@ -323,6 +327,7 @@ async fn run(
             servers: list,
             replicas,
             parity,
+            no_resume,
             to,
             descr_part_size,
             common,
@@ -335,6 +340,7 @@ async fn run(
                     servers: servers::resolve_servers(list.as_deref())?,
                     replicas: usize::from(replicas),
                     parity,
+                    resume: !no_resume,
                     tmp_dir: common.tmp_dir(),
                     transfer: common.transfer(),
                 };
@@ -353,6 +359,7 @@ async fn run(
                 servers: servers::resolve_servers(list.as_deref())?,
                 replicas: usize::from(replicas),
                 parity,
+                resume: !no_resume,
                 tmp_dir: common.tmp_dir(),
                 transfer: common.transfer(),
             };

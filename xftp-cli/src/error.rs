@@ -125,6 +125,10 @@ pub enum CliError {
     RouterUnreachable(String),
     #[error("{copies} copies of each chunk need {copies} servers; {servers} given")]
     TooFewServers { copies: usize, servers: usize },
+    #[error("{}: {why}; remove it, or use --no-resume to start afresh", path.display())]
+    ResumeState { path: PathBuf, why: String },
+    #[error("{} is the state of another send ({what}): run the same command again, or use --no-resume to start afresh", path.display())]
+    ResumeMismatch { path: PathBuf, what: String },
     #[error("parity: {0}")]
     Parity(smp_core::file::parity::ParityError),
     #[error("chunk {chunk_no}: fewer than {copies} of the servers are reachable")]
@@ -188,7 +192,9 @@ impl CliError {
             Self::NoServers | Self::BadServer(..) | Self::TooFewServers { .. } => exit::FAILURE,
             Self::ChunkUnavailable { code, .. } | Self::Unrecoverable { code, .. } => *code,
             Self::TooFewReachable { .. } => exit::UNREACHABLE,
-            Self::Parity(_) => exit::FAILURE,
+            Self::Parity(_) | Self::ResumeState { .. } | Self::ResumeMismatch { .. } => {
+                exit::FAILURE
+            }
             Self::Server { source, .. } => client_code(source),
             Self::FileDigest | Self::FileSize { .. } => exit::CORRUPT,
             Self::Decrypt(StreamError::Io(e)) => io_code(e),

@@ -19,6 +19,7 @@ pub mod pool;
 pub mod profile;
 pub mod progress;
 pub mod recv;
+pub mod resume;
 pub mod send;
 pub mod servers;
 

@@ -27,6 +27,7 @@ use tokio::task::JoinSet;
 use crate::error::{CliError, Op, exit};
 use crate::pool::{Pool, ServerConn, TransferOptions};
 use crate::progress::Progress;
+use crate::resume::{ChunkRef, SendState, identity, state_path};
 use crate::servers::{plan_chunks, plan_parity_chunks};
 use crate::{CHUNK_BUFFERS, CountingReader, unique_combine};
 
@@ -42,6 +43,9 @@ pub struct SendOptions {
     pub replicas: usize,
     /// `--parity K:M`: M Reed–Solomon parity chunks per K data chunks.
     pub parity: Option<(u16, u16)>,
+    /// Continue an interrupted send of the same file with the same
+    /// arguments from its state file (`--no-resume` clears this).
+    pub resume: bool,
     /// `--tmp`: `send` itself writes no temporary file (chunks go from
     /// memory to the servers); the messaging commands put their temporary
     /// descriptions here.
@@ -96,9 +100,49 @@ pub async fn send_file(opts: &SendOptions, progress: &Progress) -> Result<SendOu
     // `CHUNK_BUFFERS` buffers that go round (the encryption waits for a free
     // one), which bounds memory whatever the file size; a chunk stays in
     // its buffer until it is uploaded, for the retries.
+    // The state of an interrupted run of this same send, or a new one.
+    let state_file = state_path(&opts.out_dir, &name);
+    let servers_line: Vec<String> = opts.servers.iter().map(|s| s.server.to_string()).collect();
+    let ident = identity(
+        &opts.file,
+        &[
+            ("recipients", recipients.to_string()),
+            ("replicas", replicas.to_string()),
+            (
+                "parity",
+                opts.parity
+                    .map_or_else(|| "none".into(), |(k, m)| format!("{k}:{m}")),
+            ),
+            ("servers", servers_line.join(";")),
+        ],
+    )?;
+    if !opts.resume {
+        match std::fs::remove_file(&state_file) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(CliError::io(
+                    format!("removing {}", state_file.display()),
+                    e,
+                ));
+            }
+        }
+    }
+    let pool = Arc::new(Pool::new(opts.transfer));
+    let (state, key, nonce, prior) = match SendState::resume(&state_file, &ident)? {
+        Some((state, resumed)) => {
+            progress.item("Resuming an interrupted send...");
+            delete_orphans(&pool, resumed.orphans).await;
+            (state, resumed.key, resumed.nonce, resumed.uploaded)
+        }
+        None => {
+            let (key, nonce) = (SbKey::generate(), CbNonce::generate());
+            let state = SendState::begin(&state_file, &ident, &key, &nonce)?;
+            (state, key, nonce, Default::default())
+        }
+    };
+    let state = Arc::new(state);
     progress.item("Encrypting file...");
-    let key = SbKey::generate();
-    let nonce = CbNonce::generate();
     let header = FileHeader::new(name.clone());
     let plan = FilePlan::new(&header, meta.len()).map_err(|e| CliError::Decrypt(e.into()))?;
     let specs = prepare_chunk_specs(&plan.chunk_sizes);
@@ -127,8 +171,9 @@ pub async fn send_file(opts: &SendOptions, progress: &Progress) -> Result<SendOu
         })
     };
     progress.item("Uploading file...");
-    let pool = Arc::new(Pool::new(opts.transfer));
     let pipeline = Pipeline {
+        state: state.clone(),
+        prior: Arc::new(std::sync::Mutex::new(prior)),
         specs: &specs,
         read: &read,
         content_len: meta.len(),
@@ -145,6 +190,13 @@ pub async fn send_file(opts: &SendOptions, progress: &Progress) -> Result<SendOu
                 CliError::io(format!("encrypting {}", opts.file.display()), io)
             }
             Failure::Encrypt(other) => CliError::Decrypt(other),
+        })
+        .inspect_err(|_| {
+            // Nothing reached a server: nothing to resume, and a rerun
+            // with mended arguments must not be refused.
+            if !state.has_records() {
+                let _ = state.finish();
+            }
         })?;
     tracing::debug!(
         "encrypted {} bytes into {} chunks of {} bytes",
@@ -186,6 +238,7 @@ pub async fn send_file(opts: &SendOptions, progress: &Progress) -> Result<SendOu
     }
     let sender_description = dir.join("snd.xftp.private");
     write_private(&sender_description, snd.to_yaml().as_bytes())?;
+    state.finish()?;
     Ok(SendOutcome {
         dir,
         sender_description,
@@ -201,9 +254,11 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), CliError> {
     o.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
-    let res = o
-        .open(path)
-        .and_then(|mut f| std::io::Write::write_all(&mut f, bytes));
+    let res = o.open(path).and_then(|mut f| {
+        std::io::Write::write_all(&mut f, bytes)?;
+        // Durable before the send's state goes.
+        f.sync_all()
+    });
     res.map_err(|e| CliError::io(format!("writing {}", path.display()), e))
 }
 
@@ -282,6 +337,9 @@ enum Failure {
 /// copy whose server is unreachable after the retries moves to the next
 /// reachable server the chunk is not on yet; the send fails when none is left.
 struct Pipeline<'a> {
+    state: Arc<SendState>,
+    /// Copies an interrupted run finished, taken as their chunks come by.
+    prior: Arc<std::sync::Mutex<std::collections::BTreeMap<ChunkRef, Vec<UploadedChunk>>>>,
     specs: &'a [ChunkSpec],
     /// Plaintext bytes the encryption has read (its progress).
     read: &'a AtomicU64,
@@ -349,6 +407,22 @@ impl Groups {
     }
 }
 
+impl Pipeline<'_> {
+    /// The copies of a chunk an interrupted run finished; its digest must be
+    /// the one they were uploaded with, or the file is not the same any more.
+    fn earlier(&self, chunk: ChunkRef, digest: &[u8; 32]) -> Result<Vec<UploadedChunk>, CliError> {
+        let mut prior = self.prior.lock().unwrap_or_else(|p| p.into_inner());
+        let have = prior.remove(&chunk).unwrap_or_default();
+        if have.iter().any(|c| c.digest[..] != digest[..]) {
+            return Err(CliError::ResumeMismatch {
+                path: self.state.path().to_path_buf(),
+                what: "the file's content changed".into(),
+            });
+        }
+        Ok(have)
+    }
+}
+
 type Encryption = tokio::task::JoinHandle<Result<EncryptedFile, StreamError>>;
 
 impl Pipeline<'_> {
@@ -399,9 +473,13 @@ impl Pipeline<'_> {
         let mut encrypted = None;
         let mut done = Vec::with_capacity(self.specs.len());
         let mut parity_done = Vec::new();
-        let result = loop {
+        let result = 'run: loop {
             tokio::select! {
                 Some(Ready { i, digest, data }) = ready.recv() => {
+                    let have = match self.earlier((false, i as u32 + 1), &digest) {
+                        Ok(h) => h,
+                        Err(e) => break Err(Failure::Cli(e)),
+                    };
                     let job = Job {
                         data,
                         spec: self.specs[i],
@@ -411,6 +489,7 @@ impl Pipeline<'_> {
                     };
                     let (conns, first, retries) = (conns.clone(), plan[i], pool.options().retries);
                     let (free, copies, groups) = (free.clone(), self.replicas, groups.clone());
+                    let state = self.state.clone();
                     tasks.spawn(async move {
                         // The chunk goes into its group's parity on a
                         // blocking thread while it is being uploaded.
@@ -418,7 +497,7 @@ impl Pipeline<'_> {
                             let data = job.data.clone();
                             tokio::task::spawn_blocking(move || g.add(i, n, &data))
                         });
-                        let r = upload_replicas(&conns, first, &job, retries, copies).await;
+                        let r = upload_replicas(&conns, first, &job, retries, copies, have, (&state, false)).await;
                         let finished = match parity {
                             Some(t) => t.await.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic())),
                             None => Ok(None),
@@ -444,8 +523,13 @@ impl Pipeline<'_> {
                             for (j, chunk) in parity.into_iter().enumerate() {
                                 let p = g * m + j;
                                 let size = chunk.len() as u32;
+                                let digest = smp_core::crypto::digest::sha256(&chunk);
+                                let have = match self.earlier((true, p as u32 + 1), &digest) {
+                                    Ok(h) => h,
+                                    Err(e) => break 'run Err(Failure::Cli(e)),
+                                };
                                 let job = Job {
-                                    digest: smp_core::crypto::digest::sha256(&chunk),
+                                    digest,
                                     data: Bytes::from(chunk),
                                     spec: ChunkSpec { offset: 0, size },
                                     chunk_no: p as u32 + 1,
@@ -453,8 +537,9 @@ impl Pipeline<'_> {
                                 };
                                 let (conns, first) = (conns.clone(), parity_plan[p]);
                                 let (retries, copies) = (pool.options().retries, self.replicas);
+                                let state = self.state.clone();
                                 tasks.spawn(async move {
-                                    let r = upload_replicas(&conns, first, &job, retries, copies).await;
+                                    let r = upload_replicas(&conns, first, &job, retries, copies, have, (&state, true)).await;
                                     Ok(Done::Parity(r?))
                                 });
                             }
@@ -509,6 +594,8 @@ async fn upload_replicas(
     job: &Job,
     retries: u32,
     copies: usize,
+    have: Vec<UploadedChunk>,
+    (state, parity): (&SendState, bool),
 ) -> Result<Vec<UploadedChunk>, CliError> {
     let tried = std::sync::Mutex::new(0usize);
     let next_server = || {
@@ -516,18 +603,20 @@ async fn upload_replicas(
         while *k < conns.len() {
             let i = (first + *k) % conns.len();
             *k += 1;
-            if !conns[i].0.is_unreachable() {
+            let holds = have.iter().any(|c| &c.server == conns[i].0.address());
+            if !holds && !conns[i].0.is_unreachable() {
                 return Some(i);
             }
         }
         None
     };
+    let missing = copies.saturating_sub(have.len());
     let next_server = &next_server;
     let one = move |_| async move {
         let mut last = None;
         while let Some(i) = next_server() {
             let (conn, auth) = &conns[i];
-            match upload_one(conn, auth.clone(), job, retries).await {
+            match upload_one(conn, auth.clone(), job, retries, (state, parity)).await {
                 Ok(c) => return Ok(c),
                 Err(e) if e.exit_code() == exit::UNREACHABLE => {
                     tracing::warn!("{e}; chunk {} moves to another server", job.chunk_no);
@@ -542,7 +631,39 @@ async fn upload_replicas(
             copies,
         }))
     };
-    futures_util::future::try_join_all((0..copies).map(one)).await
+    let new = futures_util::future::try_join_all((0..missing).map(one)).await?;
+    let mut all = have.clone();
+    all.extend(new);
+    Ok(all)
+}
+
+/// Deletes the copies an interrupted run created but did not finish, so no
+/// server keeps a chunk nobody describes (a server that cannot be reached
+/// now lets it expire).
+async fn delete_orphans(pool: &Arc<Pool>, orphans: Vec<crate::resume::Orphan>) {
+    let mut tasks = JoinSet::new();
+    for o in orphans {
+        let pool = pool.clone();
+        tasks.spawn(async move {
+            let conn = pool.get(&o.server);
+            let _slot = conn.slots.acquire().await.expect("semaphore never closed");
+            let Ok(key) = PrivateKey::from_der(o.sender_key.as_der()) else {
+                return;
+            };
+            let (key, id) = (&key, &o.sender_id);
+            let r = conn
+                .client
+                .retry(pool.options().retries, |c| async move {
+                    c.delete_file(id, key).await
+                })
+                .await;
+            if let Err(e) = r {
+                let e = CliError::server(Op::Delete, &o.server, e);
+                tracing::warn!("{e}; an unfinished chunk copy stays until it expires");
+            }
+        });
+    }
+    while tasks.join_next().await.is_some() {}
 }
 
 async fn upload_one(
@@ -550,6 +671,7 @@ async fn upload_one(
     auth: Option<BasicAuth>,
     job: &Job,
     retries: u32,
+    (state, parity): (&SendState, bool),
 ) -> Result<UploadedChunk, CliError> {
     let _slot = conn.slots.acquire().await.expect("semaphore never closed");
     let server = conn.address();
@@ -576,6 +698,8 @@ async fn upload_one(
         })
         .await
         .map_err(|e| CliError::server(Op::Create, server, e))?;
+    let key = |k: &PrivateKey| ReplicaKey::from_der(&k.to_der()).map_err(CliError::Description);
+    state.created((parity, job.chunk_no), server, &sender_id, &key(&snd)?)?;
     let sid = &sender_id;
     conn.client
         .retry(retries, |c| async move {
@@ -584,9 +708,8 @@ async fn upload_one(
         })
         .await
         .map_err(|e| CliError::server(Op::Upload, server, e))?;
-    tracing::debug!("chunk {} uploaded to {server}", job.chunk_no);
-    let key = |k: &PrivateKey| ReplicaKey::from_der(&k.to_der()).map_err(CliError::Description);
-    Ok(UploadedChunk {
+    tracing::debug!("chunk {} uploaded", job.chunk_no);
+    let done = UploadedChunk {
         chunk_no: job.chunk_no,
         chunk_size: job.spec.size,
         digest: job.digest.to_vec(),
@@ -598,5 +721,7 @@ async fn upload_one(
             .zip(&rcv)
             .map(|(id, k)| Ok((id, key(k)?)))
             .collect::<Result<_, CliError>>()?,
-    })
+    };
+    state.uploaded(parity, &done)?;
+    Ok(done)
 }

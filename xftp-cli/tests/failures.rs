@@ -239,6 +239,7 @@ async fn twenty_chunks_spread_over_three_servers() {
             .collect(),
         replicas: 1,
         parity: None,
+        resume: false,
         tmp_dir: work.path().to_path_buf(),
         transfer: TransferOptions::default(),
     };

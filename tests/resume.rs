@@ -1,0 +1,200 @@
+//! Interrupted transfers: `xftp send` killed with SIGKILL at random moments
+//! and run again until it finishes, against real `xftp-server` processes.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use simplego_tests::{XftpServer, bin, run_xftp, write_file};
+use smp_core::file::description::FileDescription;
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// A small xorshift, seeded from the clock and printed, so a failing run
+/// can be repeated with `RESUME_SEED`.
+struct Rng(u64);
+impl Rng {
+    fn new() -> Self {
+        let seed = std::env::var("RESUME_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_nanos() as u64
+                    | 1
+            });
+        eprintln!("RESUME_SEED={seed}");
+        Self(seed)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+fn send_args<'a>(src: &'a Path, out: &'a Path, list: &'a str) -> Vec<&'a str> {
+    vec![
+        "send",
+        src.to_str().unwrap(),
+        out.to_str().unwrap(),
+        "-s",
+        list,
+    ]
+}
+
+#[test]
+fn send_killed_at_random_moments_finishes_when_run_again() {
+    let servers: Vec<XftpServer> = (0..3).map(|_| XftpServer::start()).collect();
+    let list = servers
+        .iter()
+        .map(|s| s.address.as_str())
+        .collect::<Vec<_>>()
+        .join(";");
+    let stored = || -> usize { servers.iter().map(XftpServer::stored_chunks).sum() };
+    let work = tempfile::tempdir().unwrap();
+    let profile = work.path().join("profile");
+    let original = work.path().join("film.bin");
+    write_file(&original, 50 << 20, 31);
+    let out = work.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let mut rng = Rng::new();
+
+    // How long one uninterrupted send takes here (the quicker of two, the
+    // first warms the caches), to spread the kills over it.
+    let mut whole = u64::MAX;
+    for _ in 0..2 {
+        let started = Instant::now();
+        let sent = run_xftp(&profile, &send_args(&original, &out, &list));
+        assert!(sent.status.success(), "{}", text(&sent.stderr));
+        whole = whole.min(started.elapsed().as_millis() as u64);
+    }
+    let mut before = stored();
+
+    // Twenty sends, each under its own name (its own state), each killed
+    // at a random moment and then run again to the end.
+    let mut interrupted = 0;
+    for round in 0..20 {
+        let name = format!("film-{round}.bin");
+        let src = work.path().join(&name);
+        std::fs::hard_link(&original, &src).unwrap();
+        let state = out.join(format!("{name}.xftp-send-state"));
+        let mut child = Command::new(bin("xftp"))
+            .arg("--profile")
+            .arg(&profile)
+            .args(send_args(&src, &out, &list))
+            .env_remove("XFTP_SERVERS")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(rng.below((whole * 9 / 10).max(50))));
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap();
+            interrupted += 1;
+        }
+        child.wait().unwrap();
+        let rcv = out.join(format!("{name}.xftp")).join("rcv1.xftp");
+        // Killed before it wrote its state, the send is simply run again.
+        if state.exists() || !rcv.exists() {
+            #[cfg(unix)]
+            if state.exists() {
+                use std::os::unix::fs::PermissionsExt;
+                let mode = std::fs::metadata(&state).unwrap().permissions().mode();
+                assert_eq!(mode & 0o777, 0o600, "the state holds the file key");
+            }
+            let sent = run_xftp(&profile, &send_args(&src, &out, &list));
+            assert!(
+                sent.status.success(),
+                "round {round}: {}",
+                text(&sent.stderr)
+            );
+        }
+        assert!(!state.exists(), "a finished send removes its state");
+
+        // One set of descriptions, whose chunks are all the servers gained:
+        // nothing was uploaded twice, and the file arrives whole.
+        let desc = FileDescription::from_yaml(&std::fs::read_to_string(&rcv).unwrap()).unwrap();
+        let now = stored();
+        assert_eq!(
+            now - before,
+            desc.chunks.len(),
+            "round {round}: chunks stored twice"
+        );
+        before = now;
+        let got = work.path().join(format!("got-{round}.bin"));
+        let r = run_xftp(
+            &profile,
+            &["recv", rcv.to_str().unwrap(), got.to_str().unwrap(), "-y"],
+        );
+        assert!(r.status.success(), "round {round}: {}", text(&r.stderr));
+        assert!(
+            std::fs::read(&got).unwrap() == std::fs::read(&original).unwrap(),
+            "round {round}: bytes differ"
+        );
+        std::fs::remove_file(&got).unwrap();
+    }
+    eprintln!("{interrupted} of 20 sends killed part-way ({whole} ms each)");
+    assert!(
+        interrupted >= 10,
+        "too few sends were interrupted to show anything"
+    );
+}
+
+#[test]
+fn a_resumed_send_refuses_a_changed_file_or_other_arguments() {
+    let servers: Vec<XftpServer> = (0..2).map(|_| XftpServer::start()).collect();
+    let work = tempfile::tempdir().unwrap();
+    let profile = work.path().join("profile");
+    let src = work.path().join("notes.bin");
+    write_file(&src, 9 << 20, 5);
+    let out = work.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let state = out.join("notes.bin.xftp-send-state");
+    // An interrupted send: the first server only, then killed.
+    let one = servers[0].address.clone();
+    let mut child = Command::new(bin("xftp"))
+        .arg("--profile")
+        .arg(&profile)
+        .args(send_args(&src, &out, &one))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !state.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let _ = child.kill();
+    child.wait().unwrap();
+    assert!(state.exists());
+
+    // Other servers: refused, naming the state file and what differs.
+    let both = format!("{one};{}", servers[1].address);
+    let r = run_xftp(&profile, &send_args(&src, &out, &both));
+    let err = text(&r.stderr);
+    assert_eq!(r.status.code(), Some(1), "{err}");
+    assert!(err.contains("notes.bin.xftp-send-state"), "{err}");
+    assert!(err.contains("server list differs"), "{err}");
+
+    // A changed file: refused too.
+    write_file(&src, 9 << 20, 6);
+    let r = run_xftp(&profile, &send_args(&src, &out, &one));
+    let err = text(&r.stderr);
+    assert_eq!(r.status.code(), Some(1), "{err}");
+    assert!(err.contains("the file changed"), "{err}");
+
+    // --no-resume starts afresh and finishes.
+    let mut args = send_args(&src, &out, &one);
+    args.push("--no-resume");
+    let r = run_xftp(&profile, &args);
+    assert!(r.status.success(), "{}", text(&r.stderr));
+    assert!(!state.exists());
+}
