@@ -94,12 +94,6 @@ pub async fn send_file(opts: &SendOptions, progress: &Progress) -> Result<SendOu
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "file".into());
 
-    // Encryption and hashing run in one streaming pass on blocking threads;
-    // each finished chunk is handed over in memory and uploaded at once,
-    // while later chunks are still being encrypted. Chunks live in
-    // `CHUNK_BUFFERS` buffers that go round (the encryption waits for a free
-    // one), which bounds memory whatever the file size; a chunk stays in
-    // its buffer until it is uploaded, for the retries.
     // The state of an interrupted run of this same send, or a new one.
     let state_file = state_path(&opts.out_dir, &name);
     let servers_line: Vec<String> = opts.servers.iter().map(|s| s.server.to_string()).collect();
@@ -142,6 +136,12 @@ pub async fn send_file(opts: &SendOptions, progress: &Progress) -> Result<SendOu
         }
     };
     let state = Arc::new(state);
+    // Encryption and hashing run in one streaming pass on blocking threads;
+    // each finished chunk is handed over in memory and uploaded at once,
+    // while later chunks are still being encrypted. Chunks live in
+    // `CHUNK_BUFFERS` buffers that go round (the encryption waits for a free
+    // one), which bounds memory whatever the file size; a chunk stays in
+    // its buffer until it is uploaded, for the retries.
     progress.item("Encrypting file...");
     let header = FileHeader::new(name.clone());
     let plan = FilePlan::new(&header, meta.len()).map_err(|e| CliError::Decrypt(e.into()))?;
