@@ -2,10 +2,9 @@
 //! and run again until it finishes, against real `xftp-server` processes.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use simplego_tests::{XftpServer, bin, run_xftp, write_file};
+use simplego_tests::{XftpServer, run_xftp, spawn_xftp, write_file};
 use smp_core::file::description::FileDescription;
 
 fn text(b: &[u8]) -> String {
@@ -84,16 +83,7 @@ fn send_killed_at_random_moments_finishes_when_run_again() {
         let src = work.path().join(&name);
         std::fs::hard_link(&original, &src).unwrap();
         let state = out.join(format!("{name}.xftp-send-state"));
-        let mut child = Command::new(bin("xftp"))
-            .arg("--profile")
-            .arg(&profile)
-            .args(send_args(&src, &out, &list))
-            .env_remove("XFTP_SERVERS")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = spawn_xftp(&profile, &send_args(&src, &out, &list));
         std::thread::sleep(Duration::from_millis(rng.below((whole * 9 / 10).max(50))));
         if child.try_wait().unwrap().is_none() {
             child.kill().unwrap();
@@ -159,15 +149,7 @@ fn a_resumed_send_refuses_a_changed_file_or_other_arguments() {
     let state = out.join("notes.bin.xftp-send-state");
     // An interrupted send: the first server only, then killed.
     let one = servers[0].address.clone();
-    let mut child = Command::new(bin("xftp"))
-        .arg("--profile")
-        .arg(&profile)
-        .args(send_args(&src, &out, &one))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_xftp(&profile, &send_args(&src, &out, &one));
     let deadline = Instant::now() + Duration::from_secs(20);
     while !state.exists() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(5));

@@ -253,15 +253,29 @@ pub fn xftp(profile: &Path, args: &[&str]) -> String {
 }
 
 pub fn run_xftp(profile: &Path, args: &[&str]) -> Output {
-    Command::new(bin("xftp"))
-        .arg("--profile")
+    xftp_command(profile, args).output().unwrap()
+}
+
+/// `xftp` started in the background with its output discarded, to be
+/// killed part-way.
+pub fn spawn_xftp(profile: &Path, args: &[&str]) -> Child {
+    xftp_command(profile, args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// `xftp` with this profile, blind to the caller's server settings.
+fn xftp_command(profile: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(bin("xftp"));
+    c.arg("--profile")
         .arg(profile)
         .args(args)
         .env_remove("XFTP_SERVERS")
         .env_remove("XFTP_CONFIG")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
+        .stdin(Stdio::null());
+    c
 }
 
 /// Runs `xftp listen` until its output has `want` (or fails).
