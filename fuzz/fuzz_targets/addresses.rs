@@ -3,7 +3,7 @@
 use libfuzzer_sys::fuzz_target;
 use smp_core::address::{ServerAddress, TransportHost};
 use smp_core::agent::link::ConnectionRequest;
-use smp_core::smp::queue_uri::QueueUri;
+use smp_core::smp::queue_uri::{QueueUri, SRV_HOSTNAMES_CLIENT_VERSION};
 
 /// Whether a host list prints in a form that does not read back: the
 /// reference shows IPv4-compatible and IPv4-mapped IPv6 hosts with a dotted
@@ -19,7 +19,9 @@ fn dotted_ipv6(hosts: &[TransportHost]) -> bool {
 /// A queue URI whose server the encoding cannot say: a dotted IPv6 host,
 /// or (the reference writes IPv6 hosts without brackets) an IPv6 host
 /// printed last in the authority before `:port`, which reads back as
-/// another address (both found by this target).
+/// another address (both found by this target). For clients older than
+/// `srv=` hosts the authority holds the first host alone, so that one is
+/// last there (found by this target too).
 ///
 /// Queue URIs also move hosts between the authority and `srv=`, so a domain
 /// the grammar takes but no name has (brackets, `%`, control characters)
@@ -30,9 +32,14 @@ fn unsayable(q: &QueueUri) -> bool {
         matches!(h, TransportHost::Domain(d)
             if !d.bytes().all(|c| c.is_ascii_alphanumeric() || b".-_".contains(&c)))
     };
+    let last_in_authority = if q.client_versions.min() < SRV_HOSTNAMES_CLIENT_VERSION {
+        hosts.first()
+    } else {
+        hosts.last()
+    };
     dotted_ipv6(hosts)
         || hosts.iter().any(odd_name)
-        || (q.server.port().is_some() && matches!(hosts.last(), Some(TransportHost::Ipv6(_))))
+        || (q.server.port().is_some() && matches!(last_in_authority, Some(TransportHost::Ipv6(_))))
 }
 
 // Server addresses, queue URIs and connection links: parse → print →
