@@ -235,3 +235,122 @@ fn a_consumer_that_stops_stops_the_encryption() {
     assert!(matches!(r, Err(StreamError::Io(_))), "{r:?}");
     assert_eq!(calls, 1);
 }
+
+/// The chunk sizes and digests of an encrypted file, as a description has them.
+fn cut(enc: &[u8], sizes: &[u32]) -> Vec<[u8; 32]> {
+    let mut at = 0;
+    sizes
+        .iter()
+        .map(|&s| {
+            let d = smp_core::crypto::digest::sha256(&enc[at..at + s as usize]);
+            at += s as usize;
+            d
+        })
+        .collect()
+}
+
+/// An interrupted decryption resumes from each of its checkpoints: the
+/// content written so far replays into the same cipher and hash state, and
+/// the rest of the file decrypts to the same content, header and digest.
+#[test]
+fn a_decryption_resumes_from_every_checkpoint() {
+    use smp_core::file::stream::{Resumed, decrypt_chunks, replay_file};
+    let header = FileHeader::new("notes.txt");
+    let (key, nonce) = (SbKey([3; 32]), CbNonce([5; 24]));
+    let len = (9 << 20) + 12_345;
+    let mut enc = Vec::new();
+    let ef = encrypt_file(content(len), len, &header, &key, &nonce, &mut enc).unwrap();
+    let digests = cut(&enc, &ef.chunk_sizes);
+    let mut want = Vec::new();
+    content(len).read_to_end(&mut want).unwrap();
+
+    let mut checkpoints = Vec::new();
+    let mut out = Vec::new();
+    let start = Resumed::start(&key, &nonce, ef.enc_size).unwrap();
+    let (h, d) = decrypt_chunks(start, &enc[..], &ef.chunk_sizes, &mut out, |i, cp| {
+        checkpoints.push((i, cp));
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!((h, d, &out), (header.clone(), ef.digest, &want));
+    // Every chunk but the last (it holds the tag) gives one.
+    assert_eq!(checkpoints.len(), ef.chunk_sizes.len() - 1);
+    for (i, cp) in &checkpoints {
+        let mut resumed_out = want[..cp.content as usize].to_vec();
+        let r = replay_file(
+            &want[..cp.content as usize],
+            cp,
+            &key,
+            &nonce,
+            &ef.chunk_sizes,
+            &digests,
+        )
+        .unwrap();
+        assert_eq!(r.chunks_done(), i + 1);
+        let done = cp.encrypted_len() as usize;
+        let (h, d) = decrypt_chunks(
+            r,
+            &enc[done..],
+            &ef.chunk_sizes,
+            &mut resumed_out,
+            |_, _| Ok(()),
+        )
+        .unwrap();
+        assert_eq!(h, header);
+        assert_eq!(d, ef.digest);
+        assert!(resumed_out == want, "resumed from chunk {}", i + 1);
+    }
+}
+
+/// Kept content that changed is caught at the chunk it changed in, before
+/// anything is downloaded; a checkpoint off a chunk boundary is refused.
+#[test]
+fn a_replay_of_changed_content_names_the_chunk() {
+    use smp_core::file::stream::{Resumed, decrypt_chunks, replay_file};
+    let header = FileHeader::new("notes.txt");
+    let (key, nonce) = (SbKey([3; 32]), CbNonce([5; 24]));
+    let len = 6 << 20;
+    let mut enc = Vec::new();
+    let ef = encrypt_file(content(len), len, &header, &key, &nonce, &mut enc).unwrap();
+    let digests = cut(&enc, &ef.chunk_sizes);
+    let mut want = Vec::new();
+    content(len).read_to_end(&mut want).unwrap();
+    let mut last = None;
+    let start = Resumed::start(&key, &nonce, ef.enc_size).unwrap();
+    decrypt_chunks(
+        start,
+        &enc[..],
+        &ef.chunk_sizes,
+        std::io::sink(),
+        |_, cp| {
+            last = Some(cp);
+            Ok(())
+        },
+    )
+    .unwrap();
+    let cp = last.expect("a checkpoint");
+    assert!(ef.chunk_sizes.len() >= 3);
+    let mut changed = want[..cp.content as usize].to_vec();
+    // A byte in the second chunk's content.
+    let at = ef.chunk_sizes[0] as usize + 10;
+    changed[at] ^= 1;
+    let e = replay_file(&changed[..], &cp, &key, &nonce, &ef.chunk_sizes, &digests)
+        .err()
+        .unwrap();
+    assert!(
+        matches!(e, StreamError::ReplayMismatch { chunk: 1 }),
+        "{e:?}"
+    );
+    // Too little content kept.
+    let short = &want[..cp.content as usize - 1];
+    let e = replay_file(short, &cp, &key, &nonce, &ef.chunk_sizes, &digests)
+        .err()
+        .unwrap();
+    assert!(matches!(e, StreamError::ReplayMismatch { .. }), "{e:?}");
+    let mut off = cp.clone();
+    off.content -= 1;
+    let e = replay_file(&want[..], &off, &key, &nonce, &ef.chunk_sizes, &digests)
+        .err()
+        .unwrap();
+    assert!(matches!(e, StreamError::ReplayBoundary), "{e:?}");
+}

@@ -168,6 +168,27 @@ enum DecryptState {
     Body { left: u64 },
 }
 
+/// Where a decryption stands, in plaintext terms: enough to rebuild it
+/// later from the content already written out (see
+/// [`FileDecryptor::replay`]), so an interrupted download need not fetch
+/// those bytes again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkpoint {
+    /// The decrypted length field and header, as they came.
+    pub head: Vec<u8>,
+    /// Content bytes handed out.
+    pub content: u64,
+    /// Padding bytes decrypted after the content.
+    pub padding: u64,
+}
+
+impl Checkpoint {
+    /// Encrypted bytes behind this checkpoint.
+    pub fn encrypted_len(&self) -> u64 {
+        self.head.len() as u64 + self.content + self.padding
+    }
+}
+
 /// Decrypts one file whose encrypted size is known (from the description).
 /// Content handed out before [`FileDecryptor::finish`] succeeds is not yet
 /// authenticated: write it somewhere temporary.
@@ -178,6 +199,13 @@ pub struct FileDecryptor {
     tag: Vec<u8>,
     header: Option<FileHeader>,
     state: DecryptState,
+    /// The length field and header once parsed, for checkpoints.
+    head: Vec<u8>,
+    content_done: u64,
+    padding_done: u64,
+    /// Padding that is not the protocol's pad byte cannot be replayed from
+    /// a checkpoint, so none is given once such a byte was seen.
+    odd_padding: bool,
 }
 
 impl FileDecryptor {
@@ -194,7 +222,42 @@ impl FileDecryptor {
             tag: Vec::with_capacity(TAG_SIZE),
             header: None,
             state: DecryptState::Head(Vec::new()),
+            head: Vec::new(),
+            content_done: 0,
+            padding_done: 0,
+            odd_padding: false,
         })
+    }
+
+    /// Where this decryption stands, once the header is behind it and while
+    /// no tag byte has arrived (the tag is not plaintext, so it cannot be
+    /// replayed). `None` also after padding other than the pad byte.
+    pub fn checkpoint(&self) -> Option<Checkpoint> {
+        let body = matches!(self.state, DecryptState::Body { .. });
+        (body && self.tag.is_empty() && !self.odd_padding).then(|| Checkpoint {
+            head: self.head.clone(),
+            content: self.content_done,
+            padding: self.padding_done,
+        })
+    }
+
+    /// Takes the next plaintext of the encrypted stream (length field and
+    /// header, content, padding: what a [`Checkpoint`] describes) and turns
+    /// it into the ciphertext in place, as if that ciphertext had been
+    /// decrypted: the state afterwards is the one `update` would have left.
+    /// The caller compares the ciphertext with the chunk digests, since a
+    /// changed plaintext replays into another ciphertext and only the tag
+    /// at the end would tell.
+    pub fn replay(&mut self, plain: &mut [u8]) -> Result<(), FileCryptoError> {
+        if plain.len() as u64 > self.ct_left {
+            return Err(FileCryptoError::TooLong {
+                enc_size: self.ct_left,
+            });
+        }
+        self.ct_left -= plain.len() as u64;
+        self.route(plain, None)?;
+        self.stream.encrypt(plain);
+        Ok(())
     }
 
     /// Takes the next encrypted bytes (any split) and appends decrypted
@@ -214,10 +277,14 @@ impl FileDecryptor {
         }
         let mut plain = ct.to_vec();
         self.stream.decrypt(&mut plain);
-        self.route(&plain, out)
+        self.route(&plain, Some(out))
     }
 
-    fn route(&mut self, mut plain: &[u8], out: &mut Vec<u8>) -> Result<(), FileCryptoError> {
+    fn route(
+        &mut self,
+        mut plain: &[u8],
+        mut out: Option<&mut Vec<u8>>,
+    ) -> Result<(), FileCryptoError> {
         if let DecryptState::Head(head) = &mut self.state {
             let want = FILE_LEN_SIZE + HEADER_PARSE_LIMIT;
             let take = plain.len().min(want.saturating_sub(head.len()));
@@ -234,20 +301,27 @@ impl FileDecryptor {
                 }
             }
             let (header, body_start, content_len) = parse_head(head)?;
-            let body = head[body_start..].to_vec();
+            let body = head.split_off(body_start);
+            self.head = core::mem::take(head);
             self.header = Some(header);
             self.state = DecryptState::Body { left: content_len };
-            self.emit(&body, out);
+            self.emit(&body, out.as_deref_mut());
         }
         self.emit(plain, out);
         Ok(())
     }
 
-    fn emit(&mut self, plain: &[u8], out: &mut Vec<u8>) {
+    fn emit(&mut self, plain: &[u8], out: Option<&mut Vec<u8>>) {
         if let DecryptState::Body { left } = &mut self.state {
             let n = (plain.len() as u64).min(*left) as usize;
-            out.extend_from_slice(&plain[..n]);
+            if let Some(out) = out {
+                out.extend_from_slice(&plain[..n]);
+            }
             *left -= n as u64;
+            self.content_done += n as u64;
+            let padding = &plain[n..];
+            self.padding_done += padding.len() as u64;
+            self.odd_padding |= padding.iter().any(|&b| b != PAD_BYTE);
         }
     }
 

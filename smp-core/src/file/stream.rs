@@ -3,10 +3,11 @@
 //! XSalsa20, SHA-512 and SHA-256 each run at a few hundred MiB/s per core.
 
 use super::chunks::prepare_chunk_specs;
-use super::crypto::{FileCryptoError, FileDecryptor, FileEncryptor, FilePlan};
+use super::crypto::{Checkpoint, FileCryptoError, FileDecryptor, FileEncryptor, FilePlan};
 use super::header::FileHeader;
 use crate::crypto::digest::{Digest, Sha256, Sha512};
 use crate::crypto::secretbox::{CbNonce, SbKey};
+use crate::encoding::pad::PAD_BYTE;
 use std::io::{self, Read, Write};
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
@@ -26,6 +27,12 @@ pub enum StreamError {
     Crypto(#[from] FileCryptoError),
     #[error("the source file changed while it was read: expected {expected} bytes")]
     SourceChanged { expected: u64 },
+    /// The content kept from an interrupted download does not encrypt back
+    /// to chunk `chunk` (0-based): it changed, or the checkpoint is wrong.
+    #[error("the partly received file does not match chunk {} of the file", chunk + 1)]
+    ReplayMismatch { chunk: usize },
+    #[error("the checkpoint does not end at a chunk boundary")]
+    ReplayBoundary,
 }
 
 /// What a sender needs to describe an encrypted file.
@@ -54,9 +61,8 @@ fn fill(src: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     Ok(n)
 }
 
-/// Hashes every piece with SHA-512.
-fn sha512_worker(rx: Receiver<Piece>) -> [u8; 64] {
-    let mut h = Sha512::new();
+/// Hashes every piece with SHA-512, after what `h` already took.
+fn sha512_worker(rx: Receiver<Piece>, mut h: Sha512) -> [u8; 64] {
     for p in rx {
         h.update(&p[..]);
     }
@@ -140,7 +146,7 @@ pub fn encrypt_file_by_chunk<R: Read, W: Write + Send>(
     let (tx_write, rx_write) = sync_channel::<Piece>(IN_FLIGHT);
     let sizes = plan.chunk_sizes.clone();
     let (digest, chunk_digests, produced) = std::thread::scope(|s| {
-        let hasher = s.spawn(move || sha512_worker(rx_hash));
+        let hasher = s.spawn(move || sha512_worker(rx_hash, Sha512::new()));
         let writer = s.spawn(|| chunk_worker(rx_write, &sizes, &mut dst, &mut on_chunk));
         let produced = (|| -> Result<(), StreamError> {
             send_both(&tx_hash, &tx_write, first)?;
@@ -192,21 +198,153 @@ pub fn encrypt_file_by_chunk<R: Read, W: Write + Send>(
 /// returning its header and the SHA-512 of the encrypted bytes. `dst` holds
 /// unauthenticated bytes until this returns `Ok`: write to a temporary file.
 pub fn decrypt_file<R: Read, W: Write>(
-    mut src: R,
+    src: R,
     enc_size: u64,
     key: &SbKey,
     nonce: &CbNonce,
-    mut dst: W,
+    dst: W,
 ) -> Result<(FileHeader, [u8; 64]), StreamError> {
-    let mut dec = FileDecryptor::new(key, nonce, enc_size)?;
+    let start = Resumed::start(key, nonce, enc_size)?;
+    decrypt_chunks(start, src, &[], dst, |_, _| Ok(()))
+}
+
+/// A decryption part way through a file, at a chunk boundary: fresh from
+/// [`Resumed::start`] or rebuilt by [`replay_file`].
+pub struct Resumed {
+    dec: FileDecryptor,
+    sha512: Sha512,
+    enc_size: u64,
+    /// Encrypted bytes behind it, and whole chunks among them.
+    enc_done: u64,
+    chunks_done: usize,
+}
+
+impl Resumed {
+    /// A decryption at the start of the file.
+    pub fn start(key: &SbKey, nonce: &CbNonce, enc_size: u64) -> Result<Self, StreamError> {
+        Ok(Self {
+            dec: FileDecryptor::new(key, nonce, enc_size)?,
+            sha512: Sha512::new(),
+            enc_size,
+            enc_done: 0,
+            chunks_done: 0,
+        })
+    }
+
+    /// Whole chunks already behind this decryption.
+    pub fn chunks_done(&self) -> usize {
+        self.chunks_done
+    }
+}
+
+/// Rebuilds the decryption of an interrupted download from its checkpoint
+/// and the content it had written (`content`, read from its start): the
+/// content is encrypted again, each chunk checked against its digest, and
+/// the hashes and cipher state are where the first run left them. Costs a
+/// pass over the content kept, no download.
+pub fn replay_file<R: Read>(
+    mut content: R,
+    checkpoint: &Checkpoint,
+    key: &SbKey,
+    nonce: &CbNonce,
+    chunk_sizes: &[u32],
+    chunk_digests: &[[u8; 32]],
+) -> Result<Resumed, StreamError> {
+    let enc_size = chunk_sizes.iter().map(|&s| u64::from(s)).sum();
+    let mut r = Resumed::start(key, nonce, enc_size)?;
+    let target = checkpoint.encrypted_len();
+    let mut boundary = 0u64;
+    let mut chunks = 0;
+    while boundary < target {
+        let Some(&size) = chunk_sizes.get(chunks) else {
+            return Err(StreamError::ReplayBoundary);
+        };
+        boundary += u64::from(size);
+        chunks += 1;
+    }
+    if boundary != target || chunk_digests.len() < chunks {
+        return Err(StreamError::ReplayBoundary);
+    }
+    // The plaintext stream is head, content, padding; replayed piece by
+    // piece so memory stays flat whatever was kept.
+    let mut pos = 0u64;
+    let mut chunk = 0usize;
+    let mut chunk_end = chunk_sizes.first().map_or(0, |&s| u64::from(s));
+    let mut h256 = Sha256::new();
+    let head_len = checkpoint.head.len() as u64;
+    let content_end = head_len + checkpoint.content;
+    while pos < target {
+        let want = (target - pos).min(chunk_end - pos).min(PIECE as u64) as usize;
+        let mut buf = vec![0u8; want];
+        let mut at = 0;
+        if pos < head_len {
+            let n = want.min((head_len - pos) as usize);
+            buf[..n].copy_from_slice(&checkpoint.head[pos as usize..pos as usize + n]);
+            at = n;
+        }
+        if at < want && pos + (at as u64) < content_end {
+            let n = (want - at).min((content_end - pos - at as u64) as usize);
+            let got = fill(&mut content, &mut buf[at..at + n])?;
+            if got < n {
+                return Err(StreamError::ReplayMismatch { chunk });
+            }
+            at += n;
+        }
+        buf[at..].fill(PAD_BYTE);
+        r.dec.replay(&mut buf)?;
+        r.sha512.update(&buf);
+        h256.update(&buf);
+        pos += want as u64;
+        if pos == chunk_end {
+            let digest: [u8; 32] = h256.finalize_reset().into();
+            if digest != chunk_digests[chunk] {
+                return Err(StreamError::ReplayMismatch { chunk });
+            }
+            chunk += 1;
+            chunk_end += chunk_sizes.get(chunk).map_or(0, |&s| u64::from(s));
+        }
+    }
+    if r.dec.checkpoint().as_ref() != Some(checkpoint) {
+        return Err(StreamError::ReplayMismatch {
+            chunk: chunks.saturating_sub(1),
+        });
+    }
+    r.enc_done = target;
+    r.chunks_done = chunks;
+    Ok(r)
+}
+
+/// Decrypts the rest of a file from `from` on: `src` gives the encrypted
+/// bytes after those `from` has behind it. At each boundary in
+/// `chunk_sizes` (none given: no checkpoints), once the chunk's content is
+/// written and `dst` flushed, `on_chunk(index, checkpoint)` may make it
+/// durable; an error from it stops the decryption. No checkpoint is given
+/// where one cannot be replayed (inside the header, or once the tag began).
+pub fn decrypt_chunks<R: Read, W: Write>(
+    from: Resumed,
+    mut src: R,
+    chunk_sizes: &[u32],
+    mut dst: W,
+    mut on_chunk: impl FnMut(usize, Checkpoint) -> io::Result<()>,
+) -> Result<(FileHeader, [u8; 64]), StreamError> {
+    let Resumed {
+        mut dec,
+        sha512,
+        enc_size,
+        enc_done,
+        chunks_done,
+    } = from;
     let (tx, rx) = sync_channel::<Piece>(IN_FLIGHT);
     std::thread::scope(|s| {
-        let hasher = s.spawn(move || sha512_worker(rx));
+        let hasher = s.spawn(move || sha512_worker(rx, sha512));
         let result = (|| -> Result<FileHeader, StreamError> {
-            let mut left = enc_size;
+            let mut left = enc_size - enc_done;
+            let mut chunk = chunks_done;
+            let mut chunk_left = chunk_sizes.get(chunk).map_or(u64::MAX, |&s| u64::from(s));
             let mut out = Vec::with_capacity(PIECE);
             while left > 0 {
-                let mut buf = vec![0u8; left.min(PIECE as u64) as usize];
+                let want = left.min(PIECE as u64).min(chunk_left) as usize;
+                let mut buf = vec![0u8; want];
                 let n = fill(&mut src, &mut buf)?;
                 buf.truncate(n);
                 if n == 0 {
@@ -218,6 +356,15 @@ pub fn decrypt_file<R: Read, W: Write>(
                     .map_err(|_| io::Error::other("hash thread stopped"))?;
                 dst.write_all(&out)?;
                 out.clear();
+                chunk_left -= n as u64;
+                if chunk_left == 0 {
+                    dst.flush()?;
+                    if let Some(cp) = dec.checkpoint() {
+                        on_chunk(chunk, cp)?;
+                    }
+                    chunk += 1;
+                    chunk_left = chunk_sizes.get(chunk).map_or(u64::MAX, |&s| u64::from(s));
+                }
             }
             if left == 0 && src.read(&mut [0u8; 1])? != 0 {
                 return Err(FileCryptoError::TooLong { enc_size }.into());
