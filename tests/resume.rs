@@ -1,5 +1,6 @@
-//! Interrupted transfers: `xftp send` killed with SIGKILL at random moments
-//! and run again until it finishes, against real `xftp-server` processes.
+//! Interrupted transfers: `xftp send` and `xftp recv` killed with SIGKILL
+//! at random moments and run again until they finish, against real
+//! `xftp-server` processes.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -179,4 +180,146 @@ fn a_resumed_send_refuses_a_changed_file_or_other_arguments() {
     let r = run_xftp(&profile, &args);
     assert!(r.status.success(), "{}", text(&r.stderr));
     assert!(!state.exists());
+}
+
+/// The hidden files an interrupted receive keeps in `dir`.
+fn kept(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut v: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(".xftp-recv-"))
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn recv_killed_at_random_moments_finishes_when_run_again() {
+    let servers: Vec<XftpServer> = (0..2).map(|_| XftpServer::start()).collect();
+    let list = servers
+        .iter()
+        .map(|s| s.address.as_str())
+        .collect::<Vec<_>>()
+        .join(";");
+    let work = tempfile::tempdir().unwrap();
+    let profile = work.path().join("profile");
+    let original = work.path().join("film.bin");
+    write_file(&original, 50 << 20, 37);
+    let want = std::fs::read(&original).unwrap();
+    let out = work.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    // A recipient acknowledges its chunks when done: one description each.
+    let mut args = send_args(&original, &out, &list);
+    args.extend(["-n", "22"]);
+    let sent = run_xftp(&profile, &args);
+    assert!(sent.status.success(), "{}", text(&sent.stderr));
+    let rcv = |i: usize| out.join(format!("film.bin.xftp/rcv{i}.xftp"));
+    let got_dir = work.path().join("got");
+    std::fs::create_dir(&got_dir).unwrap();
+    let recv_args = |i: usize, got: &Path| -> Vec<String> {
+        vec![
+            "recv".into(),
+            rcv(i).to_str().unwrap().into(),
+            got.to_str().unwrap().into(),
+            "-y".into(),
+        ]
+    };
+    let run = |a: &[String]| run_xftp(&profile, &a.iter().map(String::as_str).collect::<Vec<_>>());
+
+    let mut whole = u64::MAX;
+    for i in 1..=2 {
+        let got = got_dir.join(format!("whole-{i}.bin"));
+        let started = Instant::now();
+        let r = run(&recv_args(i, &got));
+        assert!(r.status.success(), "{}", text(&r.stderr));
+        whole = whole.min(started.elapsed().as_millis() as u64);
+        assert!(std::fs::read(&got).unwrap() == want);
+        std::fs::remove_file(&got).unwrap();
+    }
+    assert!(
+        kept(&got_dir).is_empty(),
+        "a finished receive keeps nothing"
+    );
+
+    let mut rng = Rng::new();
+    let (mut interrupted, mut resumed, mut tampered) = (0, 0, false);
+    for round in 0..20 {
+        let i = round + 3;
+        let got = got_dir.join(format!("film-{round}.bin"));
+        let a = recv_args(i, &got);
+        let mut child = spawn_xftp(&profile, &a.iter().map(String::as_str).collect::<Vec<_>>());
+        std::thread::sleep(Duration::from_millis(rng.below((whole * 9 / 10).max(50))));
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap();
+            interrupted += 1;
+        }
+        child.wait().unwrap();
+        if got.exists() {
+            assert!(kept(&got_dir).is_empty(), "round {round}: leftovers");
+        } else {
+            let files = kept(&got_dir);
+            let state = files
+                .iter()
+                .find(|p| p.extension().is_some_and(|e| e == "state"));
+            let records = state.map_or(0, |s| {
+                std::fs::read_to_string(s)
+                    .unwrap()
+                    .lines()
+                    .filter(|l| l.starts_with("chunk ") && !l.is_empty())
+                    .count()
+            });
+            #[cfg(unix)]
+            for f in &files {
+                use std::os::unix::fs::PermissionsExt;
+                let mode = std::fs::metadata(f).unwrap().permissions().mode();
+                assert_eq!(mode & 0o777, 0o600, "{}", f.display());
+            }
+            // Once, the kept content is damaged: the rerun notices and
+            // downloads it all again.
+            let damage = records >= 2 && !tampered;
+            if damage {
+                let part = files
+                    .iter()
+                    .find(|p| p.extension().is_some_and(|e| e == "part"));
+                let part = part.expect("content kept beside the state");
+                let mut bytes = std::fs::read(part).unwrap();
+                bytes[5 << 20] ^= 0x40;
+                std::fs::write(part, bytes).unwrap();
+                tampered = true;
+            }
+            let r = run(&a);
+            let said = format!("{}{}", text(&r.stdout), text(&r.stderr));
+            assert!(r.status.success(), "round {round}: {said}");
+            if damage {
+                assert!(
+                    said.contains("does not match chunk 2"),
+                    "round {round}: {said}"
+                );
+            } else if records > 0 {
+                // The last record may have been cut off by the kill.
+                let resumed_from = [records, records - 1]
+                    .iter()
+                    .any(|k| said.contains(&format!("Resuming: {k} of ")));
+                assert!(resumed_from, "round {round} ({records} records): {said}");
+                resumed += 1;
+            }
+        }
+        assert!(
+            std::fs::read(&got).unwrap() == want,
+            "round {round}: bytes differ"
+        );
+        assert!(kept(&got_dir).is_empty(), "round {round}: leftovers");
+        std::fs::remove_file(&got).unwrap();
+    }
+    eprintln!("{interrupted} of 20 receives killed part-way, {resumed} resumed ({whole} ms each)");
+    assert!(interrupted >= 10, "too few receives were interrupted");
+    assert!(
+        resumed >= 3,
+        "too few receives had a checkpoint to resume from"
+    );
+    assert!(tampered, "no round damaged its kept content");
 }

@@ -90,6 +90,10 @@ enum Command {
         /// Delete the file description after the file is received, without asking
         #[arg(short = 'y', long = "yes")]
         yes: bool,
+        /// Download the whole file again even if an interrupted receive of it
+        /// kept its part, and keep nothing if this one fails
+        #[arg(long = "no-resume")]
+        no_resume: bool,
         #[command(flatten)]
         common: Common,
     },
@@ -382,6 +386,7 @@ async fn run(
             description,
             dir,
             yes,
+            no_resume,
             common,
         } => {
             let source = DescriptionSource::parse(&description);
@@ -389,6 +394,7 @@ async fn run(
                 source: source.clone(),
                 out: dir,
                 transfer: common.transfer(),
+                resume: !no_resume,
             };
             let out = receive_file(&opts, &progress).await?;
             for (server, e) in &out.failed_servers {

@@ -129,6 +129,8 @@ pub enum CliError {
     ResumeState { path: PathBuf, why: String },
     #[error("{} is the state of another send ({what}): run the same command again, or use --no-resume to start afresh", path.display())]
     ResumeMismatch { path: PathBuf, what: String },
+    #[error("another xftp recv is receiving this file into {}", .0.display())]
+    ReceiveInProgress(PathBuf),
     #[error("parity: {0}")]
     Parity(smp_core::file::parity::ParityError),
     #[error("chunk {chunk_no}: fewer than {copies} of the servers are reachable")]
@@ -192,9 +194,10 @@ impl CliError {
             Self::NoServers | Self::BadServer(..) | Self::TooFewServers { .. } => exit::FAILURE,
             Self::ChunkUnavailable { code, .. } | Self::Unrecoverable { code, .. } => *code,
             Self::TooFewReachable { .. } => exit::UNREACHABLE,
-            Self::Parity(_) | Self::ResumeState { .. } | Self::ResumeMismatch { .. } => {
-                exit::FAILURE
-            }
+            Self::Parity(_)
+            | Self::ResumeState { .. }
+            | Self::ResumeMismatch { .. }
+            | Self::ReceiveInProgress(_) => exit::FAILURE,
             Self::Server { source, .. } => client_code(source),
             Self::FileDigest | Self::FileSize { .. } => exit::CORRUPT,
             Self::Decrypt(StreamError::Io(e)) => io_code(e),

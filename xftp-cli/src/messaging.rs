@@ -405,6 +405,7 @@ async fn receive(
             source: recv::DescriptionSource::File(path),
             out: Some(files.to_path_buf()),
             transfer: *transfer,
+            resume: true,
         },
         &progress,
     )

@@ -1,7 +1,9 @@
 //! `xftp recv`: download the chunks concurrently into memory, decrypt them
-//! in order as they arrive into a temporary file next to the destination,
-//! and rename that into place only after the tag, the file digest and the
-//! size checked out. On any failure nothing is left behind.
+//! in order as they arrive into a hidden file next to the destination, and
+//! rename that into place only after the tag, the file digest and the size
+//! checked out. An interrupted receive keeps what it decrypted, with
+//! checkpoints (crate::resume), and a rerun goes on from there; a corrupt
+//! file, or one given up with `--no-resume`, leaves nothing behind.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -14,17 +16,19 @@ use smp_core::address::ServerAddress;
 use smp_core::crypto::keys::PrivateKey;
 use smp_core::crypto::secretbox::{CbNonce, SbKey};
 use smp_core::file::chunks::CHUNK_4M;
+use smp_core::file::crypto::Checkpoint;
 use smp_core::file::description::{
     DescriptionError, FileChunk, FileChunkReplica, FileDescription, FileParty, ValidFileDescription,
 };
 use smp_core::file::header::FileHeader;
-use smp_core::file::stream::{StreamError, decrypt_file};
+use smp_core::file::stream::{Resumed, StreamError, decrypt_chunks, replay_file};
 use smp_core::file::weblink::{WebLinkError, decode_web_link};
 use tokio::task::JoinSet;
 
 use crate::error::{CliError, Op, exit};
 use crate::pool::{Pool, TransferOptions};
 use crate::progress::Progress;
+use crate::resume::{RecvResume, RecvState, recv_identity, recv_paths};
 use crate::{CHUNK_BUFFERS, sanitize_file_name, unique_combine};
 
 /// Where a description comes from.
@@ -82,6 +86,10 @@ pub struct RecvOptions {
     /// file is saved there). `None`: `~/Downloads`.
     pub out: Option<PathBuf>,
     pub transfer: TransferOptions,
+    /// Go on from what an interrupted receive of the same file into the
+    /// same directory kept, and keep what this one gets if it fails
+    /// (`--no-resume` clears this).
+    pub resume: bool,
 }
 
 #[derive(Debug)]
@@ -170,7 +178,16 @@ pub async fn receive_file(
         if desc.size > u64::from(CHUNK_4M) {
             return Err(CliError::RedirectMismatch);
         }
-        let (_, digest, yaml) = fetch(&pool, &failures, &desc, progress, Vec::new()).await?;
+        let (_, digest, yaml) = fetch(
+            &pool,
+            &failures,
+            &desc,
+            progress,
+            None,
+            Vec::new(),
+            |_, _| Ok(()),
+        )
+        .await?;
         if digest[..] != desc.digest[..] {
             return Err(CliError::FileDigest);
         }
@@ -189,29 +206,66 @@ pub async fn receive_file(
         desc
     };
     let out_dir = target.dir();
-    let tmp_out = tempfile::Builder::new()
-        .prefix(".xftp-recv")
-        .suffix(".part")
-        .tempfile_in(&out_dir)
-        .map_err(|e| CliError::io(format!("creating a file in {}", out_dir.display()), e))?;
-    let dst = tmp_out
-        .as_file()
-        .try_clone()
-        .map_err(|e| CliError::io("temporary file", e))?;
-    let (header, digest, _) = fetch(&pool, &failures, &desc, progress, dst).await?;
-    if digest[..] != desc.digest[..] {
-        return Err(CliError::FileDigest);
+    let (part_path, state_path) = recv_paths(&out_dir, &desc);
+    if !opts.resume {
+        remove_if_present(&state_path)?;
+        remove_if_present(&part_path)?;
     }
-    let plain_size = tmp_out
-        .as_file()
-        .metadata()
-        .map_err(|e| CliError::io("temporary file", e))?
-        .len();
-    tmp_out
-        .as_file()
-        .sync_all()
-        .map_err(|e| CliError::io("writing the output file", e))?;
-    let path = persist(tmp_out, &target, &header.file_name)?;
+    let (state, from) = prepare(opts.resume, &desc, &part_path, &state_path, progress).await?;
+    let part = open_part(&part_path)?;
+    let kept = from.as_ref().map_or(0, |(_, cp)| cp.content);
+    let io = |e| CliError::io(format!("writing {}", part_path.display()), e);
+    part.set_len(kept).map_err(io)?;
+    let mut dst = part.try_clone().map_err(io)?;
+    std::io::Seek::seek(&mut dst, std::io::SeekFrom::Start(kept)).map_err(io)?;
+    let on_chunk = {
+        let state = state.clone();
+        let durable = part.try_clone().map_err(io)?;
+        move |i: usize, cp: Checkpoint| -> std::io::Result<()> {
+            if let Some(state) = &state {
+                // The content first: a checkpoint must never cover bytes
+                // a power cut could still take away.
+                durable.sync_data()?;
+                lock(state).record(i, &cp)?;
+            }
+            Ok(())
+        }
+    };
+    let from = from.map(|(r, _)| r);
+    let saved = async {
+        let (header, digest, _) =
+            fetch(&pool, &failures, &desc, progress, from, dst, on_chunk).await?;
+        if digest[..] != desc.digest[..] {
+            return Err(CliError::FileDigest);
+        }
+        let size = part.metadata().map_err(io)?.len();
+        part.sync_all()
+            .map_err(|e| CliError::io("writing the output file", e))?;
+        Ok((persist(&part_path, &target, &header.file_name)?, size))
+    }
+    .await;
+    let (path, plain_size) = match saved {
+        Ok(done) => done,
+        Err(e) => {
+            let keep = state.as_ref().is_some_and(|s| lock(s).has_records())
+                && e.exit_code() != exit::CORRUPT;
+            if keep {
+                eprintln!(
+                    "Kept what was received so far in {}: run the same command again to go on",
+                    part_path.display()
+                );
+            } else {
+                let _ = std::fs::remove_file(&part_path);
+                if let Some(state) = &state {
+                    let _ = lock(state).remove();
+                }
+            }
+            return Err(e);
+        }
+    };
+    if let Some(state) = &state {
+        lock(state).remove()?;
+    }
     ack_failures.extend(ack_all(&pool, &failures, &desc).await);
     let failures = Arc::try_unwrap(failures).unwrap_or_default();
     Ok(RecvOutcome {
@@ -222,6 +276,109 @@ pub async fn receive_file(
     })
 }
 
+type SharedState = Arc<std::sync::Mutex<RecvState>>;
+
+fn lock(s: &SharedState) -> std::sync::MutexGuard<'_, RecvState> {
+    s.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn remove_if_present(path: &Path) -> Result<(), CliError> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(CliError::io(format!("removing {}", path.display()), e)),
+    }
+}
+
+/// The hidden content file: private until it is renamed into place, as
+/// the temporary file it replaces was.
+fn open_part(path: &Path) -> Result<std::fs::File, CliError> {
+    let mut o = std::fs::OpenOptions::new();
+    o.read(true).write(true).create(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+    o.open(path)
+        .map_err(|e| CliError::io(format!("creating {}", path.display()), e))
+}
+
+/// The state of this receive (none with `--no-resume`) and, when an
+/// earlier one left a usable checkpoint, the decryption rebuilt from the
+/// content it kept. Anything unusable is said and started again: nothing
+/// is on a server to clean up, only time is lost.
+async fn prepare(
+    resume: bool,
+    desc: &FileDescription,
+    part_path: &Path,
+    state_path: &Path,
+    progress: &Progress,
+) -> Result<(Option<SharedState>, Option<(Resumed, Checkpoint)>), CliError> {
+    if !resume {
+        return Ok((None, None));
+    }
+    let ident = recv_identity(desc);
+    let (mut state, checkpoint) = match RecvState::resume(state_path, &ident)? {
+        RecvResume::Found(state, cp) => (state, cp),
+        RecvResume::None => (RecvState::begin(state_path, &ident)?, None),
+        RecvResume::Unusable(why) => {
+            progress.item(&format!("Starting the download again: {why}"));
+            (RecvState::begin(state_path, &ident)?, None)
+        }
+    };
+    let mut from = None;
+    if let Some(cp) = checkpoint {
+        let why = match replay(desc, part_path, &cp).await {
+            Ok(r) => {
+                progress.item(&format!(
+                    "Resuming: {} of {} chunks already received",
+                    r.chunks_done(),
+                    desc.chunks.len()
+                ));
+                from = Some((r, cp));
+                None
+            }
+            Err(why) => Some(why),
+        };
+        if let Some(why) = why {
+            progress.item(&format!(
+                "Starting the download again: the part received earlier {why}"
+            ));
+            state.reset(&ident)?;
+        }
+    }
+    Ok((Some(Arc::new(std::sync::Mutex::new(state))), from))
+}
+
+/// Replays the kept content up to `cp` (see smp_core::file::stream::replay_file).
+async fn replay(
+    desc: &FileDescription,
+    part_path: &Path,
+    cp: &Checkpoint,
+) -> Result<Resumed, String> {
+    let file = std::fs::File::open(part_path).map_err(|_| "is gone".to_string())?;
+    let len = file.metadata().map_err(|e| e.to_string())?.len();
+    if len < cp.content {
+        return Err("is shorter than its state says".into());
+    }
+    let (key, nonce) = (SbKey(desc.key), CbNonce(desc.nonce));
+    let sizes: Vec<u32> = desc.chunks.iter().map(|c| c.chunk_size).collect();
+    let digests: Vec<[u8; 32]> = desc
+        .chunks
+        .iter()
+        .map(|c| c.digest.as_slice().try_into().unwrap_or([0; 32]))
+        .collect();
+    let cp = cp.clone();
+    let reader = std::io::Read::take(file, cp.content);
+    tokio::task::spawn_blocking(move || replay_file(reader, &cp, &key, &nonce, &sizes, &digests))
+        .await
+        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+        .map_err(|e| match e {
+            StreamError::ReplayMismatch { chunk } => {
+                format!("does not match chunk {} of the file", chunk + 1)
+            }
+            other => other.to_string(),
+        })
+}
+
 fn load_inner(yaml: &str) -> Result<FileDescription, CliError> {
     match ValidFileDescription::from_yaml(yaml, FileParty::Recipient) {
         Ok(d) => Ok(d.into_inner()),
@@ -229,28 +386,28 @@ fn load_inner(yaml: &str) -> Result<FileDescription, CliError> {
     }
 }
 
-/// Renames the verified temporary file to its final name without
-/// replacing anything that appeared meanwhile.
-fn persist(
-    mut tmp: tempfile::NamedTempFile,
-    target: &Target,
-    header_name: &str,
-) -> Result<PathBuf, CliError> {
+/// Renames the verified content file to its final name without replacing
+/// anything that appeared meanwhile.
+fn persist(part: &Path, target: &Target, header_name: &str) -> Result<PathBuf, CliError> {
     loop {
         let path = match target {
             Target::Dir(d) => unique_combine(d, &sanitize_file_name(header_name)),
             Target::Path(p) => p.clone(),
         };
-        match tmp.persist_noclobber(&path) {
-            Ok(_) => return Ok(path),
-            Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => {
+        match tempfile::TempPath::try_from_path(part)
+            .map_err(|e| CliError::io(format!("saving {}", path.display()), e))?
+            .persist_noclobber(&path)
+        {
+            Ok(()) => return Ok(path),
+            Err(e) => {
+                // Still ours to keep: a rerun finds it.
+                let _ = e.path.keep();
+                if e.error.kind() != std::io::ErrorKind::AlreadyExists {
+                    return Err(CliError::io(format!("saving {}", path.display()), e.error));
+                }
                 if let Target::Path(p) = target {
                     return Err(CliError::OutputExists(p.clone()));
                 }
-                tmp = e.file;
-            }
-            Err(e) => {
-                return Err(CliError::io(format!("saving {}", path.display()), e.error));
             }
         }
     }
@@ -307,13 +464,19 @@ impl std::io::Read for InOrder {
 /// chunks in memory. Returns the header, the SHA-512 of the encrypted file
 /// (the caller compares it with the description) and `dst`, which holds
 /// unauthenticated bytes if this fails.
-async fn fetch<W: Write + Send + 'static>(
+async fn fetch<W, F>(
     pool: &Arc<Pool>,
     failures: &Arc<Failures>,
     desc: &FileDescription,
     progress: &Progress,
+    from: Option<Resumed>,
     dst: W,
-) -> Result<(FileHeader, [u8; 64], W), CliError> {
+    on_chunk: F,
+) -> Result<(FileHeader, [u8; 64], W), CliError>
+where
+    W: Write + Send + 'static,
+    F: FnMut(usize, Checkpoint) -> std::io::Result<()> + Send + 'static,
+{
     let ctx = Arc::new(Fetch {
         pool: pool.clone(),
         failures: failures.clone(),
@@ -327,10 +490,21 @@ async fn fetch<W: Write + Send + 'static>(
             found: sum,
         });
     }
-    let read = Arc::new(AtomicU64::new(0));
+    let (key, nonce) = (SbKey(desc.key), CbNonce(desc.nonce));
+    let from = match from {
+        Some(r) => r,
+        None => Resumed::start(&key, &nonce, desc.size).map_err(CliError::Decrypt)?,
+    };
+    let skip = from.chunks_done();
+    let n = desc.chunks.len();
+    let already: u64 = desc.chunks[..skip.min(n)]
+        .iter()
+        .map(|c| u64::from(c.chunk_size))
+        .sum();
+    let read = Arc::new(AtomicU64::new(already));
     let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(CHUNK_BUFFERS);
     let (free, mut buffers) = tokio::sync::mpsc::channel::<Vec<u8>>(CHUNK_BUFFERS);
-    for _ in 0..desc.chunks.len().min(CHUNK_BUFFERS) {
+    for _ in 0..(n - skip.min(n)).min(CHUNK_BUFFERS) {
         free.try_send(Vec::new()).expect("room for every buffer");
     }
     let mut decryption = {
@@ -341,22 +515,24 @@ async fn fetch<W: Write + Send + 'static>(
             at: 0,
             read: read.clone(),
         };
-        let (size, key, nonce) = (desc.size, SbKey(desc.key), CbNonce(desc.nonce));
+        let sizes: Vec<u32> = desc.chunks.iter().map(|c| c.chunk_size).collect();
         tokio::task::spawn_blocking(move || {
             let mut dst = dst;
-            let r = decrypt_file(reader, size, &key, &nonce, &mut dst);
+            let r = decrypt_chunks(from, reader, &sizes, &mut dst, on_chunk);
             r.map(|(h, d)| (h, d, dst))
         })
     };
     let down_bar = progress.bar("downloading", desc.size, Some("Downloaded"));
+    if already > 0 {
+        down_bar.chunk_done(already);
+    }
     let dec_bar = progress.bar("decrypting", desc.size, None);
     let mut tick = tokio::time::interval(std::time::Duration::from_millis(100));
     // Buffers are taken in chunk order, so the chunk the decryption waits
     // for always has one: no deadlock.
     let mut tasks = JoinSet::new();
     let mut waiting = std::collections::BTreeMap::new();
-    let (mut started, mut delivered) = (0, 0);
-    let n = desc.chunks.len();
+    let (mut started, mut delivered) = (skip, skip);
     // `Ok(Some(..))`: the decryption ended before every chunk was handed to
     // it (a corrupt file); then its result is the answer, and the downloads
     // still in flight are dropped with the task set.

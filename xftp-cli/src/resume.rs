@@ -10,15 +10,23 @@
 //! finished copy with every id and key of the description). A copy created
 //! but never finished is deleted from its server on resume, so the
 //! servers never keep a chunk twice. Keys inside: the file is 0600.
+//!
+//! An interrupted `xftp recv` keeps the content it decrypted so far in a
+//! hidden file beside its output, with a state file whose records are
+//! checkpoints at chunk boundaries (fsynced after the content). A rerun
+//! replays that content through the cipher, which checks it against the
+//! chunk digests and rebuilds the hashes, and downloads only the rest.
 
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use smp_core::address::ServerAddress;
+use smp_core::crypto::digest::sha256;
 use smp_core::crypto::secretbox::{CbNonce, SbKey};
 use smp_core::encoding::string::{b64_decode, b64_encode};
-use smp_core::file::description::{ReplicaKey, UploadedChunk};
+use smp_core::file::crypto::Checkpoint;
+use smp_core::file::description::{FileDescription, ReplicaKey, UploadedChunk};
 use zeroize::Zeroizing;
 
 use crate::error::CliError;
@@ -305,5 +313,213 @@ fn sync_parent(path: &Path) {
     };
     if let Ok(d) = std::fs::File::open(dir) {
         let _ = d.sync_all();
+    }
+}
+
+const RECV_MAGIC: &str = "xftp recv state 1";
+
+/// The hidden content file and state file of receiving the file with this
+/// description into `dir`. Named after the file's digest, so any
+/// description of the same file (another recipient's, a web link) resumes
+/// it; hashed again so the name says nothing about the file.
+pub fn recv_paths(dir: &Path, desc: &FileDescription) -> (PathBuf, PathBuf) {
+    let id: String = sha256(&desc.digest)[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    (
+        dir.join(format!(".xftp-recv-{id}.part")),
+        dir.join(format!(".xftp-recv-{id}.state")),
+    )
+}
+
+/// The lines a receive's state starts with: the encrypted file and how it
+/// is cut into chunks (a checkpoint is only good for the same cut).
+pub fn recv_identity(desc: &FileDescription) -> Vec<String> {
+    let mut cut = Vec::new();
+    for c in &desc.chunks {
+        cut.extend_from_slice(&c.chunk_size.to_be_bytes());
+        cut.extend_from_slice(&c.digest);
+    }
+    vec![
+        format!("size {}", desc.size),
+        format!("digest {}", b64_encode(&desc.digest)),
+        format!("chunks {}", b64_encode(&sha256(&cut))),
+    ]
+}
+
+/// The open, locked state file of a receive in progress.
+pub struct RecvState {
+    path: PathBuf,
+    file: std::fs::File,
+    records: bool,
+}
+
+/// What an unusable state file was, for the note that says the receive
+/// starts again.
+pub enum RecvResume {
+    /// No state: a fresh start.
+    None,
+    /// A state file this receive can use, with its last checkpoint if any.
+    Found(RecvState, Option<Checkpoint>),
+    /// A state file that cannot be used, and why.
+    Unusable(String),
+}
+
+impl RecvState {
+    /// Starts a state file at `path`, replacing any left there.
+    pub fn begin(path: &Path, identity: &[String]) -> Result<Self, CliError> {
+        let mut o = std::fs::OpenOptions::new();
+        o.read(true).write(true).create(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+        let file = o
+            .open(path)
+            .map_err(|e| CliError::io(format!("writing {}", path.display()), e))?;
+        lock(&file, path)?;
+        let mut state = Self {
+            path: path.to_path_buf(),
+            file,
+            records: false,
+        };
+        state.reset(identity)?;
+        sync_parent(path);
+        Ok(state)
+    }
+
+    /// Empties the state down to its identity: a fresh start.
+    pub fn reset(&mut self, identity: &[String]) -> Result<(), CliError> {
+        let io = |e| CliError::io(format!("writing {}", self.path.display()), e);
+        self.file.set_len(0).map_err(io)?;
+        let mut text = format!("{RECV_MAGIC}\n");
+        for l in identity {
+            text.push_str(l);
+            text.push('\n');
+        }
+        std::io::Seek::seek(&mut self.file, std::io::SeekFrom::Start(0)).map_err(io)?;
+        self.file.write_all(text.as_bytes()).map_err(io)?;
+        self.file.sync_all().map_err(io)?;
+        self.records = false;
+        Ok(())
+    }
+
+    /// Opens the state a receive left at `path`, if any.
+    pub fn resume(path: &Path, identity: &[String]) -> Result<RecvResume, CliError> {
+        let io = |e| CliError::io(format!("reading {}", path.display()), e);
+        let mut file = match std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+        {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(RecvResume::None),
+            Err(e) => return Err(io(e)),
+        };
+        lock(&file, path)?;
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut file, &mut bytes).map_err(io)?;
+        // A record cut off by the kill was never acted on: drop it.
+        let whole = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+        let Ok(text) = std::str::from_utf8(&bytes[..whole]) else {
+            return Ok(RecvResume::Unusable("its state is not text".into()));
+        };
+        let mut lines = text.lines();
+        if lines.next() != Some(RECV_MAGIC) {
+            return Ok(RecvResume::Unusable(
+                "its state is not an xftp recv state".into(),
+            ));
+        }
+        for want in identity {
+            if lines.next() != Some(want.as_str()) {
+                return Ok(RecvResume::Unusable(
+                    "its state is of another cut of the file".into(),
+                ));
+            }
+        }
+        let mut last = None;
+        for l in lines {
+            match parse_checkpoint(l) {
+                Some(cp) => last = Some(cp),
+                None => {
+                    return Ok(RecvResume::Unusable(
+                        "its state has a malformed record".into(),
+                    ));
+                }
+            }
+        }
+        file.set_len(whole as u64).map_err(io)?;
+        let records = last.is_some();
+        Ok(RecvResume::Found(
+            Self {
+                path: path.to_path_buf(),
+                file,
+                records,
+            },
+            last,
+        ))
+    }
+
+    /// Appends a checkpoint; the content it covers must already be durable.
+    pub fn record(&mut self, chunk: usize, cp: &Checkpoint) -> std::io::Result<()> {
+        let line = format!(
+            "chunk {} content {} padding {} head {}\n",
+            chunk + 1,
+            cp.content,
+            cp.padding,
+            b64_encode(&cp.head)
+        );
+        std::io::Seek::seek(&mut self.file, std::io::SeekFrom::End(0))?;
+        self.file.write_all(line.as_bytes())?;
+        self.file.sync_data()?;
+        self.records = true;
+        Ok(())
+    }
+
+    /// Whether a checkpoint is on record, so the content file is worth keeping.
+    pub fn has_records(&self) -> bool {
+        self.records
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The receive finished or is given up: the state goes.
+    pub fn remove(&self) -> Result<(), CliError> {
+        match std::fs::remove_file(&self.path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(CliError::io(format!("removing {}", self.path.display()), e)),
+        }
+        sync_parent(&self.path);
+        Ok(())
+    }
+}
+
+fn parse_checkpoint(line: &str) -> Option<Checkpoint> {
+    let mut w = line.split(' ');
+    let mut field = |name: &str| (w.next() == Some(name)).then(|| w.next()).flatten();
+    let _chunk: usize = field("chunk")?.parse().ok()?;
+    let content = field("content")?.parse().ok()?;
+    let padding = field("padding")?.parse().ok()?;
+    let head = b64_decode(field("head")?).ok()?;
+    Some(Checkpoint {
+        head,
+        content,
+        padding,
+    })
+}
+
+/// Two receives of one file into one directory would write over each
+/// other's content: the second is refused while the first runs.
+fn lock(file: &std::fs::File, path: &Path) -> Result<(), CliError> {
+    match file.try_lock() {
+        Ok(()) => Ok(()),
+        Err(std::fs::TryLockError::WouldBlock) => Err(CliError::ReceiveInProgress(
+            path.parent().map(Path::to_path_buf).unwrap_or_default(),
+        )),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(CliError::io(format!("locking {}", path.display()), e))
+        }
     }
 }
