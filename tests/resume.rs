@@ -323,3 +323,82 @@ fn recv_killed_at_random_moments_finishes_when_run_again() {
     );
     assert!(tampered, "no round damaged its kept content");
 }
+
+/// The kept files have names anyone with the description can work out: a
+/// link planted under one is refused and its target left alone. And
+/// `--no-resume` after an interrupted receive downloads it all and leaves
+/// nothing behind.
+#[test]
+fn recv_refuses_planted_links_and_no_resume_starts_afresh() {
+    let server = XftpServer::start();
+    let work = tempfile::tempdir().unwrap();
+    let profile = work.path().join("profile");
+    let original = work.path().join("doc.bin");
+    write_file(&original, 20 << 20, 41);
+    let out = work.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let mut args = send_args(&original, &out, &server.address);
+    args.extend(["-n", "3"]);
+    let sent = run_xftp(&profile, &args);
+    assert!(sent.status.success(), "{}", text(&sent.stderr));
+    let rcv = |i: usize| out.join(format!("doc.bin.xftp/rcv{i}.xftp"));
+    let desc = FileDescription::from_yaml(&std::fs::read_to_string(rcv(1)).unwrap()).unwrap();
+    let id: String = smp_core::crypto::digest::sha256(&desc.digest)[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let got_dir = work.path().join("got");
+    std::fs::create_dir(&got_dir).unwrap();
+    let victim = work.path().join("victim.txt");
+    std::fs::write(&victim, b"precious").unwrap();
+    for name in ["state", "part"] {
+        let link = got_dir.join(format!(".xftp-recv-{id}.{name}"));
+        std::os::unix::fs::symlink(&victim, &link).unwrap();
+        let got = got_dir.join("doc.bin");
+        let r = run_xftp(
+            &profile,
+            &["recv", rcv(1).to_str().unwrap(), got.to_str().unwrap()],
+        );
+        assert!(!r.status.success(), "{name}: {}", text(&r.stdout));
+        assert!(
+            text(&r.stderr).contains("not a regular file"),
+            "{}",
+            text(&r.stderr)
+        );
+        assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+        assert!(!got.exists());
+        std::fs::remove_file(&link).unwrap();
+        // The state of the first try is left (locked files of our own).
+        for f in kept(&got_dir) {
+            std::fs::remove_file(f).unwrap();
+        }
+    }
+
+    // Interrupted once the first chunks are kept, then --no-resume.
+    let got = got_dir.join("doc.bin");
+    let rcv2 = rcv(2);
+    let a = ["recv", rcv2.to_str().unwrap(), got.to_str().unwrap(), "-y"];
+    let mut child = spawn_xftp(&profile, &a);
+    let state = got_dir.join(format!(".xftp-recv-{id}.state"));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline
+        && !std::fs::read_to_string(&state).is_ok_and(|s| s.contains("\nchunk "))
+    {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let _ = child.kill();
+    child.wait().unwrap();
+    if !got.exists() {
+        assert!(
+            !kept(&got_dir).is_empty(),
+            "an interrupted receive keeps its part"
+        );
+        let mut again = a.to_vec();
+        again.push("--no-resume");
+        let r = run_xftp(&profile, &again);
+        assert!(r.status.success(), "{}", text(&r.stderr));
+        assert!(!text(&r.stdout).contains("Resuming"), "{}", text(&r.stdout));
+    }
+    assert!(std::fs::read(&got).unwrap() == std::fs::read(&original).unwrap());
+    assert!(kept(&got_dir).is_empty(), "nothing left behind");
+}

@@ -28,7 +28,7 @@ use tokio::task::JoinSet;
 use crate::error::{CliError, Op, exit};
 use crate::pool::{Pool, TransferOptions};
 use crate::progress::Progress;
-use crate::resume::{RecvResume, RecvState, recv_identity, recv_paths};
+use crate::resume::{RecvResume, RecvState, open_own, recv_identity, recv_paths};
 use crate::{CHUNK_BUFFERS, sanitize_file_name, unique_combine};
 
 /// Where a description comes from.
@@ -206,13 +206,37 @@ pub async fn receive_file(
         desc
     };
     let out_dir = target.dir();
-    let (part_path, state_path) = recv_paths(&out_dir, &desc);
+    let (fixed_part, state_path) = recv_paths(&out_dir, &desc);
     if !opts.resume {
-        remove_if_present(&state_path)?;
-        remove_if_present(&part_path)?;
+        // What an earlier receive kept goes, once no receive is using it.
+        match RecvState::resume(&state_path, &recv_identity(&desc))? {
+            RecvResume::Found(st, _) | RecvResume::Unusable(st, _) => {
+                remove_if_present(&fixed_part)?;
+                st.remove()?;
+            }
+            RecvResume::None => {}
+        }
     }
-    let (state, from) = prepare(opts.resume, &desc, &part_path, &state_path, progress).await?;
-    let part = open_part(&part_path)?;
+    let (state, from) = prepare(opts.resume, &desc, &fixed_part, &state_path, progress).await?;
+    // Resuming: the fixed name, guarded by the state's lock. Otherwise a
+    // file of this run's own, removed with it whatever happens.
+    let (part, part_path, _guard) = if state.is_some() {
+        let part = open_own(&fixed_part, true)?.ok_or_else(|| {
+            CliError::io(
+                format!("creating {}", fixed_part.display()),
+                std::io::ErrorKind::NotFound.into(),
+            )
+        })?;
+        (part, fixed_part, None)
+    } else {
+        let tmp = tempfile::Builder::new()
+            .prefix(".xftp-recv")
+            .suffix(".part")
+            .tempfile_in(&out_dir)
+            .map_err(|e| CliError::io(format!("creating a file in {}", out_dir.display()), e))?;
+        let (file, guard) = tmp.into_parts();
+        (file, guard.to_path_buf(), Some(guard))
+    };
     let kept = from.as_ref().map_or(0, |(_, cp)| cp.content);
     let io = |e| CliError::io(format!("writing {}", part_path.display()), e);
     part.set_len(kept).map_err(io)?;
@@ -247,7 +271,10 @@ pub async fn receive_file(
     let (path, plain_size) = match saved {
         Ok(done) => done,
         Err(e) => {
-            let keep = state.as_ref().is_some_and(|s| lock(s).has_records())
+            // A complete file that has nowhere to go is not kept either:
+            // a rerun would fail the same way.
+            let keep = !matches!(e, CliError::OutputExists(_))
+                && state.as_ref().is_some_and(|s| lock(s).has_records())
                 && e.exit_code() != exit::CORRUPT;
             if keep {
                 eprintln!(
@@ -263,8 +290,10 @@ pub async fn receive_file(
             return Err(e);
         }
     };
-    if let Some(state) = &state {
-        lock(state).remove()?;
+    if let Some(state) = &state
+        && let Err(e) = lock(state).remove()
+    {
+        eprintln!("Warning: the file was received, but {e}");
     }
     ack_failures.extend(ack_all(&pool, &failures, &desc).await);
     let failures = Arc::try_unwrap(failures).unwrap_or_default();
@@ -290,17 +319,6 @@ fn remove_if_present(path: &Path) -> Result<(), CliError> {
     }
 }
 
-/// The hidden content file: private until it is renamed into place, as
-/// the temporary file it replaces was.
-fn open_part(path: &Path) -> Result<std::fs::File, CliError> {
-    let mut o = std::fs::OpenOptions::new();
-    o.read(true).write(true).create(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
-    o.open(path)
-        .map_err(|e| CliError::io(format!("creating {}", path.display()), e))
-}
-
 /// The state of this receive (none with `--no-resume`) and, when an
 /// earlier one left a usable checkpoint, the decryption rebuilt from the
 /// content it kept. Anything unusable is said and started again: nothing
@@ -319,9 +337,10 @@ async fn prepare(
     let (mut state, checkpoint) = match RecvState::resume(state_path, &ident)? {
         RecvResume::Found(state, cp) => (state, cp),
         RecvResume::None => (RecvState::begin(state_path, &ident)?, None),
-        RecvResume::Unusable(why) => {
+        RecvResume::Unusable(mut state, why) => {
             progress.item(&format!("Starting the download again: {why}"));
-            (RecvState::begin(state_path, &ident)?, None)
+            state.reset(&ident)?;
+            (state, None)
         }
     };
     let mut from = None;

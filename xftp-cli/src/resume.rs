@@ -362,21 +362,19 @@ pub enum RecvResume {
     None,
     /// A state file this receive can use, with its last checkpoint if any.
     Found(RecvState, Option<Checkpoint>),
-    /// A state file that cannot be used, and why.
-    Unusable(String),
+    /// A state file that cannot be used (still locked, to be reset), and why.
+    Unusable(RecvState, String),
 }
 
 impl RecvState {
     /// Starts a state file at `path`, replacing any left there.
     pub fn begin(path: &Path, identity: &[String]) -> Result<Self, CliError> {
-        let mut o = std::fs::OpenOptions::new();
-        o.read(true).write(true).create(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
-        let file = o
-            .open(path)
-            .map_err(|e| CliError::io(format!("writing {}", path.display()), e))?;
-        lock(&file, path)?;
+        let file = open_locked(path, true)?.ok_or_else(|| {
+            CliError::io(
+                format!("writing {}", path.display()),
+                std::io::ErrorKind::NotFound.into(),
+            )
+        })?;
         let mut state = Self {
             path: path.to_path_buf(),
             file,
@@ -406,57 +404,41 @@ impl RecvState {
     /// Opens the state a receive left at `path`, if any.
     pub fn resume(path: &Path, identity: &[String]) -> Result<RecvResume, CliError> {
         let io = |e| CliError::io(format!("reading {}", path.display()), e);
-        let mut file = match std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(path)
-        {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(RecvResume::None),
-            Err(e) => return Err(io(e)),
+        let Some(mut file) = open_locked(path, false)? else {
+            return Ok(RecvResume::None);
         };
-        lock(&file, path)?;
         let mut bytes = Vec::new();
         std::io::Read::read_to_end(&mut file, &mut bytes).map_err(io)?;
+        let mut state = Self {
+            path: path.to_path_buf(),
+            file,
+            records: false,
+        };
         // A record cut off by the kill was never acted on: drop it.
         let whole = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+        let unusable = |state, why: &str| Ok(RecvResume::Unusable(state, why.to_string()));
         let Ok(text) = std::str::from_utf8(&bytes[..whole]) else {
-            return Ok(RecvResume::Unusable("its state is not text".into()));
+            return unusable(state, "its state is not text");
         };
         let mut lines = text.lines();
         if lines.next() != Some(RECV_MAGIC) {
-            return Ok(RecvResume::Unusable(
-                "its state is not an xftp recv state".into(),
-            ));
+            return unusable(state, "its state is not an xftp recv state");
         }
         for want in identity {
             if lines.next() != Some(want.as_str()) {
-                return Ok(RecvResume::Unusable(
-                    "its state is of another cut of the file".into(),
-                ));
+                return unusable(state, "its state is of another cut of the file");
             }
         }
         let mut last = None;
         for l in lines {
             match parse_checkpoint(l) {
                 Some(cp) => last = Some(cp),
-                None => {
-                    return Ok(RecvResume::Unusable(
-                        "its state has a malformed record".into(),
-                    ));
-                }
+                None => return unusable(state, "its state has a malformed record"),
             }
         }
-        file.set_len(whole as u64).map_err(io)?;
-        let records = last.is_some();
-        Ok(RecvResume::Found(
-            Self {
-                path: path.to_path_buf(),
-                file,
-                records,
-            },
-            last,
-        ))
+        state.file.set_len(whole as u64).map_err(io)?;
+        state.records = last.is_some();
+        Ok(RecvResume::Found(state, last))
     }
 
     /// Appends a checkpoint; the content it covers must already be durable.
@@ -508,6 +490,74 @@ fn parse_checkpoint(line: &str) -> Option<Checkpoint> {
         content,
         padding,
     })
+}
+
+/// Opens `path` read-write (creating it, 0600, when asked) and checks that
+/// the name still leads to this very file, a regular one. The names of a
+/// receive's files can be predicted from its description, so a symlink
+/// planted under one is refused before anything is written through it.
+pub fn open_own(path: &Path, create: bool) -> Result<Option<std::fs::File>, CliError> {
+    let io = |e| CliError::io(format!("opening {}", path.display()), e);
+    let mut o = std::fs::OpenOptions::new();
+    o.read(true).write(true).create(create);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+    let file = match o.open(path) {
+        Ok(f) => f,
+        Err(e) if !create && e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io(e)),
+    };
+    match same_file(path, &file).map_err(io)? {
+        Some(true) => Ok(Some(file)),
+        Some(false) => Err(io(std::io::Error::other(
+            "not a regular file of this receive (a link?)",
+        ))),
+        None => Ok(None),
+    }
+}
+
+/// Whether `path` names `file` itself (not a link to it); `None` when
+/// the name is gone.
+fn same_file(path: &Path, file: &std::fs::File) -> std::io::Result<Option<bool>> {
+    let named = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let open = file.metadata()?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        Ok(Some(
+            named.file_type().is_file() && named.dev() == open.dev() && named.ino() == open.ino(),
+        ))
+    }
+    #[cfg(not(unix))]
+    Ok(Some(named.file_type().is_file() && open.is_file()))
+}
+
+/// Opens and locks a state file. Two receives of one file into one
+/// directory would write over each other's content, so the second is
+/// refused while the first runs; a lock won on a file that a finishing run
+/// removed meanwhile is let go and the name opened again.
+fn open_locked(path: &Path, create: bool) -> Result<Option<std::fs::File>, CliError> {
+    for _ in 0..8 {
+        let Some(file) = open_own(path, create)? else {
+            return Ok(None);
+        };
+        lock(&file, path)?;
+        let still = same_file(path, &file)
+            .map_err(|e| CliError::io(format!("opening {}", path.display()), e))?;
+        if still == Some(true) {
+            return Ok(Some(file));
+        }
+        if !create && still.is_none() {
+            return Ok(None);
+        }
+    }
+    Err(CliError::ReceiveInProgress(
+        path.parent().map(Path::to_path_buf).unwrap_or_default(),
+    ))
 }
 
 /// Two receives of one file into one directory would write over each

@@ -185,7 +185,11 @@ pub struct Checkpoint {
 impl Checkpoint {
     /// Encrypted bytes behind this checkpoint.
     pub fn encrypted_len(&self) -> u64 {
-        self.head.len() as u64 + self.content + self.padding
+        // Saturating: a checkpoint read from a damaged state file must fail
+        // its boundary check, not overflow.
+        (self.head.len() as u64)
+            .saturating_add(self.content)
+            .saturating_add(self.padding)
     }
 }
 
