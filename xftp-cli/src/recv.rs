@@ -28,7 +28,9 @@ use tokio::task::JoinSet;
 use crate::error::{CliError, Op, exit};
 use crate::pool::{Pool, TransferOptions};
 use crate::progress::Progress;
-use crate::resume::{RecvResume, RecvState, open_own, recv_identity, recv_paths};
+use crate::resume::{
+    RecvResume, RecvState, open_own, recv_identity, recv_paths, remove_if_present, vanished,
+};
 use crate::{CHUNK_BUFFERS, sanitize_file_name, unique_combine};
 
 /// Where a description comes from.
@@ -221,12 +223,7 @@ pub async fn receive_file(
     // Resuming: the fixed name, guarded by the state's lock. Otherwise a
     // file of this run's own, removed with it whatever happens.
     let (part, part_path, _guard) = if state.is_some() {
-        let part = open_own(&fixed_part, true)?.ok_or_else(|| {
-            CliError::io(
-                format!("creating {}", fixed_part.display()),
-                std::io::ErrorKind::NotFound.into(),
-            )
-        })?;
+        let part = open_own(&fixed_part, true)?.ok_or_else(|| vanished(&fixed_part))?;
         (part, fixed_part, None)
     } else {
         let tmp = tempfile::Builder::new()
@@ -311,14 +308,6 @@ fn lock(s: &SharedState) -> std::sync::MutexGuard<'_, RecvState> {
     s.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn remove_if_present(path: &Path) -> Result<(), CliError> {
-    match std::fs::remove_file(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(CliError::io(format!("removing {}", path.display()), e)),
-    }
-}
-
 /// The state of this receive (none with `--no-resume`) and, when an
 /// earlier one left a usable checkpoint, the decryption rebuilt from the
 /// content it kept. Anything unusable is said and started again: nothing
@@ -345,7 +334,7 @@ async fn prepare(
     };
     let mut from = None;
     if let Some(cp) = checkpoint {
-        let why = match replay(desc, part_path, &cp).await {
+        match replay(desc, part_path, &cp).await {
             Ok(r) => {
                 progress.item(&format!(
                     "Resuming: {} of {} chunks already received",
@@ -353,15 +342,13 @@ async fn prepare(
                     desc.chunks.len()
                 ));
                 from = Some((r, cp));
-                None
             }
-            Err(why) => Some(why),
-        };
-        if let Some(why) = why {
-            progress.item(&format!(
-                "Starting the download again: the part received earlier {why}"
-            ));
-            state.reset(&ident)?;
+            Err(why) => {
+                progress.item(&format!(
+                    "Starting the download again: the part received earlier {why}"
+                ));
+                state.reset(&ident)?;
+            }
         }
     }
     Ok((Some(Arc::new(std::sync::Mutex::new(state))), from))

@@ -369,12 +369,7 @@ pub enum RecvResume {
 impl RecvState {
     /// Starts a state file at `path`, replacing any left there.
     pub fn begin(path: &Path, identity: &[String]) -> Result<Self, CliError> {
-        let file = open_locked(path, true)?.ok_or_else(|| {
-            CliError::io(
-                format!("writing {}", path.display()),
-                std::io::ErrorKind::NotFound.into(),
-            )
-        })?;
+        let file = open_locked(path, true)?.ok_or_else(|| vanished(path))?;
         let mut state = Self {
             path: path.to_path_buf(),
             file,
@@ -468,11 +463,7 @@ impl RecvState {
 
     /// The receive finished or is given up: the state goes.
     pub fn remove(&self) -> Result<(), CliError> {
-        match std::fs::remove_file(&self.path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(CliError::io(format!("removing {}", self.path.display()), e)),
-        }
+        remove_if_present(&self.path)?;
         sync_parent(&self.path);
         Ok(())
     }
@@ -490,6 +481,23 @@ fn parse_checkpoint(line: &str) -> Option<Checkpoint> {
         content,
         padding,
     })
+}
+
+/// A state or content file is removed; one that is not there is fine.
+pub fn remove_if_present(path: &Path) -> Result<(), CliError> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(CliError::io(format!("removing {}", path.display()), e)),
+    }
+}
+
+/// [`open_own`] creating the file: the name went away while it was opened.
+pub fn vanished(path: &Path) -> CliError {
+    CliError::io(
+        format!("creating {}", path.display()),
+        std::io::ErrorKind::NotFound.into(),
+    )
 }
 
 /// Opens `path` read-write (creating it, 0600, when asked) and checks that

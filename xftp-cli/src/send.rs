@@ -27,7 +27,7 @@ use tokio::task::JoinSet;
 use crate::error::{CliError, Op, exit};
 use crate::pool::{Pool, ServerConn, TransferOptions};
 use crate::progress::Progress;
-use crate::resume::{ChunkRef, SendState, identity, state_path};
+use crate::resume::{ChunkRef, SendState, identity, remove_if_present, state_path};
 use crate::servers::{plan_chunks, plan_parity_chunks};
 use crate::{CHUNK_BUFFERS, CountingReader, unique_combine};
 
@@ -111,16 +111,7 @@ pub async fn send_file(opts: &SendOptions, progress: &Progress) -> Result<SendOu
         ],
     )?;
     if !opts.resume {
-        match std::fs::remove_file(&state_file) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => {
-                return Err(CliError::io(
-                    format!("removing {}", state_file.display()),
-                    e,
-                ));
-            }
-        }
+        remove_if_present(&state_file)?;
     }
     let pool = Arc::new(Pool::new(opts.transfer));
     let (state, key, nonce, prior) = match SendState::resume(&state_file, &ident)? {
