@@ -4,16 +4,8 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use simplego_tests::{XftpServer, run_xftp, write_file};
+use simplego_tests::{XftpServer, run_xftp, server_list, write_file};
 use smp_core::file::description::FileDescription;
-
-fn server_list(servers: &[XftpServer]) -> String {
-    servers
-        .iter()
-        .map(|s| s.address.as_str())
-        .collect::<Vec<_>>()
-        .join(";")
-}
 
 fn description(path: &Path) -> FileDescription {
     FileDescription::from_yaml(&std::fs::read_to_string(path).unwrap()).unwrap()

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use simplego_tests::{XftpServer, run_xftp, spawn_xftp, write_file};
+use simplego_tests::{XftpServer, run_xftp, server_list, spawn_xftp, write_file};
 use smp_core::file::description::FileDescription;
 
 fn text(b: &[u8]) -> String {
@@ -51,11 +51,7 @@ fn send_args<'a>(src: &'a Path, out: &'a Path, list: &'a str) -> Vec<&'a str> {
 #[test]
 fn send_killed_at_random_moments_finishes_when_run_again() {
     let servers: Vec<XftpServer> = (0..3).map(|_| XftpServer::start()).collect();
-    let list = servers
-        .iter()
-        .map(|s| s.address.as_str())
-        .collect::<Vec<_>>()
-        .join(";");
+    let list = server_list(&servers);
     let stored = || -> usize { servers.iter().map(XftpServer::stored_chunks).sum() };
     let work = tempfile::tempdir().unwrap();
     let profile = work.path().join("profile");
@@ -200,11 +196,7 @@ fn kept(dir: &Path) -> Vec<std::path::PathBuf> {
 #[test]
 fn recv_killed_at_random_moments_finishes_when_run_again() {
     let servers: Vec<XftpServer> = (0..2).map(|_| XftpServer::start()).collect();
-    let list = servers
-        .iter()
-        .map(|s| s.address.as_str())
-        .collect::<Vec<_>>()
-        .join(";");
+    let list = server_list(&servers);
     let work = tempfile::tempdir().unwrap();
     let profile = work.path().join("profile");
     let original = work.path().join("film.bin");

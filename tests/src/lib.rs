@@ -147,6 +147,15 @@ impl Drop for SmpRouter {
     }
 }
 
+/// The servers as `-s` takes them: addresses joined by `;`.
+pub fn server_list(servers: &[XftpServer]) -> String {
+    servers
+        .iter()
+        .map(|s| s.address.as_str())
+        .collect::<Vec<_>>()
+        .join(";")
+}
+
 /// `xftp-server` as an operator runs it, on a free port; it can be
 /// stopped and started again on the same files and port.
 pub struct XftpServer {
