@@ -40,6 +40,9 @@ pub struct ServerConn {
     pub client: ReconnectingClient,
     pub slots: Semaphore,
     unreachable: AtomicBool,
+    /// Failed to answer a single attempt: skipped while the chunk can be
+    /// had elsewhere, tried with every retry when it cannot.
+    suspect: AtomicBool,
 }
 
 impl ServerConn {
@@ -51,6 +54,12 @@ impl ServerConn {
     }
     pub fn mark_unreachable(&self) {
         self.unreachable.store(true, Ordering::Relaxed);
+    }
+    pub fn is_suspect(&self) -> bool {
+        self.suspect.load(Ordering::Relaxed)
+    }
+    pub fn mark_suspect(&self) {
+        self.suspect.store(true, Ordering::Relaxed);
     }
 }
 
@@ -84,6 +93,7 @@ impl Pool {
                     ),
                     slots: Semaphore::new(self.options.per_server_in_flight.max(1)),
                     unreachable: AtomicBool::new(false),
+                    suspect: AtomicBool::new(false),
                 })
             })
             .clone()

@@ -603,9 +603,20 @@ where
     })
 }
 
+/// How hard a download tries a chunk's replicas.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Effort {
+    /// One attempt each, passing over servers that did not answer one
+    /// earlier: for a chunk that can be had another way (another replica,
+    /// its parity group), so a dead server costs no retry delays.
+    Quick,
+    /// Every retry (`-r`) on each replica, passing over only servers that
+    /// exhausted theirs earlier in this receive.
+    Thorough,
+}
+
 /// One chunk into `buf` from the first of its replicas that delivers it
-/// (digest checked by the client). Servers found unreachable earlier in
-/// this receive are not tried again. Any server error moves on to the next
+/// (digest checked by the client). Any server error moves on to the next
 /// replica: an unreachable server, a copy it lost (AUTH) or one that fails
 /// its digest. On failure the buffer comes back.
 async fn download_any(
@@ -613,20 +624,22 @@ async fn download_any(
     failures: &Failures,
     chunk: &FileChunk,
     mut buf: Vec<u8>,
+    effort: Effort,
 ) -> Result<Vec<u8>, (CliError, Vec<u8>)> {
     let mut order: Vec<&FileChunkReplica> = chunk.replicas.iter().collect();
     order.sort_by_key(|r| failures.has(&r.server));
     let mut details = Vec::new();
     let mut code = exit::UNREACHABLE;
     for replica in order {
-        if pool.get(&replica.server).is_unreachable() {
+        let conn = pool.get(&replica.server);
+        if conn.is_unreachable() || (effort == Effort::Quick && conn.is_suspect()) {
             details.push(format!(
                 "  {}: unreachable (earlier in this transfer)",
                 replica.server
             ));
             continue;
         }
-        match download_one(pool, chunk, replica, buf).await {
+        match download_one(pool, chunk, replica, buf, effort).await {
             Ok(data) => return Ok(data),
             Err((e, back)) => {
                 buf = back;
@@ -650,26 +663,41 @@ async fn download_any(
 }
 
 /// A data chunk: from the group's rebuild if there was one, else from its
-/// replicas, else rebuilt from its parity group.
+/// replicas, else rebuilt from its parity group. While there is another
+/// way to the chunk, its replicas get one attempt each; the retries are
+/// spent only when nothing else is left.
 async fn obtain(ctx: &Fetch, i: usize, buf: Vec<u8>) -> Result<Vec<u8>, CliError> {
     let chunk = &ctx.desc.chunks[i];
     if let Some(r) = &ctx.rebuild
         && let Some(data) = r.cached(i).await
     {
+        r.give_back(buf);
         return Ok(data);
     }
-    match download_any(&ctx.pool, &ctx.failures, chunk, buf).await {
+    let alternatives = ctx.rebuild.is_some() || chunk.replicas.len() > 1;
+    let effort = if alternatives {
+        Effort::Quick
+    } else {
+        Effort::Thorough
+    };
+    let buf = match download_any(&ctx.pool, &ctx.failures, chunk, buf, effort).await {
         Ok(data) => {
             if let Some(r) = &ctx.rebuild {
                 r.forget(i).await;
             }
-            Ok(data)
+            return Ok(data);
         }
-        Err((e @ CliError::ChunkUnavailable { .. }, _)) => match &ctx.rebuild {
-            Some(r) => r.rebuilt(ctx, i).await,
-            None => Err(e),
-        },
-        Err((e, _)) => Err(e),
+        Err((CliError::ChunkUnavailable { .. }, buf)) if alternatives => buf,
+        Err((e, _)) => return Err(e),
+    };
+    match &ctx.rebuild {
+        Some(r) => {
+            r.give_back(buf);
+            r.rebuilt(ctx, i).await
+        }
+        None => download_any(&ctx.pool, &ctx.failures, chunk, buf, Effort::Thorough)
+            .await
+            .map_err(|(e, _)| e),
     }
 }
 
@@ -688,6 +716,10 @@ struct Fetch {
 struct Rebuild {
     parity: smp_core::file::description::Parity,
     groups: Vec<tokio::sync::Mutex<GroupState>>,
+    /// Buffers that go round between the rebuilds and the downloads that
+    /// took a rebuilt chunk instead (fresh ones per group would leave the
+    /// allocator's heap growing with the file).
+    spare: std::sync::Mutex<Vec<Vec<u8>>>,
 }
 
 #[derive(Default)]
@@ -706,7 +738,26 @@ impl Rebuild {
         let parity = desc.parity.clone()?;
         let n = smp_core::file::description::Parity::groups(parity.data, desc.chunks.len());
         let groups = (0..n).map(|_| Default::default()).collect();
-        Some(Self { parity, groups })
+        Some(Self {
+            parity,
+            groups,
+            spare: Default::default(),
+        })
+    }
+
+    fn take_buffer(&self) -> Vec<u8> {
+        let mut spare = self.spare.lock().unwrap_or_else(|p| p.into_inner());
+        spare.pop().unwrap_or_default()
+    }
+
+    /// A buffer for a later rebuild; at most a group's worth is kept.
+    fn give_back(&self, buf: Vec<u8>) {
+        let mut spare = self.spare.lock().unwrap_or_else(|p| p.into_inner());
+        if buf.capacity() > 0
+            && spare.len() < usize::from(self.parity.data) + usize::from(self.parity.parity)
+        {
+            spare.push(buf);
+        }
     }
 
     /// Chunk `i` if its group was rebuilt (waiting for a rebuild under way).
@@ -748,9 +799,11 @@ impl Rebuild {
         })
     }
 
-    /// Downloads every chunk of group `gi` but `lost`, concurrently, and
-    /// rebuilds its data chunks from whichever K arrived; each rebuilt chunk
-    /// must match its digest in the description.
+    /// Downloads every chunk of group `gi` but `lost`, concurrently and
+    /// with one attempt each, then the missing ones with every retry if
+    /// fewer than K arrived, and rebuilds its data chunks from whichever K
+    /// arrived; each rebuilt chunk must match its digest in the
+    /// description.
     async fn rebuild_group(
         &self,
         ctx: &Fetch,
@@ -770,24 +823,43 @@ impl Rebuild {
             )
             .collect();
         let shard = members.iter().map(|(c, _)| c.chunk_size).max().unwrap_or(0) as usize;
-        let downloads = members.iter().enumerate().map(|(j, (c, _))| async move {
-            if data.start + j == lost {
-                return Err((String::from("lost"), exit::UNREACHABLE));
+        let fetch = |effort: Effort, wanted: Vec<usize>| {
+            let members = &members;
+            futures_util::future::join_all(wanted.into_iter().map(move |j| async move {
+                let buf = self.take_buffer();
+                let got = download_any(&ctx.pool, &ctx.failures, members[j].0, buf, effort)
+                    .await
+                    .map_err(|(e, buf)| {
+                        self.give_back(buf);
+                        e.exit_code()
+                    });
+                (j, got)
+            }))
+        };
+        let mut results: Vec<Result<Vec<u8>, i32>> = vec![Err(exit::UNREACHABLE); members.len()];
+        let first: Vec<usize> = (0..members.len())
+            .filter(|j| data.start + j != lost)
+            .collect();
+        for (j, got) in fetch(Effort::Quick, first).await {
+            results[j] = got;
+        }
+        if results.iter().filter(|r| r.is_ok()).count() < k {
+            let missing = (0..members.len())
+                .filter(|j| results[*j].is_err())
+                .collect();
+            for (j, got) in fetch(Effort::Thorough, missing).await {
+                results[j] = got;
             }
-            download_any(&ctx.pool, &ctx.failures, c, Vec::new())
-                .await
-                .map_err(|(e, _)| (e.to_string(), e.exit_code()))
-        });
-        let results = futures_util::future::join_all(downloads).await;
-        let mut shards: Vec<Option<Vec<u8>>> = Vec::with_capacity(members.len());
+        }
+        let mut shards: Vec<(Vec<u8>, bool)> = Vec::with_capacity(members.len());
         let (mut missing, mut code) = (Vec::new(), exit::UNREACHABLE);
         for ((c, is_data), r) in members.iter().zip(results) {
             match r {
                 Ok(mut v) => {
                     v.resize(shard, 0);
-                    shards.push(Some(v));
+                    shards.push((v, true));
                 }
-                Err((_, c_code)) => {
+                Err(c_code) => {
                     code = c_code;
                     let servers: Vec<String> =
                         c.replicas.iter().map(|r| r.server.to_string()).collect();
@@ -797,36 +869,50 @@ impl Rebuild {
                         c.chunk_no,
                         servers.join(", ")
                     ));
-                    shards.push(None);
+                    shards.push((self.take_buffer(), false));
                 }
             }
         }
-        let have = shards.iter().filter(|s| s.is_some()).count();
+        let have = shards.iter().filter(|s| s.1).count();
         if have < k {
+            shards.into_iter().for_each(|(b, _)| self.give_back(b));
             return Err((missing.join("\n"), have, code));
         }
+        // Rebuilt chunks are cut to their sizes and checked against their
+        // digests (downloaded ones were checked as they arrived).
+        let expected: Vec<Option<(usize, Vec<u8>)>> = shards[..k]
+            .iter()
+            .zip(&desc.chunks[data.clone()])
+            .map(|(s, c)| (!s.1).then(|| (c.chunk_size as usize, c.digest.clone())))
+            .collect();
         let m = usize::from(self.parity.parity);
-        let shards = tokio::task::spawn_blocking(move || {
-            smp_core::file::parity::rebuild_group(k, m, &mut shards).map(|()| shards)
+        let (mut shards, wrong) = tokio::task::spawn_blocking(move || {
+            smp_core::file::parity::rebuild_group(k, m, &mut shards)?;
+            let wrong = shards.iter_mut().zip(&expected).position(|((v, _), e)| {
+                e.as_ref().is_some_and(|(size, digest)| {
+                    v.truncate(*size);
+                    smp_core::crypto::digest::sha256(v)[..] != digest[..]
+                })
+            });
+            Ok((shards, wrong))
         })
         .await
         .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
-        .map_err(|e| (e.to_string(), have, exit::FAILURE))?;
+        .map_err(|e: smp_core::file::parity::ParityError| (e.to_string(), have, exit::FAILURE))?;
+        if let Some(j) = wrong {
+            return Err((
+                format!(
+                    "  data chunk {}: rebuilt bytes do not match its digest",
+                    desc.chunks[data.start + j].chunk_no
+                ),
+                have,
+                exit::CORRUPT,
+            ));
+        }
+        shards.drain(k..).for_each(|(b, _)| self.give_back(b));
         let mut out = BTreeMap::new();
-        for (j, s) in shards.into_iter().take(k).enumerate() {
-            let c = &desc.chunks[data.start + j];
-            let mut v = s.unwrap_or_default();
-            v.truncate(c.chunk_size as usize);
-            if smp_core::crypto::digest::sha256(&v)[..] != c.digest[..] {
-                return Err((
-                    format!(
-                        "  data chunk {}: rebuilt bytes do not match its digest",
-                        c.chunk_no
-                    ),
-                    have,
-                    exit::CORRUPT,
-                ));
-            }
+        for (j, (mut v, _)) in shards.into_iter().enumerate() {
+            v.truncate(desc.chunks[data.start + j].chunk_size as usize);
             out.insert(data.start + j, v);
         }
         tracing::info!("rebuilt chunk group {} from its parity", gi + 1);
@@ -840,6 +926,7 @@ async fn download_one(
     chunk: &FileChunk,
     replica: &FileChunkReplica,
     buf: Vec<u8>,
+    effort: Effort,
 ) -> Result<Vec<u8>, (CliError, Vec<u8>)> {
     let buf = tokio::sync::Mutex::new(buf);
     let give_back = |e, buf: tokio::sync::Mutex<Vec<u8>>| (e, buf.into_inner());
@@ -855,9 +942,13 @@ async fn download_one(
         }
     };
     let (key, buf_ref) = (&key, &buf);
+    let attempts = match effort {
+        Effort::Quick => 1,
+        Effort::Thorough => pool.options().retries,
+    };
     let r = conn
         .client
-        .retry(pool.options().retries, |c| async move {
+        .retry(attempts, |c| async move {
             let mut buf = buf_ref.lock().await;
             // Each attempt starts over: a failed one's bytes are dropped.
             buf.clear();
@@ -875,7 +966,10 @@ async fn download_one(
     if let Err(e) = r {
         let e = CliError::server(Op::Download, &replica.server, e);
         if e.exit_code() == exit::UNREACHABLE {
-            conn.mark_unreachable();
+            match effort {
+                Effort::Quick => conn.mark_suspect(),
+                Effort::Thorough => conn.mark_unreachable(),
+            }
         }
         return Err(give_back(e, buf));
     }

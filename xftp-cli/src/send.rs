@@ -340,14 +340,19 @@ struct Pipeline<'a> {
     parity: Option<(u16, u16)>,
 }
 
-/// A finished group's number and its encrypted parity chunks.
-type GroupParity = (usize, Vec<Vec<u8>>);
+/// A finished group's number and its encrypted parity chunks, each with
+/// its SHA-256.
+type GroupParity = (usize, Vec<(Vec<u8>, [u8; 32])>);
 
 /// What one upload task finished.
 enum Done {
-    /// A data chunk's copies, and its group's parity chunks when it was the
-    /// group's last data chunk to be added.
-    Data(Vec<UploadedChunk>, Option<GroupParity>),
+    /// A data chunk's copies, and its group's parity chunks (with the
+    /// permit they are uploaded under) when it was the group's last data
+    /// chunk to be added.
+    Data(
+        Vec<UploadedChunk>,
+        Option<(GroupParity, tokio::sync::OwnedSemaphorePermit)>,
+    ),
     Parity(Vec<UploadedChunk>),
 }
 
@@ -359,6 +364,10 @@ struct Groups {
     /// Each group's longest data chunk: its parity chunks' size.
     shard: Vec<u32>,
     encoders: Vec<std::sync::Mutex<Option<GroupEncoder>>>,
+    /// Uploaded parity chunks' buffers, for the next groups' parity (fresh
+    /// ones per group would leave the allocator's heap growing with the
+    /// file).
+    spare: std::sync::Mutex<Vec<Vec<u8>>>,
 }
 
 impl Groups {
@@ -373,6 +382,17 @@ impl Groups {
             parity,
             shard,
             encoders,
+            spare: Default::default(),
+        }
+    }
+
+    /// An uploaded parity chunk's buffer, for a later group.
+    fn give_back(&self, chunk: Bytes) {
+        if let Ok(buf) = chunk.try_into_mut() {
+            let mut spare = self.spare.lock().unwrap_or_else(|p| p.into_inner());
+            if spare.len() < 2 * self.parity {
+                spare.push(buf.into());
+            }
         }
     }
 
@@ -383,10 +403,22 @@ impl Groups {
         let mut slot = self.encoders[g].lock().unwrap_or_else(|p| p.into_inner());
         let enc = match &mut *slot {
             Some(e) => e,
-            None => slot.insert(
-                GroupEncoder::new(in_group, self.parity, self.shard[g] as usize)
+            None => {
+                let buffers = {
+                    let mut spare = self.spare.lock().unwrap_or_else(|p| p.into_inner());
+                    let keep = spare.len().saturating_sub(self.parity);
+                    spare.split_off(keep)
+                };
+                slot.insert(
+                    GroupEncoder::with_buffers(
+                        in_group,
+                        self.parity,
+                        self.shard[g] as usize,
+                        buffers,
+                    )
                     .map_err(CliError::Parity)?,
-            ),
+                )
+            }
         };
         enc.add(i - g * self.data, chunk)
             .map_err(CliError::Parity)?;
@@ -394,7 +426,15 @@ impl Groups {
             return Ok(None);
         }
         let done = slot.take().expect("set above");
-        Ok(Some((g, done.finish().map_err(CliError::Parity)?)))
+        let parity = done.finish().map_err(CliError::Parity)?;
+        let parity = parity
+            .into_iter()
+            .map(|c| {
+                let digest = smp_core::crypto::digest::sha256(&c);
+                (c, digest)
+            })
+            .collect();
+        Ok(Some((g, parity)))
     }
 }
 
@@ -459,6 +499,10 @@ impl Pipeline<'_> {
             (enc_size + parity_total) * self.replicas as u64,
             Some("Uploaded"),
         );
+        // One group's parity chunks are uploaded at a time: the task that
+        // completes the next group keeps its buffer until they are done,
+        // so the encryption waits rather than parity piling up in memory.
+        let parity_slot = Arc::new(tokio::sync::Semaphore::new(1));
         let mut tick = tokio::time::interval(std::time::Duration::from_millis(100));
         let mut tasks = JoinSet::new();
         let mut encrypted = None;
@@ -480,7 +524,7 @@ impl Pipeline<'_> {
                     };
                     let (conns, first, retries) = (conns.clone(), plan[i], pool.options().retries);
                     let (free, copies, groups) = (free.clone(), self.replicas, groups.clone());
-                    let state = self.state.clone();
+                    let (state, parity_slot) = (self.state.clone(), parity_slot.clone());
                     tasks.spawn(async move {
                         // The chunk goes into its group's parity on a
                         // blocking thread while it is being uploaded.
@@ -492,6 +536,14 @@ impl Pipeline<'_> {
                         let finished = match parity {
                             Some(t) => t.await.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic())),
                             None => Ok(None),
+                        };
+                        let finished = match finished {
+                            Ok(Some(p)) => {
+                                let permit = parity_slot.acquire_owned().await.expect("never closed");
+                                Ok(Some((p, permit)))
+                            }
+                            Ok(None) => Ok(None),
+                            Err(e) => Err(e),
                         };
                         // The buffer goes back for the next chunk (a new one
                         // if something still shares it, which nothing should).
@@ -509,12 +561,12 @@ impl Pipeline<'_> {
                     Ok(Ok(Done::Data(copies, finished))) => {
                         up_bar.chunk_done(copies.iter().map(|c| u64::from(c.chunk_size)).sum());
                         done.extend(copies);
-                        if let Some((g, parity)) = finished {
+                        if let Some(((g, parity), permit)) = finished {
+                            let permit = Arc::new(permit);
                             let m = parity.len();
-                            for (j, chunk) in parity.into_iter().enumerate() {
+                            for (j, (chunk, digest)) in parity.into_iter().enumerate() {
                                 let p = g * m + j;
                                 let size = chunk.len() as u32;
-                                let digest = smp_core::crypto::digest::sha256(&chunk);
                                 let have = match self.earlier((true, p as u32 + 1), &digest) {
                                     Ok(h) => h,
                                     Err(e) => break 'run Err(Failure::Cli(e)),
@@ -528,9 +580,13 @@ impl Pipeline<'_> {
                                 };
                                 let (conns, first) = (conns.clone(), parity_plan[p]);
                                 let (retries, copies) = (pool.options().retries, self.replicas);
-                                let state = self.state.clone();
+                                let (state, permit) = (self.state.clone(), permit.clone());
+                                let groups = groups.clone().expect("parity comes from groups");
                                 tasks.spawn(async move {
                                     let r = upload_replicas(&conns, first, &job, retries, copies, have, (&state, true)).await;
+                                    // The chunk's memory goes round before the permit is let go.
+                                    groups.give_back(job.data);
+                                    drop(permit);
                                     Ok(Done::Parity(r?))
                                 });
                             }

@@ -32,6 +32,8 @@ pub struct GroupEncoder {
     code: ReedSolomon,
     shard: usize,
     parity: Vec<Vec<u8>>,
+    /// Each parity chunk's coefficient for data chunk 0.
+    first: Vec<u8>,
     seen: Vec<bool>,
     padded: Vec<u8>,
 }
@@ -40,10 +42,37 @@ impl GroupEncoder {
     /// `data` chunks in this group (the last group may have fewer than K),
     /// `parity` chunks of `shard` bytes each (the group's longest chunk).
     pub fn new(data: usize, parity: usize, shard: usize) -> Result<Self, ParityError> {
+        Self::with_buffers(data, parity, shard, Vec::new())
+    }
+
+    /// [`new`](Self::new) writing the parity into `buffers` (an earlier
+    /// group's, given back), so a long file does not allocate a fresh
+    /// group's worth of memory each time; missing ones are allocated.
+    pub fn with_buffers(
+        data: usize,
+        parity: usize,
+        shard: usize,
+        mut buffers: Vec<Vec<u8>>,
+    ) -> Result<Self, ParityError> {
+        let code = code(data, parity)?;
+        // The crate overwrites (rather than adds to) the parity with data
+        // chunk 0's share, which is wrong once other chunks are in: chunk
+        // 0 is added by hand with its coefficients, read off a 1-byte probe.
+        let mut probe = vec![vec![0u8; 1]; parity];
+        code.encode_single_sep(0, &[1], &mut probe)
+            .map_err(|_| ParityError::Scheme { data, parity })?;
+        let first = probe.iter().map(|p| p[0]).collect();
+        buffers.truncate(parity);
+        buffers.resize_with(parity, Vec::new);
+        for b in &mut buffers {
+            b.clear();
+            b.resize(shard, 0);
+        }
         Ok(Self {
-            code: code(data, parity)?,
+            code,
             shard,
-            parity: vec![vec![0; shard]; parity],
+            parity: buffers,
+            first,
             seen: vec![false; data],
             padded: Vec::new(),
         })
@@ -68,15 +97,9 @@ impl GroupEncoder {
             self.padded.resize(self.shard, 0);
             &self.padded
         };
-        // The crate writes (not adds) chunk 0's share: after other chunks
-        // it must be added by hand, or their shares are lost.
-        if i == 0 && self.seen.iter().any(|s| *s) {
-            let mut share = vec![vec![0u8; self.shard]; self.parity.len()];
-            self.code
-                .encode_single_sep(0, input, &mut share)
-                .map_err(|_| ParityError::BadIndex(i))?;
-            for (p, s) in self.parity.iter_mut().zip(&share) {
-                p.iter_mut().zip(s).for_each(|(a, b)| *a ^= b);
+        if i == 0 {
+            for (p, c) in self.parity.iter_mut().zip(&self.first) {
+                reed_solomon_erasure::galois_8::mul_slice_xor(*c, input, p);
             }
         } else {
             self.code
@@ -105,24 +128,38 @@ impl GroupEncoder {
 }
 
 /// Rebuilds a group's missing data chunks in place. `shards` holds the
-/// group's data chunks then its parity chunks, `None` where lost; data
-/// chunks shorter than `shard` must be given padded (and are returned so,
-/// the caller cuts them to their sizes).
+/// group's data chunks then its parity chunks, each with whether it is
+/// there; a missing one's buffer (any length: it is resized) receives the
+/// rebuilt bytes, so buffers can go round instead of being allocated per
+/// group. Data chunks shorter than the group's longest must be given
+/// padded with zeros (and are returned so; the caller cuts them).
 pub fn rebuild_group(
     data: usize,
     parity: usize,
-    shards: &mut [Option<Vec<u8>>],
+    shards: &mut [(Vec<u8>, bool)],
 ) -> Result<(), ParityError> {
-    let have = shards.iter().filter(|s| s.is_some()).count();
+    let have = shards.iter().filter(|s| s.1).count();
     if have < data {
         return Err(ParityError::TooFewChunks { have, need: data });
     }
     if shards.len() != data + parity {
         return Err(ParityError::BadIndex(shards.len()));
     }
+    let len = shards.iter().find(|s| s.1).map_or(0, |s| s.0.len());
+    for (bytes, present) in shards.iter_mut() {
+        if !*present {
+            bytes.clear();
+            bytes.resize(len, 0);
+        }
+    }
     code(data, parity)?
         .reconstruct_data(shards)
-        .map_err(|_| ParityError::TooFewChunks { have, need: data })
+        .map_err(|_| ParityError::TooFewChunks { have, need: data })?;
+    // The crate rebuilds only the data chunks: the others stay missing.
+    for (_, present) in shards[..data].iter_mut() {
+        *present = true;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -154,22 +191,47 @@ mod tests {
         assert_eq!(parity, encode([3, 2, 1, 0]));
         let mut padded = data.clone();
         padded[k - 1].resize(shard, 0);
+        // The parity is the crate's own code over the padded chunks (what
+        // README documents for other implementations).
+        let mut whole: Vec<Vec<u8>> = padded
+            .iter()
+            .cloned()
+            .chain(vec![vec![0; shard]; m])
+            .collect();
+        ReedSolomon::new(k, m).unwrap().encode(&mut whole).unwrap();
+        assert_eq!(parity[..], whole[k..]);
+        // Reused buffers, longer or shorter and dirty, give the same.
+        let mut reused =
+            GroupEncoder::with_buffers(k, m, shard, vec![vec![7; 5], vec![9; 2 * shard], vec![1]])
+                .unwrap();
+        for i in [1, 0, 3, 2] {
+            reused.add(i, &data[i]).unwrap();
+        }
+        assert_eq!(reused.finish().unwrap(), parity);
         for a in 0..k + m {
             for b in a + 1..k + m {
-                let mut shards: Vec<Option<Vec<u8>>> =
-                    padded.iter().chain(&parity).cloned().map(Some).collect();
-                shards[a] = None;
-                shards[b] = None;
+                let mut shards: Vec<(Vec<u8>, bool)> = padded
+                    .iter()
+                    .chain(&parity)
+                    .map(|s| (s.clone(), true))
+                    .collect();
+                // A lost chunk's buffer may hold anything.
+                shards[a] = (vec![0xEE; 3], false);
+                shards[b] = (Vec::new(), false);
                 rebuild_group(k, m, &mut shards).unwrap();
                 for i in 0..k {
-                    assert_eq!(shards[i].as_deref(), Some(&padded[i][..]), "lost {a},{b}");
+                    assert!(shards[i].1, "lost {a},{b}");
+                    assert_eq!(shards[i].0, padded[i], "lost {a},{b}");
                 }
             }
         }
-        let mut three_lost: Vec<Option<Vec<u8>>> =
-            padded.iter().chain(&parity).cloned().map(Some).collect();
+        let mut three_lost: Vec<(Vec<u8>, bool)> = padded
+            .iter()
+            .chain(&parity)
+            .map(|s| (s.clone(), true))
+            .collect();
         for s in &mut three_lost[..3] {
-            *s = None;
+            s.1 = false;
         }
         assert_eq!(
             rebuild_group(k, m, &mut three_lost),
