@@ -376,3 +376,139 @@ pub fn cpu_seconds(pid: Option<u32>) -> (f64, f64) {
     // utime and stime, fields 14 and 15 of the line.
     (get(11), get(12))
 }
+
+// ---- the `xftp` command in child processes, XFTP servers in this one ----
+
+use smp_core::crypto::backend::Backend;
+
+/// The body of an `xftp` child (`--as-xftp ARGS…`): runs the `xftp`
+/// binary's code, reports its peak RSS on stderr and exits. Returns
+/// whether this process was such a child.
+pub fn run_as_xftp(args: &[String]) -> bool {
+    let Some(i) = args.iter().position(|a| a == "--as-xftp") else {
+        return false;
+    };
+    let code =
+        xftp_cli::cli::main(std::iter::once(args[0].clone()).chain(args[i + 1..].iter().cloned()));
+    let (user, system) = cpu_seconds(None);
+    eprintln!("PEAK_RSS_KIB {}", peak_rss_kib(None));
+    eprintln!("CPU_SECONDS {}", user + system);
+    std::process::exit(if code == std::process::ExitCode::SUCCESS {
+        0
+    } else {
+        1
+    });
+}
+
+/// What one `xftp` child took.
+#[derive(Debug, Clone, Copy)]
+pub struct Ran {
+    pub secs: f64,
+    /// The child's peak RSS.
+    pub rss_kib: u64,
+    /// CPU seconds of the child and of this process (the servers) while
+    /// it ran.
+    pub cpu: f64,
+    /// CPU seconds of the child alone.
+    pub client_cpu: f64,
+}
+
+/// Runs `xftp ARGS` in a child on `backend`.
+pub async fn xftp(args: &[&str], backend: Backend) -> Ran {
+    let t = Instant::now();
+    let (user, system) = cpu_seconds(None);
+    let out = tokio::process::Command::new(std::env::current_exe().unwrap())
+        .arg("--as-xftp")
+        .args(args)
+        .env("SMP_CORE_CRYPTO_BACKEND", backend.name())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .expect("cannot start the xftp child");
+    let secs = t.elapsed().as_secs_f64();
+    let (user2, system2) = cpu_seconds(None);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "xftp {} failed: {}\n{stderr}",
+        args[0],
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let reported = |key: &str| {
+        stderr
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .map(|v| v.trim().to_string())
+            .unwrap_or_else(|| panic!("the child reports {key}"))
+    };
+    let client_cpu: f64 = reported("CPU_SECONDS ").parse().unwrap();
+    Ran {
+        secs,
+        rss_kib: reported("PEAK_RSS_KIB ").parse().unwrap(),
+        cpu: client_cpu + (user2 - user) + (system2 - system),
+        client_cpu,
+    }
+}
+
+/// A scratch directory on /dev/shm where there is one, so disks do not
+/// weigh on the figures.
+pub fn work_dir() -> tempfile::TempDir {
+    let shm = std::path::Path::new("/dev/shm");
+    if shm.is_dir() {
+        tempfile::tempdir_in(shm).unwrap()
+    } else {
+        tempfile::tempdir().unwrap()
+    }
+}
+
+/// A file of `len` bytes from [`Source`].
+pub fn write_source(path: &std::path::Path, len: u64) {
+    let mut f = io::BufWriter::new(std::fs::File::create(path).unwrap());
+    io::copy(&mut Source::new(len), &mut f).unwrap();
+    f.flush().unwrap();
+}
+
+/// Whether two files hold the same bytes, read a piece at a time.
+pub fn same_content(a: &std::path::Path, b: &std::path::Path) -> bool {
+    let (mut fa, mut fb) = (
+        std::fs::File::open(a).unwrap(),
+        std::fs::File::open(b).unwrap(),
+    );
+    let (mut ba, mut bb) = (vec![0u8; PIECE], vec![0u8; PIECE]);
+    loop {
+        let na = fa.read(&mut ba).unwrap();
+        if na == 0 {
+            return fb.read(&mut bb).unwrap() == 0;
+        }
+        if fb.read_exact(&mut bb[..na]).is_err() || ba[..na] != bb[..na] {
+            return false;
+        }
+    }
+}
+
+/// `n` XFTP servers on this runtime, storing under `dir/serverI`; returns
+/// them with their `xftp://` addresses.
+pub async fn start_xftp_servers(
+    dir: &std::path::Path,
+    n: usize,
+) -> (Vec<xftp_server::app::RunningServer>, Vec<String>) {
+    let (mut servers, mut addresses) = (Vec::new(), Vec::new());
+    for i in 0..n {
+        let files = dir.join(format!("server{i}")).join("files");
+        std::fs::create_dir_all(&files).unwrap();
+        let (identity, _) = ServerIdentity::generate(KeyAlgorithm::Ed448, "127.0.0.1").unwrap();
+        let s = xftp_server::app::Settings::new(
+            identity.clone(),
+            "127.0.0.1:0".parse().unwrap(),
+            files,
+        );
+        let server = xftp_server::app::start(s).await.unwrap();
+        addresses.push(format!(
+            "xftp://{}@127.0.0.1:{}",
+            identity.fingerprint_b64(),
+            server.addr.port()
+        ));
+        servers.push(server);
+    }
+    (servers, addresses)
+}

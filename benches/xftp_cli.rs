@@ -17,87 +17,20 @@
 mod support;
 mod yardstick;
 
-use std::io::{self, Read, Write};
 use std::path::Path;
-use std::time::Instant;
-use support::{Goal, PIECE, Source, figure, peak_rss_kib, size};
+use support::{Goal, Source, figure, same_content, size, work_dir, xftp};
 
 use smp_core::crypto::backend::{self, Backend};
-use smp_core::crypto::keys::KeyAlgorithm;
-use smp_core::tls::ServerIdentity;
-use xftp_server::app::{Settings, start};
 
 /// Rounds per figure (the best is kept): 2, or 1 with `BENCH_QUICK`.
 fn rounds() -> usize {
     if support::quick() { 1 } else { 2 }
 }
 
-/// Runs `xftp ARGS` in a child on `backend`; returns seconds and its peak
-/// RSS in KiB.
-async fn xftp(args: &[&str], backend: Backend) -> (f64, u64) {
-    let t = Instant::now();
-    let out = tokio::process::Command::new(std::env::current_exe().unwrap())
-        .arg("--as-xftp")
-        .args(args)
-        .env("SMP_CORE_CRYPTO_BACKEND", backend.name())
-        .stdin(std::process::Stdio::null())
-        .output()
-        .await
-        .expect("cannot start the xftp child");
-    let secs = t.elapsed().as_secs_f64();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "xftp {} failed: {}\n{stderr}",
-        args[0],
-        String::from_utf8_lossy(&out.stdout)
-    );
-    let rss = stderr
-        .lines()
-        .find_map(|l| l.strip_prefix("PEAK_RSS_KIB "))
-        .and_then(|v| v.parse().ok())
-        .expect("the child reports its peak RSS");
-    (secs, rss)
-}
-
-fn work_dir() -> tempfile::TempDir {
-    let shm = Path::new("/dev/shm");
-    if shm.is_dir() {
-        tempfile::tempdir_in(shm).unwrap()
-    } else {
-        tempfile::tempdir().unwrap()
-    }
-}
-
-fn same_content(a: &Path, b: &Path) -> bool {
-    let (mut fa, mut fb) = (
-        std::fs::File::open(a).unwrap(),
-        std::fs::File::open(b).unwrap(),
-    );
-    let (mut ba, mut bb) = (vec![0u8; PIECE], vec![0u8; PIECE]);
-    loop {
-        let na = fa.read(&mut ba).unwrap();
-        if na == 0 {
-            return fb.read(&mut bb).unwrap() == 0;
-        }
-        if fb.read_exact(&mut bb[..na]).is_err() || ba[..na] != bb[..na] {
-            return false;
-        }
-    }
-}
-
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    if let Some(i) = args.iter().position(|a| a == "--as-xftp") {
-        let code = xftp_cli::cli::main(
-            std::iter::once(args[0].clone()).chain(args[i + 1..].iter().cloned()),
-        );
-        eprintln!("PEAK_RSS_KIB {}", peak_rss_kib(None));
-        std::process::exit(if code == std::process::ExitCode::SUCCESS {
-            0
-        } else {
-            1
-        });
+    if support::run_as_xftp(&args) {
+        return;
     }
     if args.iter().any(|a| a == "--list") {
         return;
@@ -111,11 +44,7 @@ fn main() {
     let work = work_dir();
     let w = work.path();
     let src = w.join("bench.bin");
-    {
-        let mut f = io::BufWriter::new(std::fs::File::create(&src).unwrap());
-        io::copy(&mut Source::new(len), &mut f).unwrap();
-        f.flush().unwrap();
-    }
+    support::write_source(&src, len);
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         // The yardsticks, on libsodium as the default runs.
@@ -134,25 +63,7 @@ fn main() {
         }
         std::fs::remove_file(&stored).unwrap();
 
-        let mut servers = Vec::new();
-        let mut addresses = Vec::new();
-        for i in 0..3 {
-            let dir = w.join(format!("server{i}"));
-            std::fs::create_dir_all(dir.join("files")).unwrap();
-            let (identity, _) = ServerIdentity::generate(KeyAlgorithm::Ed448, "127.0.0.1").unwrap();
-            let s = Settings::new(
-                identity.clone(),
-                "127.0.0.1:0".parse().unwrap(),
-                dir.join("files"),
-            );
-            let server = start(s).await.unwrap();
-            addresses.push(format!(
-                "xftp://{}@127.0.0.1:{}",
-                identity.fingerprint_b64(),
-                server.addr.port()
-            ));
-            servers.push(server);
-        }
+        let (servers, addresses) = support::start_xftp_servers(w, 3).await;
         let list = addresses.join(";");
         let s = |p: &Path| p.to_string_lossy().into_owned();
         let mut runs = Vec::new();
@@ -173,8 +84,8 @@ fn main() {
                 let dir = run.join(format!("send{k}"));
                 std::fs::create_dir_all(&dir).unwrap();
                 let args = ["send", &s(&src), &s(&dir), "-s", &list, &tmp_arg, "-n", &n];
-                let (secs, rss) = xftp(&args, b).await;
-                send = (send.0.min(secs), send.1.max(rss));
+                let ran = xftp(&args, b).await;
+                send = (send.0.min(ran.secs), send.1.max(ran.rss_kib));
             }
             for k in 0..rounds {
                 let rcv = run.join(format!(
@@ -183,8 +94,8 @@ fn main() {
                     k + 1
                 ));
                 let got = out.join(format!("got{k}"));
-                let (secs, rss) = xftp(&["recv", &s(&rcv), &s(&got), &tmp_arg, "-y"], b).await;
-                recv = (recv.0.min(secs), recv.1.max(rss));
+                let ran = xftp(&["recv", &s(&rcv), &s(&got), &tmp_arg, "-y"], b).await;
+                recv = (recv.0.min(ran.secs), recv.1.max(ran.rss_kib));
                 assert!(same_content(&src, &got), "the received file differs");
                 std::fs::remove_file(&got).unwrap();
             }
