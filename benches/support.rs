@@ -20,6 +20,11 @@ pub fn size() -> u64 {
         << 20
 }
 
+/// Rounds per figure (the best is kept): 2, or 1 with `BENCH_QUICK`.
+pub fn rounds() -> usize {
+    if quick() { 1 } else { 2 }
+}
+
 /// A bench target: the figure must be at least or at most this.
 #[derive(Clone, Copy)]
 pub enum Goal {

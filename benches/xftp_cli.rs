@@ -22,11 +22,6 @@ use support::{Goal, Source, figure, same_content, size, work_dir, xftp};
 
 use smp_core::crypto::backend::{self, Backend};
 
-/// Rounds per figure (the best is kept): 2, or 1 with `BENCH_QUICK`.
-fn rounds() -> usize {
-    if support::quick() { 1 } else { 2 }
-}
-
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if support::run_as_xftp(&args) {
@@ -52,13 +47,13 @@ fn main() {
         // Best of `ROUNDS` for every figure, the yardsticks as the CLI: the
         // two shared cores make single runs vary by 15-20 %.
         let mut y_send = 0f64;
-        for _ in 0..rounds() {
+        for _ in 0..support::rounds() {
             y_send = y_send.max(yardstick::send(Source::new(len), len).await);
         }
         let stored = w.join("yardstick.enc");
         let specs = yardstick::store_encrypted(Source::new(len), len, &stored);
         let mut y_recv = 0f64;
-        for _ in 0..rounds() {
+        for _ in 0..support::rounds() {
             y_recv = y_recv.max(yardstick::recv(&stored, specs.clone(), len).await);
         }
         std::fs::remove_file(&stored).unwrap();
@@ -74,7 +69,7 @@ fn main() {
             std::fs::create_dir_all(&tmp).unwrap();
             std::fs::create_dir_all(&out).unwrap();
             let tmp_arg = format!("--tmp={}", tmp.display());
-            let rounds = rounds();
+            let rounds = support::rounds();
             let n = rounds.to_string();
             // Each send makes `rounds` recipient descriptions; the last
             // send's are received, one per round (a recv acknowledges its

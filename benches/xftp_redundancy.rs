@@ -28,11 +28,6 @@ const DATA: usize = 10;
 const PARITY: usize = 4;
 const SERVERS: usize = DATA + PARITY;
 
-/// Rounds per figure (the best time is kept): 2, or 1 with `BENCH_QUICK`.
-fn rounds() -> usize {
-    if support::quick() { 1 } else { 2 }
-}
-
 /// The server (its address as written in the description) of a chunk
 /// with one replica.
 fn server_of(chunk: &FileChunk) -> String {
@@ -141,7 +136,7 @@ fn main() {
         let mut servers: Vec<Option<_>> = servers.into_iter().map(Some).collect();
         let tmp = w.join("tmp");
         std::fs::create_dir_all(&tmp).unwrap();
-        let rounds = rounds();
+        let rounds = support::rounds();
 
         let run = Run {
             src: src.clone(),
