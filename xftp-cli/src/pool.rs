@@ -61,6 +61,10 @@ impl ServerConn {
     pub fn mark_suspect(&self) {
         self.suspect.store(true, Ordering::Relaxed);
     }
+    /// Clears the mark; whether it was set.
+    pub fn clear_suspect(&self) -> bool {
+        self.suspect.swap(false, Ordering::Relaxed)
+    }
 }
 
 pub struct Pool {

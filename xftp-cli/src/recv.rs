@@ -116,6 +116,10 @@ impl Failures {
         let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
         m.entry(server.clone()).or_insert_with(|| e.to_string());
     }
+    fn forget(&self, server: &ServerAddress) {
+        let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        m.remove(server);
+    }
     fn has(&self, server: &ServerAddress) -> bool {
         let m = self.0.lock().unwrap_or_else(|p| p.into_inner());
         m.contains_key(server)
@@ -640,7 +644,14 @@ async fn download_any(
             continue;
         }
         match download_one(pool, chunk, replica, buf, effort).await {
-            Ok(data) => return Ok(data),
+            Ok(data) => {
+                // A server that missed a quick try but answers now is not
+                // passed over any more, nor reported as failed.
+                if conn.clear_suspect() {
+                    failures.forget(&replica.server);
+                }
+                return Ok(data);
+            }
             Err((e, back)) => {
                 buf = back;
                 if !matches!(e, CliError::Server { .. }) || e.exit_code() == exit::NO_SPACE {
@@ -942,7 +953,11 @@ async fn download_one(
         }
     };
     let (key, buf_ref) = (&key, &buf);
+    // A quick try is one attempt on a fresh connection, but a pooled one
+    // the server may have dropped meanwhile gets a second (a reconnect),
+    // so a stale connection does not pass for a dead server.
     let attempts = match effort {
+        Effort::Quick if conn.client.is_connected().await => 2.min(pool.options().retries),
         Effort::Quick => 1,
         Effort::Thorough => pool.options().retries,
     };

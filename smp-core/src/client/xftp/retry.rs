@@ -100,6 +100,13 @@ impl ReconnectingClient {
         Ok(c)
     }
 
+    /// Whether a live connection is open now (a request would not have to
+    /// connect first).
+    pub async fn is_connected(&self) -> bool {
+        let current = self.current.lock().await;
+        current.as_ref().is_some_and(|c| !c.is_closed())
+    }
+
     /// Drops `client` as the shared connection, unless another caller has
     /// already replaced it.
     pub async fn invalidate(&self, client: &XftpClient) {
