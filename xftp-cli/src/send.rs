@@ -218,17 +218,39 @@ pub async fn send_file(opts: &SendOptions, progress: &Progress) -> Result<SendOu
     let (rcv, snd) =
         split_descriptions_with_parity(&file, &uploaded, parity).map_err(CliError::Description)?;
     let link = web_link(&rcv[0]).map_err(CliError::WebLink)?;
+    // The descriptions are written into a hidden folder that is renamed
+    // into place once complete and durable, so a send killed meanwhile
+    // leaves no half-written descriptions under the real name (the rerun,
+    // which holds the same state lock, clears the hidden one first).
     let dir = unique_combine(&opts.out_dir, &format!("{name}.xftp"));
-    std::fs::create_dir_all(&dir)
-        .map_err(|e| CliError::io(format!("creating {}", dir.display()), e))?;
-    let mut recipient_descriptions = Vec::with_capacity(rcv.len());
-    for (i, d) in rcv.iter().enumerate() {
-        let p = dir.join(format!("rcv{}.xftp", i + 1));
-        write_private(&p, d.to_yaml().as_bytes())?;
-        recipient_descriptions.push(p);
+    let partial = opts.out_dir.join(format!(".{name}.xftp.partial"));
+    let io = |what: &str, p: &Path, e| CliError::io(format!("{what} {}", p.display()), e);
+    match std::fs::remove_dir_all(&partial) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(io("removing", &partial, e));
+        }
+        _ => {}
     }
+    let written = (|| {
+        std::fs::create_dir_all(&partial).map_err(|e| io("creating", &partial, e))?;
+        for (i, d) in rcv.iter().enumerate() {
+            let p = partial.join(format!("rcv{}.xftp", i + 1));
+            write_private(&p, d.to_yaml().as_bytes())?;
+        }
+        write_private(&partial.join("snd.xftp.private"), snd.to_yaml().as_bytes())?;
+        sync_dir(&partial).map_err(|e| io("syncing", &partial, e))?;
+        std::fs::rename(&partial, &dir).map_err(|e| io("renaming", &partial, e))
+    })();
+    if let Err(e) = written {
+        // Private keys are not left in a folder nobody will look in.
+        let _ = std::fs::remove_dir_all(&partial);
+        return Err(e);
+    }
+    sync_dir(&opts.out_dir).map_err(|e| io("syncing", &opts.out_dir, e))?;
+    let recipient_descriptions = (0..rcv.len())
+        .map(|i| dir.join(format!("rcv{}.xftp", i + 1)))
+        .collect();
     let sender_description = dir.join("snd.xftp.private");
-    write_private(&sender_description, snd.to_yaml().as_bytes())?;
     state.finish()?;
     Ok(SendOutcome {
         dir,
@@ -237,6 +259,16 @@ pub async fn send_file(opts: &SendOptions, progress: &Progress) -> Result<SendOu
         web_link: link,
         chunk_servers,
     })
+}
+
+/// Makes a directory's entries durable (a no-op where directories cannot
+/// be opened).
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    std::fs::File::open(dir)?.sync_all()?;
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
 }
 
 /// Descriptions hold private keys: owner-only on Unix.
@@ -538,11 +570,13 @@ impl Pipeline<'_> {
                             None => Ok(None),
                         };
                         let finished = match finished {
-                            Ok(Some(p)) => {
+                            // A failed upload is reported now, not after the
+                            // previous group's parity.
+                            Ok(Some(p)) if r.is_ok() => {
                                 let permit = parity_slot.acquire_owned().await.expect("never closed");
                                 Ok(Some((p, permit)))
                             }
-                            Ok(None) => Ok(None),
+                            Ok(_) => Ok(None),
                             Err(e) => Err(e),
                         };
                         // The buffer goes back for the next chunk (a new one
