@@ -455,6 +455,35 @@ pub async fn xftp(args: &[&str], backend: Backend) -> Ran {
     }
 }
 
+/// What the benches that run `xftp` children start with: a scratch
+/// directory and a source file of [`size`] bytes in it.
+pub struct XftpBench {
+    pub work: tempfile::TempDir,
+    pub src: std::path::PathBuf,
+    pub len: u64,
+}
+
+impl XftpBench {
+    /// Prints what is measured; `None` when this process is an `xftp`
+    /// child (which has then run) or was only asked to list benches.
+    pub fn start(what: &str, servers: usize) -> Option<Self> {
+        let args: Vec<String> = std::env::args().collect();
+        if run_as_xftp(&args) || args.iter().any(|a| a == "--list") {
+            return None;
+        }
+        let len = size();
+        println!(
+            "{what} over {} MiB on loopback, {servers} servers ({} cores)",
+            len >> 20,
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        );
+        let work = work_dir();
+        let src = work.path().join("bench.bin");
+        write_source(&src, len);
+        Some(Self { work, src, len })
+    }
+}
+
 /// A scratch directory on /dev/shm where there is one, so disks do not
 /// weigh on the figures.
 pub fn work_dir() -> tempfile::TempDir {

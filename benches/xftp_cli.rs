@@ -18,28 +18,16 @@ mod support;
 mod yardstick;
 
 use std::path::Path;
-use support::{Goal, Source, figure, same_content, size, work_dir, xftp};
+use support::{Goal, Source, figure, same_content, xftp};
 
 use smp_core::crypto::backend::{self, Backend};
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    if support::run_as_xftp(&args) {
+    let Some(bench) = support::XftpBench::start("xftp send/recv", 3) else {
         return;
-    }
-    if args.iter().any(|a| a == "--list") {
-        return;
-    }
-    let len = size();
+    };
+    let (w, src, len) = (bench.work.path(), bench.src.clone(), bench.len);
     let mib = (len >> 20) as f64;
-    println!(
-        "xftp send/recv over {mib} MiB on loopback, 3 servers ({} cores)",
-        std::thread::available_parallelism().map_or(1, |n| n.get())
-    );
-    let work = work_dir();
-    let w = work.path();
-    let src = w.join("bench.bin");
-    support::write_source(&src, len);
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         // The yardsticks, on libsodium as the default runs.

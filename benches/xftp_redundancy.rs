@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 
 use smp_core::crypto::backend::{self, Backend};
 use smp_core::file::description::{FileChunk, FileDescription};
-use support::{Goal, Ran, figure, same_content, size, work_dir, xftp};
+use support::{Goal, Ran, figure, same_content, xftp};
 
 /// Data and parity chunks per group.
 const DATA: usize = 10;
@@ -115,20 +115,12 @@ impl Run {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    if support::run_as_xftp(&args) || args.iter().any(|a| a == "--list") {
+    let Some(bench) = support::XftpBench::start(&format!("xftp --parity {DATA}:{PARITY}"), SERVERS)
+    else {
         return;
-    }
-    let len = size();
-    let mib = (len >> 20) as f64;
-    println!(
-        "xftp --parity {DATA}:{PARITY} over {mib} MiB on loopback, {SERVERS} servers ({} cores)",
-        std::thread::available_parallelism().map_or(1, |n| n.get())
-    );
-    let work = work_dir();
-    let w = work.path();
-    let src = w.join("bench.bin");
-    support::write_source(&src, len);
+    };
+    let (w, src) = (bench.work.path(), bench.src.clone());
+    let mib = (bench.len >> 20) as f64;
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         backend::select(Backend::Sodium);
